@@ -1,0 +1,3 @@
+fn main() {
+    println!("iter8-controller: not built yet");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("iter8-render: not built yet");
+}

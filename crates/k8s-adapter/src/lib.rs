@@ -1,0 +1,1 @@
+//! Kubernetes adapter (grows with the controller issue).

@@ -1,0 +1,277 @@
+//! The routemap spec: what a user declares (through the release chart) in a routemap ConfigMap.
+//!
+//! Parsing is strict: an unknown field, a wrong type or a missing required field is an error
+//! that names the field path (`versions[1].matches[0].headers[0].name: ...`). After parsing,
+//! [`RouteMapSpec::validate`] checks everything the Gateway API would reject, so a spec that
+//! passes can always be planned into a valid HTTPRoute.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// The data key of a routemap ConfigMap that holds the spec.
+pub const ROUTEMAP_DATA_KEY: &str = "routemap.yaml";
+/// The label that marks a ConfigMap as a routemap (value `routemap`).
+pub const ROUTEMAP_KIND_LABEL: &str = "iter8.tools/kind";
+/// The label that names the routemap format version.
+pub const ROUTEMAP_VERSION_LABEL: &str = "iter8.tools/version";
+/// The routemap format version this crate reads.
+pub const ROUTEMAP_FORMAT_VERSION: &str = "v2";
+/// The label on version resources that the controller watches.
+pub const WATCH_LABEL: &str = "iter8.tools/watch";
+/// The annotation on a version resource that overrides the version's weight.
+pub const WEIGHT_ANNOTATION: &str = "iter8.tools/weight";
+/// The response header that names the version that answered.
+pub const APP_VERSION_HEADER: &str = "app-version";
+
+/// How traffic is shared between the versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// No route is written.
+    None,
+    /// The primary takes all traffic; each available candidate takes the requests its matches select.
+    Canary,
+    /// One rule, traffic split by weight between available versions.
+    BlueGreen,
+    /// All traffic to the primary; available candidates receive a mirrored copy at their weight (percent).
+    Mirror,
+}
+
+impl Strategy {
+    /// The name used in the routemap.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::None => "none",
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+            Strategy::Mirror => "mirror",
+        }
+    }
+}
+
+/// A whole routemap spec (the `routemap.yaml` data key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteMapSpec {
+    /// How traffic is shared.
+    pub strategy: Strategy,
+    /// The route to write.
+    pub route: RouteSettings,
+    /// The versions; index 0 is the primary.
+    pub versions: Vec<VersionSpec>,
+}
+
+/// Settings of the HTTPRoute the controller writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteSettings {
+    /// Name of the HTTPRoute (in the routemap's namespace).
+    pub name: String,
+    /// Where the route attaches: Gateways, or a Service for mesh (GAMMA) routing.
+    pub parent_refs: Vec<ParentRefSpec>,
+    /// Optional hostnames.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+}
+
+/// A Gateway API ParentReference as written by the user (defaults not yet applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ParentRefSpec {
+    /// API group; defaults to `gateway.networking.k8s.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind; defaults to `Gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Namespace of the parent; the route's namespace when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the parent.
+    pub name: String,
+    /// A listener name of the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    /// A port of the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+}
+
+/// One version of the application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VersionSpec {
+    /// Backend Service name, and the `app-version` header value.
+    pub name: String,
+    /// Backend Service port.
+    #[serde(default = "default_port")]
+    pub port: u32,
+    /// Every one must be ready for the version to be available.
+    pub resources: Vec<ResourceRef>,
+    /// Relative weight (blue-green) or mirror percentage; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Canary candidates: which requests the version receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<MatchSpec>>,
+}
+
+fn default_port() -> u32 {
+    80
+}
+
+/// A Kubernetes object that is part of a version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceRef {
+    /// A key of the controller's `resourceTypes` (`svc`, `deploy`, ...).
+    pub gvr_short: String,
+    /// Object name.
+    pub name: String,
+    /// Object namespace; the routemap's namespace when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A Gateway API HTTPRouteMatch as written by the user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatchSpec {
+    /// Path condition; `PathPrefix /` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatchSpec>,
+    /// Header conditions, AND-ed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatchSpec>,
+    /// Query parameter conditions, AND-ed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<ValueMatchSpec>,
+    /// HTTP method condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+}
+
+/// A path condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PathMatchSpec {
+    /// Match type; `PathPrefix` when absent.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<PathMatchType>,
+    /// Path value; `/` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A header or query parameter condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ValueMatchSpec {
+    /// Match type; `Exact` when absent.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ValueMatchType>,
+    /// Header or parameter name.
+    pub name: String,
+    /// Value to match.
+    pub value: String,
+}
+
+/// Gateway API path match types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PathMatchType {
+    /// The whole path.
+    Exact,
+    /// A path prefix, by `/`-separated segments.
+    PathPrefix,
+    /// A regular expression (implementation-specific dialect; RE2-like here).
+    RegularExpression,
+}
+
+/// Gateway API header and query parameter match types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ValueMatchType {
+    /// The whole value.
+    Exact,
+    /// A regular expression.
+    RegularExpression,
+}
+
+/// HTTP methods a match may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+#[allow(missing_docs)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+}
+
+impl Method {
+    /// The method as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+/// The first line of a parser message, without its `error: ` prefix (the rest is a snippet).
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+impl RouteMapSpec {
+    /// Parses a spec from YAML (the routemap's `routemap.yaml` value) and validates it.
+    ///
+    /// Errors name the field path (`versions[1].port: ...`) or, for YAML syntax, the line.
+    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
+        let value: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| SpecError::Syntax(first_line(&e.to_string())))?;
+        Self::from_json_value(value)
+    }
+
+    /// Parses a spec from an already-decoded JSON value and validates it.
+    pub fn from_json_value(value: serde_json::Value) -> Result<Self, SpecError> {
+        if value.is_null() {
+            return Err(SpecError::Field {
+                path: "routemap.yaml".into(),
+                reason: "the spec is empty".into(),
+            });
+        }
+        let spec: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            SpecError::Field {
+                path: if path == "." { "spec".into() } else { path },
+                reason: e.into_inner().to_string(),
+            }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks everything the planner and the Gateway API rely on. See [`crate::validate`].
+    pub fn validate(&self) -> Result<(), SpecError> {
+        crate::validate::validate(self)
+    }
+
+    /// Serializes the spec back to YAML (used by the release chart tests and `iter8-render`).
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_default()
+    }
+}

