@@ -1,0 +1,478 @@
+//! The in-memory index: routemaps and the facts of version resources -> desired routes.
+//!
+//! Watch events (or, in `iter8-render`, YAML documents) are fed in by calling it; every call
+//! returns the [`Change`]s it caused: a routemap whose decision (route, availability, weights or
+//! error) differs from the last one it reported. An event that changes no decision returns
+//! nothing, so nothing downstream (applier, Events, status) does any work for it.
+//!
+//! Whole objects are never kept: a version resource is reduced to its [`ResourceFacts`] on
+//! arrival, and each resource remembers which routemaps reference it, so an event touches only
+//! the routemaps that name the object. No IO, no async, no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use routing_core::readiness::{ObjectSource, ResourceFacts};
+use routing_core::{HttpRoute, RouteMapRef, RouteMapSpec, Strategy};
+
+use crate::config::Config;
+use crate::routemap::{RouteMapKey, RouteMapObject};
+
+/// A version resource: canonical type short name, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Canonical short name of the type (the first configured name for its group/resource).
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// One version as decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    /// Version name.
+    pub name: String,
+    /// Available now.
+    pub available: bool,
+    /// Effective weight (unavailable -> 0).
+    pub weight: u32,
+    /// Why it is unavailable.
+    pub reason: Option<String>,
+}
+
+/// What was decided for a routemap, for Events and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Per version, in order.
+    pub versions: Vec<VersionSummary>,
+    /// Problems that did not change the decision (e.g. an invalid weight annotation).
+    pub warnings: Vec<String>,
+}
+
+impl Summary {
+    /// Names of the available versions.
+    pub fn available(&self) -> Vec<&str> {
+        self.versions
+            .iter()
+            .filter(|v| v.available)
+            .map(|v| v.name.as_str())
+            .collect()
+    }
+}
+
+/// The last decision for a routemap.
+// Most routemaps are valid, so the large variant is the common one; boxing would not save memory.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The route to have (`None` for strategy `none`).
+    Desired {
+        /// The route.
+        route: Option<HttpRoute>,
+        /// Why.
+        summary: Summary,
+    },
+    /// The routemap cannot be used; the live route must stay as it is.
+    Invalid {
+        /// Field path and reason.
+        error: String,
+    },
+}
+
+impl Outcome {
+    /// Same decision: same route, same availability and weights, or same error.
+    /// (Unavailability reasons and warnings may change without a new decision.)
+    fn same_decision(&self, other: &Outcome) -> bool {
+        match (self, other) {
+            (
+                Outcome::Desired {
+                    route: a,
+                    summary: sa,
+                },
+                Outcome::Desired {
+                    route: b,
+                    summary: sb,
+                },
+            ) => {
+                a == b
+                    && sa.versions.len() == sb.versions.len()
+                    && sa.versions.iter().zip(&sb.versions).all(|(x, y)| {
+                        x.name == y.name && x.available == y.available && x.weight == y.weight
+                    })
+            }
+            (Outcome::Invalid { error: a }, Outcome::Invalid { error: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// What an index call changed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A routemap has a new decision.
+    Decided {
+        /// Which routemap.
+        key: RouteMapKey,
+        /// Its identity (owner of the route).
+        owner: RouteMapRef,
+        /// The decision.
+        outcome: Outcome,
+    },
+    /// A routemap is gone.
+    Removed {
+        /// Which routemap.
+        key: RouteMapKey,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    object: RouteMapObject,
+    refs: Vec<ObjectKey>,
+    last: Option<Outcome>,
+}
+
+/// The index. See the module doc.
+#[derive(Debug)]
+pub struct Index {
+    cluster_scoped: bool,
+    /// Short name -> canonical short name.
+    canonical: HashMap<String, String>,
+    /// Short name -> readiness conditions.
+    conditions: HashMap<String, Vec<String>>,
+    routemaps: BTreeMap<RouteMapKey, Entry>,
+    facts: HashMap<ObjectKey, ResourceFacts>,
+    referenced_by: HashMap<ObjectKey, BTreeSet<RouteMapKey>>,
+    relisting: HashMap<String, HashSet<ObjectKey>>,
+    relisting_routemaps: Option<HashSet<RouteMapKey>>,
+}
+
+impl Index {
+    /// An empty index for a configuration.
+    pub fn new(config: &Config) -> Self {
+        let mut canonical = HashMap::new();
+        let mut first_for: HashMap<(String, String), String> = HashMap::new();
+        for (short, t) in &config.resource_types {
+            let canon = first_for
+                .entry((t.group.clone(), t.resource.clone()))
+                .or_insert_with(|| short.clone());
+            canonical.insert(short.clone(), canon.clone());
+        }
+        Index {
+            cluster_scoped: config.cluster_scoped,
+            canonical,
+            conditions: config
+                .resource_types
+                .iter()
+                .map(|(s, t)| (s.clone(), t.conditions.clone()))
+                .collect(),
+            routemaps: BTreeMap::new(),
+            facts: HashMap::new(),
+            referenced_by: HashMap::new(),
+            relisting: HashMap::new(),
+            relisting_routemaps: None,
+        }
+    }
+
+    /// Number of routemaps known.
+    pub fn routemap_count(&self) -> usize {
+        self.routemaps.len()
+    }
+
+    /// Number of versions over all valid routemaps.
+    pub fn version_count(&self) -> usize {
+        self.routemaps
+            .values()
+            .filter_map(|e| e.object.spec.as_ref().ok())
+            .map(|s| s.versions.len())
+            .sum()
+    }
+
+    /// Number of version resources whose facts are held.
+    pub fn resource_count(&self) -> usize {
+        self.facts.len()
+    }
+
+    /// The last decision of every routemap (for resync and drift repair).
+    pub fn decisions(&self) -> impl Iterator<Item = (RouteMapRef, &Outcome)> {
+        self.routemaps
+            .values()
+            .filter_map(|e| e.last.as_ref().map(|o| (owner_of(&e.object), o)))
+    }
+
+    /// The last decision of one routemap.
+    pub fn decision(&self, key: &RouteMapKey) -> Option<&Outcome> {
+        self.routemaps.get(key).and_then(|e| e.last.as_ref())
+    }
+
+    /// A routemap was added or changed.
+    pub fn upsert_routemap(&mut self, object: RouteMapObject) -> Vec<Change> {
+        let key = object.key.clone();
+        if let Some(seen) = &mut self.relisting_routemaps {
+            seen.insert(key.clone());
+        }
+        let last = self.remove_entry(&key).and_then(|e| e.last);
+        let refs = match &object.spec {
+            Ok(spec) => self.object_keys(&key, spec),
+            Err(_) => Vec::new(),
+        };
+        for r in &refs {
+            self.referenced_by
+                .entry(r.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.routemaps
+            .insert(key.clone(), Entry { object, refs, last });
+        self.recompute(&key).into_iter().collect()
+    }
+
+    /// A routemap was deleted.
+    pub fn delete_routemap(&mut self, namespace: &str, name: &str) -> Vec<Change> {
+        let key = RouteMapKey::new(namespace, name);
+        match self.remove_entry(&key) {
+            Some(_) => vec![Change::Removed { key }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Starts a re-list of routemaps: those not upserted before [`Self::end_routemap_relist`]
+    /// are deleted then.
+    pub fn begin_routemap_relist(&mut self) {
+        self.relisting_routemaps = Some(HashSet::new());
+    }
+
+    /// Ends a re-list of routemaps.
+    pub fn end_routemap_relist(&mut self) -> Vec<Change> {
+        let Some(seen) = self.relisting_routemaps.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<RouteMapKey> = self
+            .routemaps
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        gone.iter()
+            .flat_map(|k| self.delete_routemap(&k.namespace, &k.name))
+            .collect()
+    }
+
+    /// A version resource was added or changed. `kind` is any configured short name of its type.
+    pub fn upsert_resource(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        facts: ResourceFacts,
+    ) -> Vec<Change> {
+        let Some(key) = self.object_key(kind, namespace, name) else {
+            return Vec::new();
+        };
+        if let Some(seen) = self.relisting.get_mut(&key.kind) {
+            seen.insert(key.clone());
+        }
+        if !self.referenced_by.contains_key(&key) {
+            // Nobody names it (yet): keep its facts for a routemap that may come, decide nothing.
+            self.facts.insert(key, facts);
+            return Vec::new();
+        }
+        if self.facts.get(&key) == Some(&facts) {
+            return Vec::new();
+        }
+        self.facts.insert(key.clone(), facts);
+        self.recompute_referrers(&key)
+    }
+
+    /// A version resource was deleted.
+    pub fn delete_resource(&mut self, kind: &str, namespace: &str, name: &str) -> Vec<Change> {
+        let Some(key) = self.object_key(kind, namespace, name) else {
+            return Vec::new();
+        };
+        if self.facts.remove(&key).is_none() {
+            return Vec::new();
+        }
+        self.recompute_referrers(&key)
+    }
+
+    /// Starts a re-list of one type: objects not upserted before [`Self::end_relist`] are
+    /// deleted then (a watch that expired and listed again).
+    pub fn begin_relist(&mut self, kind: &str) {
+        if let Some(canon) = self.canonical.get(kind) {
+            self.relisting.insert(canon.clone(), HashSet::new());
+        }
+    }
+
+    /// Ends a re-list of one type.
+    pub fn end_relist(&mut self, kind: &str) -> Vec<Change> {
+        let Some(canon) = self.canonical.get(kind).cloned() else {
+            return Vec::new();
+        };
+        let Some(seen) = self.relisting.remove(&canon) else {
+            return Vec::new();
+        };
+        let gone: Vec<ObjectKey> = self
+            .facts
+            .keys()
+            .filter(|k| k.kind == canon && !seen.contains(*k))
+            .cloned()
+            .collect();
+        let mut changes = Vec::new();
+        for k in gone {
+            changes.extend(self.delete_resource(&k.kind, &k.namespace, &k.name));
+        }
+        changes
+    }
+
+    fn object_key(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectKey> {
+        Some(ObjectKey {
+            kind: self.canonical.get(kind)?.clone(),
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    fn object_keys(&self, key: &RouteMapKey, spec: &RouteMapSpec) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = spec
+            .versions
+            .iter()
+            .flat_map(|v| &v.resources)
+            .filter_map(|r| {
+                let ns = r.namespace.as_deref().unwrap_or(&key.namespace);
+                self.object_key(&r.gvr_short, ns, &r.name)
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    fn remove_entry(&mut self, key: &RouteMapKey) -> Option<Entry> {
+        let entry = self.routemaps.remove(key)?;
+        for r in &entry.refs {
+            if let Some(set) = self.referenced_by.get_mut(r) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.referenced_by.remove(r);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    fn recompute_referrers(&mut self, key: &ObjectKey) -> Vec<Change> {
+        let referrers: Vec<RouteMapKey> = self
+            .referenced_by
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        referrers.iter().filter_map(|k| self.recompute(k)).collect()
+    }
+
+    /// Decides one routemap again; a change only if the decision differs from the last one.
+    fn recompute(&mut self, key: &RouteMapKey) -> Option<Change> {
+        let entry = self.routemaps.get(key)?;
+        let owner = owner_of(&entry.object);
+        let outcome = match &entry.object.spec {
+            Err(e) => Outcome::Invalid { error: e.clone() },
+            Ok(spec) => match self.check_references(key, spec) {
+                Err(error) => Outcome::Invalid { error },
+                Ok(()) => decide(&owner, spec, self),
+            },
+        };
+        let entry = self.routemaps.get_mut(key)?;
+        if entry
+            .last
+            .as_ref()
+            .is_some_and(|l| l.same_decision(&outcome))
+        {
+            entry.last = Some(outcome);
+            return None;
+        }
+        entry.last = Some(outcome.clone());
+        Some(Change::Decided {
+            key: key.clone(),
+            owner,
+            outcome,
+        })
+    }
+
+    /// Types must be configured; a namespace-scoped controller only reads its own namespace.
+    fn check_references(&self, key: &RouteMapKey, spec: &RouteMapSpec) -> Result<(), String> {
+        for (i, v) in spec.versions.iter().enumerate() {
+            for (j, r) in v.resources.iter().enumerate() {
+                if !self.canonical.contains_key(&r.gvr_short) {
+                    let mut known: Vec<&str> = self.canonical.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    return Err(format!(
+                        "data[routemap.yaml].versions[{i}].resources[{j}].gvrShort: {:?} is not a configured resource type (configured: {})",
+                        r.gvr_short,
+                        known.join(", ")
+                    ));
+                }
+                if let Some(ns) = &r.namespace
+                    && !self.cluster_scoped
+                    && ns != &key.namespace
+                {
+                    return Err(format!(
+                        "data[routemap.yaml].versions[{i}].resources[{j}].namespace: {ns:?} differs from the routemap's namespace {:?}, and the controller is namespace-scoped (install it with clusterScoped=true)",
+                        key.namespace
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectSource for Index {
+    fn conditions(&self, gvr_short: &str) -> Option<&[String]> {
+        self.conditions.get(gvr_short).map(Vec::as_slice)
+    }
+
+    fn facts(&self, gvr_short: &str, namespace: &str, name: &str) -> Option<&ResourceFacts> {
+        self.facts
+            .get(&self.object_key(gvr_short, namespace, name)?)
+    }
+}
+
+fn owner_of(object: &RouteMapObject) -> RouteMapRef {
+    RouteMapRef {
+        namespace: object.key.namespace.clone(),
+        name: object.key.name.clone(),
+        uid: object.uid.clone(),
+    }
+}
+
+/// Observes the versions and plans the route: the one decision function of the controller and
+/// of `iter8-render`.
+pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSource) -> Outcome {
+    let states = routing_core::version_states(&owner.namespace, spec, source);
+    let weights = routing_core::effective_weights(spec, &states);
+    let summary = Summary {
+        strategy: spec.strategy,
+        warnings: states.iter().flat_map(|s| s.warnings.clone()).collect(),
+        versions: spec
+            .versions
+            .iter()
+            .zip(&states)
+            .zip(&weights)
+            .map(|((v, s), w)| VersionSummary {
+                name: v.name.clone(),
+                available: s.available,
+                weight: *w,
+                reason: s.reason.clone(),
+            })
+            .collect(),
+    };
+    match routing_core::plan(owner, spec, &states) {
+        Ok(route) => Outcome::Desired { route, summary },
+        Err(e) => Outcome::Invalid {
+            error: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,128 @@
+//! Routemap ConfigMaps -> [`RouteMapObject`]: identity plus the parsed spec (or why it is invalid).
+//!
+//! The controller builds these from watched ConfigMaps and `iter8-render` from YAML documents;
+//! both go through [`RouteMapObject::from_parts`], so they judge a routemap identically.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use routing_core::RouteMapSpec;
+use routing_core::spec::{
+    ROUTEMAP_DATA_KEY, ROUTEMAP_FORMAT_VERSION, ROUTEMAP_KIND_LABEL, ROUTEMAP_VERSION_LABEL,
+};
+use serde_json::Value;
+
+/// Namespace and name of a routemap.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteMapKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl RouteMapKey {
+    /// A key.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        RouteMapKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for RouteMapKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A routemap as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMapObject {
+    /// Where it is.
+    pub key: RouteMapKey,
+    /// Its uid (for the route's owner reference).
+    pub uid: String,
+    /// Its resourceVersion, reported back in status.
+    pub resource_version: Option<String>,
+    /// The spec, or the reason it cannot be used (field path and reason).
+    pub spec: Result<RouteMapSpec, String>,
+}
+
+/// Whether labels mark a ConfigMap as a routemap (the controller's watch selector).
+pub fn is_routemap(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(ROUTEMAP_KIND_LABEL).map(String::as_str) == Some("routemap")
+}
+
+impl RouteMapObject {
+    /// Builds the object from a ConfigMap's parts, parsing and validating the spec.
+    pub fn from_parts(
+        key: RouteMapKey,
+        uid: String,
+        resource_version: Option<String>,
+        labels: &BTreeMap<String, String>,
+        data: Option<&BTreeMap<String, String>>,
+    ) -> Self {
+        RouteMapObject {
+            key,
+            uid,
+            resource_version,
+            spec: parse_spec(labels, data),
+        }
+    }
+
+    /// Builds the object from a ConfigMap as JSON. `default_namespace` applies when the object
+    /// has none (as `kubectl apply -n` would).
+    pub fn from_json(obj: &Value, default_namespace: &str) -> Self {
+        let meta = &obj["metadata"];
+        let str_map = |v: &Value| -> BTreeMap<String, String> {
+            v.as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let labels = str_map(&meta["labels"]);
+        let data = obj["data"].is_object().then(|| str_map(&obj["data"]));
+        RouteMapObject::from_parts(
+            RouteMapKey::new(
+                meta["namespace"].as_str().unwrap_or(default_namespace),
+                meta["name"].as_str().unwrap_or_default(),
+            ),
+            meta["uid"].as_str().unwrap_or_default().to_string(),
+            meta["resourceVersion"].as_str().map(str::to_string),
+            &labels,
+            data.as_ref(),
+        )
+    }
+}
+
+fn parse_spec(
+    labels: &BTreeMap<String, String>,
+    data: Option<&BTreeMap<String, String>>,
+) -> Result<RouteMapSpec, String> {
+    match labels.get(ROUTEMAP_VERSION_LABEL).map(String::as_str) {
+        Some(ROUTEMAP_FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(format!(
+                "metadata.labels[{ROUTEMAP_VERSION_LABEL}]: format {other:?} is not supported (this controller reads {ROUTEMAP_FORMAT_VERSION}; Iter8 1.1 template routemaps must be re-rendered with charts/release)"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "metadata.labels[{ROUTEMAP_VERSION_LABEL}]: missing (expected {ROUTEMAP_FORMAT_VERSION})"
+            ));
+        }
+    }
+    let text = data
+        .and_then(|d| d.get(ROUTEMAP_DATA_KEY))
+        .ok_or_else(|| format!("data[{ROUTEMAP_DATA_KEY}]: missing"))?;
+    RouteMapSpec::from_yaml(text).map_err(|e| match e.path() {
+        // Field paths are relative to the spec; say where the spec lives.
+        Some(_) => format!("data[{ROUTEMAP_DATA_KEY}].{e}"),
+        None => format!("data[{ROUTEMAP_DATA_KEY}]: {e}"),
+    })
+}

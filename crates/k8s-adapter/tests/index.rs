@@ -1,0 +1,422 @@
+//! The index, tested by calling it: feed objects made by small builders, assert exactly which
+//! decisions come out.
+
+use std::collections::BTreeMap;
+
+use k8s_adapter::config::Config;
+use k8s_adapter::index::{Change, Index, Outcome};
+use k8s_adapter::routemap::{RouteMapKey, RouteMapObject};
+use routing_core::readiness::{ConditionFact, ResourceFacts};
+
+const CANARY: &str = r#"
+strategy: canary
+route:
+  name: httpbin
+  parentRefs: [{group: "", kind: Service, name: httpbin, port: 80}]
+versions:
+- name: httpbin-0
+  resources: [{gvrShort: svc, name: httpbin-0}, {gvrShort: deploy, name: httpbin-0}]
+- name: httpbin-1
+  resources: [{gvrShort: svc, name: httpbin-1}, {gvrShort: deploy, name: httpbin-1}]
+  matches: [{headers: [{name: traffic, value: test}]}]
+"#;
+
+const BLUE_GREEN: &str = r#"
+strategy: blue-green
+route:
+  name: httpbin
+  parentRefs: [{group: "", kind: Service, name: httpbin, port: 80}]
+versions:
+- name: httpbin-0
+  weight: 30
+  resources: [{gvrShort: svc, name: httpbin-0}, {gvrShort: cm, name: httpbin-0-weight-config}]
+- name: httpbin-1
+  weight: 70
+  resources: [{gvrShort: service, name: httpbin-1}, {gvrShort: cm, name: httpbin-1-weight-config}]
+"#;
+
+fn routemap(spec: &str) -> RouteMapObject {
+    routemap_labeled(spec, "v2")
+}
+
+fn routemap_labeled(spec: &str, version: &str) -> RouteMapObject {
+    let labels = BTreeMap::from([
+        ("iter8.tools/kind".to_string(), "routemap".to_string()),
+        ("iter8.tools/version".to_string(), version.to_string()),
+    ]);
+    let data = BTreeMap::from([("routemap.yaml".to_string(), spec.to_string())]);
+    RouteMapObject::from_parts(
+        RouteMapKey::new("test", "httpbin-routemap"),
+        "uid-1".into(),
+        Some("1".into()),
+        &labels,
+        Some(&data),
+    )
+}
+
+fn watched() -> ResourceFacts {
+    ResourceFacts {
+        watched: true,
+        ..Default::default()
+    }
+}
+
+fn deployment(available: bool) -> ResourceFacts {
+    ResourceFacts {
+        generation: Some(1),
+        observed_generation: Some(1),
+        conditions: Some(vec![ConditionFact {
+            kind: "Available".into(),
+            status: if available { "True" } else { "False" }.into(),
+            observed_generation: None,
+        }]),
+        ..watched()
+    }
+}
+
+fn with_weight(mut f: ResourceFacts, w: &str) -> ResourceFacts {
+    f.weight_annotation = Some(w.into());
+    f
+}
+
+fn index() -> Index {
+    Index::new(&Config::default())
+}
+
+/// Backend names per rule of the single decided route in `changes`.
+fn rules(changes: &[Change]) -> Vec<Vec<(String, u32)>> {
+    assert_eq!(changes.len(), 1, "expected one change, got {changes:#?}");
+    match &changes[0] {
+        Change::Decided {
+            outcome: Outcome::Desired { route: Some(r), .. },
+            ..
+        } => r
+            .spec
+            .rules
+            .iter()
+            .map(|rule| {
+                rule.backend_refs
+                    .iter()
+                    .map(|b| (b.name.clone(), b.weight))
+                    .collect()
+            })
+            .collect(),
+        other => panic!("expected a route, got {other:#?}"),
+    }
+}
+
+fn ready_version(ix: &mut Index, name: &str) -> Vec<Change> {
+    let mut out = ix.upsert_resource("svc", "test", name, watched());
+    out.extend(ix.upsert_resource("deploy", "test", name, deployment(true)));
+    out
+}
+
+#[test]
+fn routemap_without_resources_routes_to_the_unavailable_primary() {
+    let mut ix = index();
+    // Default traffic always has a backend: the declared primary.
+    let changes = ix.upsert_routemap(routemap(CANARY));
+    assert_eq!(rules(&changes), vec![vec![("httpbin-0".to_string(), 1)]]);
+}
+
+#[test]
+fn candidate_rule_appears_only_when_candidate_is_ready() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    // The primary becoming available is a new decision (same route, new availability).
+    assert_eq!(ready_version(&mut ix, "httpbin-0").len(), 1);
+    // Service alone is not enough: the Deployment has to be Available too, so nothing changes.
+    assert!(
+        ix.upsert_resource("svc", "test", "httpbin-1", watched())
+            .is_empty()
+    );
+    let changes = ix.upsert_resource("deploy", "test", "httpbin-1", deployment(true));
+    assert_eq!(
+        rules(&changes),
+        vec![
+            vec![("httpbin-1".to_string(), 1)],
+            vec![("httpbin-0".to_string(), 1)]
+        ]
+    );
+}
+
+#[test]
+fn readiness_flip_removes_and_restores_the_candidate_rule() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    ready_version(&mut ix, "httpbin-0");
+    ready_version(&mut ix, "httpbin-1");
+    let down = ix.upsert_resource("deploy", "test", "httpbin-1", deployment(false));
+    assert_eq!(rules(&down), vec![vec![("httpbin-0".to_string(), 1)]]);
+    let up = ix.upsert_resource("deploy", "test", "httpbin-1", deployment(true));
+    assert_eq!(rules(&up).len(), 2);
+}
+
+#[test]
+fn an_event_that_changes_no_fact_decides_nothing() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    ready_version(&mut ix, "httpbin-0");
+    // Same facts again (e.g. a resync, or an edit of an unrelated annotation).
+    assert!(
+        ix.upsert_resource("deploy", "test", "httpbin-0", deployment(true))
+            .is_empty()
+    );
+    // An unavailable version becoming unavailable for another reason changes no decision either.
+    ix.upsert_resource("deploy", "test", "httpbin-1", deployment(false));
+    let missing_label = ResourceFacts {
+        watched: false,
+        ..deployment(false)
+    };
+    assert!(
+        ix.upsert_resource("deploy", "test", "httpbin-1", missing_label)
+            .is_empty()
+    );
+}
+
+#[test]
+fn objects_nobody_references_decide_nothing_but_are_remembered() {
+    let mut ix = index();
+    assert!(
+        ix.upsert_resource("svc", "test", "httpbin-1", watched())
+            .is_empty()
+    );
+    assert!(
+        ix.upsert_resource("deploy", "test", "httpbin-1", deployment(true))
+            .is_empty()
+    );
+    ready_version(&mut ix, "httpbin-0");
+    // The routemap arrives last: the facts already known decide it at once.
+    let changes = ix.upsert_routemap(routemap(CANARY));
+    assert_eq!(rules(&changes).len(), 2);
+}
+
+#[test]
+fn weight_annotation_overrides_and_aliases_share_facts() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(BLUE_GREEN));
+    ix.upsert_resource("svc", "test", "httpbin-0", watched());
+    ix.upsert_resource("cm", "test", "httpbin-0-weight-config", watched());
+    // `service` and `svc` are the same type: the fact arrives once, under either name.
+    ix.upsert_resource("svc", "test", "httpbin-1", watched());
+    let changes = ix.upsert_resource("cm", "test", "httpbin-1-weight-config", watched());
+    assert_eq!(
+        rules(&changes),
+        vec![vec![
+            ("httpbin-0".to_string(), 30),
+            ("httpbin-1".to_string(), 70)
+        ]]
+    );
+    let changes = ix.upsert_resource(
+        "cm",
+        "test",
+        "httpbin-1-weight-config",
+        with_weight(watched(), "90"),
+    );
+    assert_eq!(
+        rules(&changes),
+        vec![vec![
+            ("httpbin-0".to_string(), 30),
+            ("httpbin-1".to_string(), 90)
+        ]]
+    );
+}
+
+#[test]
+fn invalid_weight_annotation_is_ignored_with_a_warning() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(BLUE_GREEN));
+    for (k, n) in [
+        ("svc", "httpbin-0"),
+        ("cm", "httpbin-0-weight-config"),
+        ("svc", "httpbin-1"),
+    ] {
+        ix.upsert_resource(k, "test", n, watched());
+    }
+    let changes = ix.upsert_resource(
+        "cm",
+        "test",
+        "httpbin-1-weight-config",
+        with_weight(watched(), "lots"),
+    );
+    assert_eq!(
+        rules(&changes),
+        vec![vec![
+            ("httpbin-0".to_string(), 30),
+            ("httpbin-1".to_string(), 70)
+        ]]
+    );
+    let Change::Decided {
+        outcome: Outcome::Desired { summary, .. },
+        ..
+    } = &changes[0]
+    else {
+        panic!("expected a decision");
+    };
+    assert!(
+        summary.warnings[0].contains("\"lots\""),
+        "{:?}",
+        summary.warnings
+    );
+}
+
+#[test]
+fn deleting_a_resource_makes_its_version_unavailable() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    ready_version(&mut ix, "httpbin-0");
+    ready_version(&mut ix, "httpbin-1");
+    let changes = ix.delete_resource("svc", "test", "httpbin-1");
+    assert_eq!(rules(&changes), vec![vec![("httpbin-0".to_string(), 1)]]);
+    assert!(
+        ix.delete_resource("svc", "test", "httpbin-1").is_empty(),
+        "second delete is a no-op"
+    );
+}
+
+#[test]
+fn relist_deletes_what_was_not_seen_again() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    ready_version(&mut ix, "httpbin-0");
+    ready_version(&mut ix, "httpbin-1");
+    // The Deployment watch expired and listed again; httpbin-1's Deployment is gone.
+    ix.begin_relist("deploy");
+    assert!(
+        ix.upsert_resource("deploy", "test", "httpbin-0", deployment(true))
+            .is_empty()
+    );
+    let changes = ix.end_relist("deploy");
+    assert_eq!(rules(&changes), vec![vec![("httpbin-0".to_string(), 1)]]);
+    assert_eq!(ix.resource_count(), 3);
+}
+
+#[test]
+fn routemap_relist_removes_deleted_routemaps() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    ix.begin_routemap_relist();
+    let changes = ix.end_routemap_relist();
+    assert_eq!(
+        changes,
+        vec![Change::Removed {
+            key: RouteMapKey::new("test", "httpbin-routemap")
+        }]
+    );
+    assert_eq!(ix.routemap_count(), 0);
+}
+
+#[test]
+fn invalid_routemap_reports_the_field_and_keeps_no_route() {
+    let mut ix = index();
+    let spec = CANARY.replace(
+        "  matches: [{headers: [{name: traffic, value: test}]}]\n",
+        "",
+    );
+    let changes = ix.upsert_routemap(routemap(&spec));
+    match &changes[..] {
+        [
+            Change::Decided {
+                outcome: Outcome::Invalid { error },
+                ..
+            },
+        ] => assert_eq!(
+            error,
+            "data[routemap.yaml].versions[1].matches: a canary candidate needs at least one match; without one it would take all traffic"
+        ),
+        other => panic!("expected invalid, got {other:#?}"),
+    }
+    // The same invalid routemap again is not a new decision (no repeated Warning Events).
+    assert!(ix.upsert_routemap(routemap(&spec)).is_empty());
+}
+
+#[test]
+fn iter8_1_1_routemaps_are_rejected_with_a_hint() {
+    let mut ix = index();
+    let changes = ix.upsert_routemap(routemap_labeled(CANARY, "v1.1"));
+    let [
+        Change::Decided {
+            outcome: Outcome::Invalid { error },
+            ..
+        },
+    ] = &changes[..]
+    else {
+        panic!("expected invalid, got {changes:#?}");
+    };
+    assert!(
+        error.starts_with("metadata.labels[iter8.tools/version]"),
+        "{error}"
+    );
+    assert!(error.contains("charts/release"), "{error}");
+}
+
+#[test]
+fn unknown_type_and_foreign_namespace_are_invalid_when_namespace_scoped() {
+    let mut ix = index();
+    let spec = CANARY.replace(
+        "{gvrShort: deploy, name: httpbin-1}",
+        "{gvrShort: ksvc, name: httpbin-1}",
+    );
+    let changes = ix.upsert_routemap(routemap(&spec));
+    let [
+        Change::Decided {
+            outcome: Outcome::Invalid { error },
+            ..
+        },
+    ] = &changes[..]
+    else {
+        panic!("expected invalid");
+    };
+    assert!(
+        error.contains("versions[1].resources[1].gvrShort: \"ksvc\""),
+        "{error}"
+    );
+
+    let spec = CANARY.replace(
+        "{gvrShort: deploy, name: httpbin-1}",
+        "{gvrShort: deploy, name: httpbin-1, namespace: other}",
+    );
+    let changes = ix.upsert_routemap(routemap(&spec));
+    let [
+        Change::Decided {
+            outcome: Outcome::Invalid { error },
+            ..
+        },
+    ] = &changes[..]
+    else {
+        panic!("expected invalid");
+    };
+    assert!(
+        error.contains("versions[1].resources[1].namespace"),
+        "{error}"
+    );
+
+    let mut cluster = Index::new(&Config {
+        cluster_scoped: true,
+        ..Config::default()
+    });
+    let changes = cluster.upsert_routemap(routemap(&spec));
+    assert_eq!(
+        rules(&changes).len(),
+        1,
+        "cluster scope reads other namespaces"
+    );
+}
+
+#[test]
+fn fixing_an_invalid_routemap_decides_again() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap("strategy: canary\n"));
+    let changes = ix.upsert_routemap(routemap(CANARY));
+    assert_eq!(rules(&changes).len(), 1);
+}
+
+#[test]
+fn deleting_the_routemap_is_reported_once() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(CANARY));
+    assert_eq!(ix.delete_routemap("test", "httpbin-routemap").len(), 1);
+    assert!(ix.delete_routemap("test", "httpbin-routemap").is_empty());
+    // Its resources no longer decide anything.
+    assert!(ready_version(&mut ix, "httpbin-0").is_empty());
+}
