@@ -128,6 +128,9 @@ first template rendered fails with the message below, whatever Helm renders firs
 {{- if and (eq $strategy "canary") (gt $i 0) (not $v.matches) -}}
 {{- fail (printf "%s: a canary candidate needs matches (a Gateway API HTTPRouteMatch list, e.g. matches: [{headers: [{name: traffic, value: test}]}]); without them it would take all traffic" $where) -}}
 {{- end -}}
+{{- if and (eq $strategy "canary") (eq (int $i) 0) $v.matches -}}
+{{- fail (printf "%s: the primary (version 0) is the catch-all and takes no matches; put matches on the candidates" $where) -}}
+{{- end -}}
 {{- if and (eq $strategy "mirror") (gt (int $vi.weight) 100) -}}
 {{- fail (printf "%s: weight %d is a mirror percentage and must be between 0 and 100" $where (int $vi.weight)) -}}
 {{- end -}}
