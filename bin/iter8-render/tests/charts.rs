@@ -681,7 +681,8 @@ fn controller_rbac_is_least_privilege() {
                 vec![
                     "get".to_string(),
                     "create".to_string(),
-                    "update".to_string()
+                    "update".to_string(),
+                    "patch".to_string()
                 ]
             )]
         );
@@ -752,6 +753,17 @@ fn controller_deployment_and_config() {
         let config: Value =
             serde_saphyr::from_str(cm["data"]["config.yaml"].as_str().expect("config.yaml"))
                 .expect("config.yaml parses");
+        // The controller's own parser accepts it.
+        let parsed = k8s_adapter::config::Config::from_yaml(
+            cm["data"]["config.yaml"].as_str().expect("config.yaml"),
+        )
+        .unwrap_or_else(|e| panic!("the controller rejects the rendered config: {e}"));
+        assert_eq!(parsed.cluster_scoped, cluster_scoped);
+        assert!(
+            parsed.ignored.is_empty(),
+            "keys the controller ignores: {:?}",
+            parsed.ignored
+        );
         let keys: Vec<&str> = config
             .as_object()
             .expect("config is a map")
@@ -955,6 +967,11 @@ fn controller_rejects_bad_values() {
         "controller",
         "logFormat: xml\n",
         "logFormat must be one of the following",
+    );
+    assert_rejected(
+        "controller",
+        "defaultResync: 1.5h\n",
+        "defaultResync: Does not match pattern",
     );
     assert_rejected(
         "controller",
