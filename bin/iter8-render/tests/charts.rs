@@ -250,6 +250,16 @@ fn routemap(docs: &[Value]) -> (&Value, RouteMapSpec) {
         .expect("routemap has data[\"routemap.yaml\"]");
     let spec = RouteMapSpec::from_yaml(data)
         .unwrap_or_else(|e| panic!("routing-core rejects the rendered routemap: {e}\n{data}"));
+    // The controller's path: the ConfigMap as JSON, labels checked, then the same parser.
+    let object = k8s_adapter::routemap::RouteMapObject::from_json(cm, "default");
+    assert_eq!(
+        object.spec.as_ref(),
+        Ok(&spec),
+        "the controller reads the same spec"
+    );
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(cm["metadata"]["labels"].clone()).expect("string labels");
+    assert!(k8s_adapter::routemap::is_routemap(&labels));
     (cm, spec)
 }
 
