@@ -1,0 +1,170 @@
+//! The one module that names external Kubernetes and Gateway API types.
+//!
+//! Everything else in the crate uses the aliases and helpers here, so a bump of `kube`,
+//! `k8s-openapi` or `gateway-api` (which move together in `[workspace.dependencies]`) touches one
+//! file. It also converts `routing-core`'s canonical [`routing_core::HttpRoute`] into the
+//! `gateway-api` crate's generated type; a test checks that the conversion loses no field.
+
+use crate::config::ResourceType;
+
+/// A ConfigMap (routemaps are ConfigMaps).
+pub type ConfigMap = k8s_openapi::api::core::v1::ConfigMap;
+/// A reference to an object, as Events name the object they are about.
+pub type ObjectReference = k8s_openapi::api::core::v1::ObjectReference;
+/// The `gateway.networking.k8s.io/v1` HTTPRoute as generated from the Gateway API CRDs.
+pub type GatewayHttpRoute = gateway_api::apis::standard::httproutes::HttpRoute;
+/// An object of a type known only at run time (the configured resource types).
+pub type DynamicObject = kube::core::DynamicObject;
+/// The API coordinates of a run-time type.
+pub type ApiResource = kube::core::ApiResource;
+/// Object metadata.
+pub type ObjectMeta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// Publishes Kubernetes Events (`events.k8s.io/v1`), deduplicating repeats into a series.
+pub type Recorder = kube::runtime::events::Recorder;
+/// Who reports Events (controller name and instance).
+pub type EventReporter = kube::runtime::events::Reporter;
+/// One Event to publish.
+pub type EventSpec = kube::runtime::events::Event;
+/// `Normal` or `Warning`.
+pub type EventType = kube::runtime::events::EventType;
+
+/// The API coordinates of `gateway.networking.k8s.io/v1` HTTPRoutes.
+pub fn httproute_resource() -> ApiResource {
+    ApiResource::erase::<GatewayHttpRoute>(&())
+}
+
+/// The API coordinates of ConfigMaps.
+pub fn configmap_resource() -> ApiResource {
+    ApiResource::erase::<ConfigMap>(&())
+}
+
+/// Converts a planned route into the `gateway-api` type (for typed API calls and for users of
+/// the crate). Fails only if the two models disagree, which the round-trip test rules out.
+pub fn to_gateway(route: &routing_core::HttpRoute) -> Result<GatewayHttpRoute, serde_json::Error> {
+    serde_json::from_value(route.to_json())
+}
+
+/// The API coordinates of a configured resource type, for a dynamic watch.
+pub fn api_resource(t: &ResourceType) -> ApiResource {
+    ApiResource {
+        group: t.group.clone(),
+        version: t.version.clone(),
+        api_version: t.api_version(),
+        kind: t.kind(),
+        plural: t.resource.clone(),
+    }
+}
+
+/// A reference to a routemap ConfigMap, the object our Events are about.
+pub fn configmap_reference(namespace: &str, name: &str, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid: (!uid.is_empty()).then(|| uid.to_string()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routing_core::{RouteMapRef, RouteMapSpec, VersionState, plan};
+
+    fn planned(yaml: &str, states: Vec<VersionState>) -> routing_core::HttpRoute {
+        let spec = RouteMapSpec::from_yaml(yaml).expect("valid spec");
+        let owner = RouteMapRef {
+            namespace: "test".into(),
+            name: "app-routemap".into(),
+            uid: "uid-1".into(),
+        };
+        plan(&owner, &spec, &states)
+            .expect("plans")
+            .expect("a route")
+    }
+
+    /// Every strategy and every optional field the planner can write.
+    fn routes() -> Vec<routing_core::HttpRoute> {
+        let route = r#"
+route:
+  name: app
+  parentRefs:
+  - {group: "", kind: Service, name: app, port: 80}
+  - {name: gw, namespace: infra, sectionName: http}
+  hostnames: [app.example.com]
+versions:
+- name: app-0
+  port: 8080
+  resources: [{gvrShort: svc, name: app-0}]
+- name: app-1
+  weight: 30
+  resources: [{gvrShort: svc, name: app-1}]
+"#;
+        let matches = r#"
+  matches:
+  - headers: [{name: traffic, value: test}, {name: x-user, value: "^a.*", type: RegularExpression}]
+    queryParams: [{name: beta, value: "1"}]
+    method: GET
+  - path: {type: Exact, value: /v2}
+"#;
+        let both = || vec![VersionState::available(), VersionState::available()];
+        vec![
+            planned(&format!("strategy: canary\n{route}{matches}"), both()),
+            planned(&format!("strategy: blue-green\n{route}"), both()),
+            planned(&format!("strategy: mirror\n{route}"), both()),
+        ]
+    }
+
+    #[test]
+    fn conversion_to_gateway_api_loses_no_field() {
+        for route in routes() {
+            let ours = route.to_json();
+            let theirs = to_gateway(&route).expect("gateway-api accepts the route");
+            let back = serde_json::to_value(&theirs).expect("serializes");
+            // Any field the generated type drops or renames would show up as a difference here,
+            // and would then silently never reach the API server.
+            assert_eq!(back, ours, "round trip changed the route");
+        }
+    }
+
+    #[test]
+    fn conversion_covers_filters_mirrors_and_matches() {
+        // Guard the fixture itself: the round trip above is only as strong as what it carries.
+        let text: String = routes().iter().map(|r| r.to_json().to_string()).collect();
+        for needle in [
+            "RequestMirror",
+            "ResponseHeaderModifier",
+            "queryParams",
+            "RegularExpression",
+            "\"method\":\"GET\"",
+            "sectionName",
+            "hostnames",
+            "ownerReferences",
+            "\"weight\":30",
+        ] {
+            assert!(text.contains(needle), "fixture lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn api_resource_comes_from_config() {
+        let config = crate::config::Config::default();
+        let deploy = api_resource(&config.resource_types["deploy"]);
+        assert_eq!(
+            (
+                deploy.group.as_str(),
+                deploy.api_version.as_str(),
+                deploy.kind.as_str(),
+                deploy.plural.as_str()
+            ),
+            ("apps", "apps/v1", "Deployment", "deployments")
+        );
+        let svc = api_resource(&config.resource_types["svc"]);
+        assert_eq!(
+            (svc.api_version.as_str(), svc.kind.as_str()),
+            ("v1", "Service")
+        );
+    }
+}
