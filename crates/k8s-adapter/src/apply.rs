@@ -450,7 +450,10 @@ impl Writer {
             }
             return;
         }
-        let result = self.ensure_route(key).await;
+        let Some(result) = self.ensure_route(key).await else {
+            // Waiting out a backoff: the failure was reported when it happened.
+            return;
+        };
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
@@ -486,13 +489,11 @@ impl Writer {
         }
     }
 
-    /// Writes the route if the live one lacks what we own.
-    async fn ensure_route(&mut self, key: &RouteMapKey) -> RouteResult {
-        let Some(slot) = self.slots.get(key) else {
-            return RouteResult::NoRoute;
-        };
+    /// Writes the route if the live one lacks what we own. `None` while waiting to retry.
+    async fn ensure_route(&mut self, key: &RouteMapKey) -> Option<RouteResult> {
+        let slot = self.slots.get(key)?;
         let Some(route) = slot.route.clone() else {
-            return RouteResult::NoRoute;
+            return Some(RouteResult::NoRoute);
         };
         // An invalid routemap keeps `route` (the last good one), so drift repair goes on.
         let id = route_id(&route);
@@ -508,16 +509,13 @@ impl Writer {
                 slot.retry = None;
             }
             self.metrics.apply("unchanged");
-            return RouteResult::Unchanged { generation };
+            return Some(RouteResult::Unchanged { generation });
         }
         if let Some((at, _)) = &slot.retry
             && *at > Instant::now()
         {
             // Waiting out the backoff of an earlier failure.
-            return RouteResult::Failed {
-                category: "backoff",
-                message: "waiting to retry".into(),
-            };
+            return None;
         }
         let previous_rv = live.map(|l| l.resource_version.clone());
         match self.apply(&id, &route).await {
@@ -537,7 +535,7 @@ impl Writer {
                 if let Some(live) = live {
                     self.live.insert(id, live);
                 }
-                RouteResult::Applied { generation }
+                Some(RouteResult::Applied { generation })
             }
             Err(e) => {
                 self.metrics.apply("failed");
@@ -555,10 +553,10 @@ impl Writer {
                         slot.retry = None;
                     }
                 }
-                RouteResult::Failed {
+                Some(RouteResult::Failed {
                     category: e.category(),
                     message: e.to_string(),
-                }
+                })
             }
         }
     }

@@ -241,7 +241,7 @@ fn describe(summary: &Summary) -> String {
 }
 
 /// A stable fingerprint of what users are told: the route, availability and weights, or the
-/// error (by category for apply failures, so retries of one failure are one report).
+/// error (any apply failure of one decision is one report, however often it is retried).
 fn fingerprint(outcome: &Outcome, result: &RouteResult) -> String {
     let text = match outcome {
         Outcome::Invalid { error } => format!("invalid\n{error}"),
@@ -253,8 +253,8 @@ fn fingerprint(outcome: &Outcome, result: &RouteResult) -> String {
             for v in &summary.versions {
                 t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
             }
-            if let RouteResult::Failed { category, .. } = result {
-                t.push_str(&format!("\nfailed:{category}"));
+            if let RouteResult::Failed { .. } = result {
+                t.push_str("\nfailed");
             }
             t
         }

@@ -1,0 +1,468 @@
+//! Request-exact checks of everything the writer sends to the API server.
+//!
+//! A `tower-test` mock stands in for the API server at the HTTP edge. Each test lists the exact
+//! calls it expects (method, path, query, content type, body) in order; the mock fails on a
+//! different call, and after the writer is dropped it fails on any call left over or missing.
+//! Decisions come from the real index, so the routes are what the controller would plan.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_adapter::apply::{LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
+use k8s_adapter::config::Config;
+use k8s_adapter::index::{Change, Index, Outcome};
+use k8s_adapter::metrics::Metrics;
+use k8s_adapter::routemap::{RouteMapKey, RouteMapObject};
+use k8s_adapter::status::{self, RouteResult, StatusWriter};
+use kube::Client;
+use kube::client::Body;
+use routing_core::ResourceFacts;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+const NS: &str = "test";
+const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/test/httproutes/app";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/test/events";
+const ROUTEMAP_PATH: &str = "/api/v1/namespaces/test/configmaps/app-routemap";
+
+/// One call the fake API server expects, and its answer.
+struct Expect {
+    method: &'static str,
+    path: &'static str,
+    query: &'static [(&'static str, &'static str)],
+    content_type: Option<&'static str>,
+    check: Box<dyn Fn(&Value) + Send>,
+    status: u16,
+    /// The answer; `None` echoes the request body with server fields added.
+    answer: Option<Value>,
+}
+
+fn route_apply(body: Value) -> Expect {
+    Expect {
+        method: "PATCH",
+        path: ROUTE_PATH,
+        query: &[("fieldManager", "iter8-controller"), ("force", "true")],
+        content_type: Some("application/apply-patch+yaml"),
+        check: Box::new(move |got| assert_eq!(got, &body, "apply body is not the desired route")),
+        status: 200,
+        answer: None,
+    }
+}
+
+fn event(kind: &'static str, reason: &'static str, note_part: &'static str) -> Expect {
+    Expect {
+        method: "POST",
+        path: EVENTS_PATH,
+        query: &[],
+        content_type: Some("application/json"),
+        check: Box::new(move |got| {
+            assert_eq!(got["type"], kind);
+            assert_eq!(got["reason"], reason);
+            assert_eq!(got["reportingController"], "iter8-controller");
+            assert_eq!(got["regarding"]["kind"], "ConfigMap");
+            assert_eq!(got["regarding"]["name"], "app-routemap");
+            let note = got["note"].as_str().unwrap_or_default();
+            assert!(
+                note.contains(note_part),
+                "note {note:?} lacks {note_part:?}"
+            );
+        }),
+        status: 201,
+        answer: None,
+    }
+}
+
+fn status_apply(check: impl Fn(&Value) + Send + 'static) -> Expect {
+    Expect {
+        method: "PATCH",
+        path: ROUTEMAP_PATH,
+        query: &[
+            ("fieldManager", "iter8-controller-status"),
+            ("force", "true"),
+        ],
+        content_type: Some("application/apply-patch+yaml"),
+        check: Box::new(move |got| {
+            assert_eq!(
+                got["metadata"]["uid"], "uid-1",
+                "status apply must carry the uid precondition"
+            );
+            // Only our annotation: no data, no labels (those are Helm's).
+            assert!(got.get("data").is_none() && got["metadata"].get("labels").is_none());
+            let status: Value = serde_json::from_str(
+                got["metadata"]["annotations"]["iter8.tools/status"]
+                    .as_str()
+                    .expect("annotation"),
+            )
+            .expect("status is JSON");
+            check(&status);
+        }),
+        status: 200,
+        answer: None,
+    }
+}
+
+/// Serves the expected calls in order, then requires that no other call comes.
+fn api_server(expects: Vec<Expect>) -> (Client, JoinHandle<()>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(async move {
+        for (i, e) in expects.into_iter().enumerate() {
+            let (request, send) = handle
+                .next_request()
+                .await
+                .unwrap_or_else(|| panic!("call {i} ({} {}) never came", e.method, e.path));
+            assert_eq!(request.method().as_str(), e.method, "call {i}");
+            assert_eq!(request.uri().path(), e.path, "call {i}");
+            let mut query: Vec<(String, String)> =
+                form_pairs(request.uri().query().unwrap_or_default());
+            query.sort();
+            let mut want: Vec<(String, String)> = e
+                .query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(query, want, "call {i} query");
+            if let Some(ct) = e.content_type {
+                assert_eq!(
+                    request
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                    Some(ct),
+                    "call {i} content type"
+                );
+            }
+            let body = request.into_body().collect_bytes().await.expect("body");
+            let body: Value = serde_json::from_slice(&body).expect("JSON body");
+            (e.check)(&body);
+            let mut answer = e.answer.unwrap_or_else(|| body.clone());
+            if answer.get("metadata").is_some() && e.status < 300 {
+                answer["metadata"]["resourceVersion"] = json!(format!("{}", 100 + i));
+                answer["metadata"]["generation"] = json!(1);
+            }
+            send.send_response(
+                Response::builder()
+                    .status(e.status)
+                    .body(Body::from(serde_json::to_vec(&answer).expect("json")))
+                    .expect("response"),
+            );
+        }
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected call: {} {}", request.method(), request.uri());
+        }
+    });
+    (Client::new(service, NS), server)
+}
+
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn writer(client: Client) -> Writer {
+    let metrics = Metrics::default();
+    let timeout = Duration::from_secs(2);
+    Writer::new(
+        client.clone(),
+        WriterConfig {
+            field_manager: "iter8-controller".into(),
+            timeout,
+            resync: Duration::from_secs(3600),
+        },
+        StatusWriter::new(client, Some("iter8-0".into()), timeout, metrics.clone()),
+        metrics,
+    )
+}
+
+const CANARY: &str = r#"
+strategy: canary
+route:
+  name: app
+  parentRefs: [{group: "", kind: Service, name: app, port: 80}]
+versions:
+- name: app-0
+  resources: [{gvrShort: svc, name: app-0}]
+- name: app-1
+  resources: [{gvrShort: svc, name: app-1}]
+  matches: [{headers: [{name: traffic, value: test}]}]
+"#;
+
+fn routemap(yaml: &str) -> RouteMapObject {
+    let labels = BTreeMap::from([
+        ("iter8.tools/kind".to_string(), "routemap".to_string()),
+        ("iter8.tools/version".to_string(), "v2".to_string()),
+    ]);
+    let data = BTreeMap::from([("routemap.yaml".to_string(), yaml.to_string())]);
+    RouteMapObject::from_parts(
+        RouteMapKey::new(NS, "app-routemap"),
+        "uid-1".into(),
+        Some("5".into()),
+        &labels,
+        Some(&data),
+    )
+}
+
+fn ready() -> ResourceFacts {
+    ResourceFacts {
+        watched: true,
+        ..Default::default()
+    }
+}
+
+/// The index's decision for the canary routemap with `app-0` ready (and `app-1` if asked).
+fn decided(candidate_ready: bool) -> Change {
+    let mut index = Index::new(&Config::default());
+    index.upsert_routemap(routemap(CANARY));
+    index.upsert_resource("svc", NS, "app-0", ready());
+    let mut changes = if candidate_ready {
+        index.upsert_resource("svc", NS, "app-1", ready())
+    } else {
+        index.upsert_resource(
+            "svc",
+            NS,
+            "app-0",
+            ResourceFacts {
+                generation: Some(1),
+                ..ready()
+            },
+        )
+    };
+    if changes.is_empty() {
+        changes = index
+            .decisions()
+            .map(|(owner, outcome)| Change::Decided {
+                key: RouteMapKey::new(&owner.namespace, &owner.name),
+                owner,
+                outcome: outcome.clone(),
+            })
+            .collect();
+    }
+    changes.pop().expect("a decision")
+}
+
+fn desired_json(change: &Change) -> Value {
+    match change {
+        Change::Decided {
+            outcome: Outcome::Desired { route: Some(r), .. },
+            ..
+        } => r.to_json(),
+        other => panic!("not a route: {other:?}"),
+    }
+}
+
+/// The route as the API server would show it: ours plus server fields and a foreign label.
+fn live_copy(route: &Value, rv: &str) -> LiveEvent {
+    let mut live = route.clone();
+    live["metadata"]["resourceVersion"] = json!(rv);
+    live["metadata"]["generation"] = json!(1);
+    live["metadata"]["labels"]["team"] = json!("payments");
+    live["status"] = json!({"parents": []});
+    LiveEvent::Upsert(LiveRoute::from_json(&live).expect("route"))
+}
+
+/// The routemap watch saw the routemap (resourceVersion 5) with this status annotation.
+fn seen(status: Option<String>) -> WriterMsg {
+    WriterMsg::Seen {
+        key: RouteMapKey::new(NS, "app-routemap"),
+        resource_version: Some("5".into()),
+        status,
+    }
+}
+
+fn msg(change: &Change) -> WriterMsg {
+    WriterMsg::Change(Box::new(change.clone()))
+}
+
+async fn finish(writer: Writer, server: JoinHandle<()>) {
+    drop(writer);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the fake API server finished")
+        .expect("every expected call came, and nothing else");
+}
+
+#[tokio::test]
+async fn new_decision_is_applied_once_with_the_exact_request() {
+    let change = decided(false);
+    let route = desired_json(&change);
+    let (client, server) = api_server(vec![
+        route_apply(route.clone()),
+        event(
+            "Normal",
+            "RouteApplied",
+            "HTTPRoute app (canary): available app-0 weight 1; unavailable app-1 (svc/app-1 not found)",
+        ),
+        status_apply(|s| {
+            assert_eq!(s["availableVersions"], json!(["app-0"]));
+            assert_eq!(s["routeGeneration"], json!(1));
+            assert_eq!(s["observedResourceVersion"], json!("5"));
+        }),
+    ]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(seen(None)).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    // The same decision again (a re-list, a resync) must not write again.
+    w.handle(msg(&change)).await;
+    w.resync().await;
+    finish(w, server).await;
+}
+
+#[tokio::test]
+async fn restart_with_everything_in_place_writes_nothing() {
+    let change = decided(true);
+    let route = desired_json(&change);
+    let Change::Decided { outcome, .. } = &change else {
+        unreachable!()
+    };
+    // What the previous run reported, as the routemap's annotation shows it.
+    let reported = status::report(
+        Some("app"),
+        outcome,
+        &RouteResult::Applied {
+            generation: Some(1),
+        },
+        Some("5"),
+        None,
+    )
+    .expect("report")
+    .status;
+    let (client, server) = api_server(vec![]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(seen(Some(serde_json::to_string(&reported).expect("json"))))
+        .await;
+    w.handle(WriterMsg::Live(LiveEvent::Relisting)).await;
+    w.handle(WriterMsg::Live(live_copy(&route, "40"))).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    w.resync().await;
+    finish(w, server).await;
+}
+
+#[tokio::test]
+async fn someone_elses_edit_of_our_fields_is_repaired_once() {
+    let change = decided(true);
+    let route = desired_json(&change);
+    let (client, server) = api_server(vec![
+        event(
+            "Normal",
+            "VersionsChanged",
+            "available app-0 weight 1, app-1 weight 1",
+        ),
+        status_apply(|s| assert_eq!(s["availableVersions"], json!(["app-0", "app-1"]))),
+        route_apply(route.clone()),
+    ]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(WriterMsg::Live(live_copy(&route, "40"))).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    // The live route already matches: no route write, only the first report.
+    w.handle(msg(&change)).await;
+    // Someone points the candidate rule at the primary.
+    let mut edited = route.clone();
+    edited["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("app-0");
+    w.handle(WriterMsg::Live(live_copy(&edited, "41"))).await;
+    // The echo of our repair (rv 102 is what the fake server answered) changes nothing more.
+    w.handle(WriterMsg::Live(live_copy(&route, "102"))).await;
+    // A label edit by someone else on a field we do not own is not drift.
+    w.handle(WriterMsg::Live(live_copy(&route, "103"))).await;
+    finish(w, server).await;
+}
+
+#[tokio::test]
+async fn invalid_routemap_warns_and_leaves_the_route_alone() {
+    let mut index = Index::new(&Config::default());
+    let bad = CANARY.replace(
+        "  matches: [{headers: [{name: traffic, value: test}]}]\n",
+        "",
+    );
+    let change = index
+        .upsert_routemap(routemap(&bad))
+        .pop()
+        .expect("a decision");
+    assert!(matches!(
+        &change,
+        Change::Decided {
+            outcome: Outcome::Invalid { .. },
+            ..
+        }
+    ));
+    let (client, server) = api_server(vec![
+        event(
+            "Warning",
+            "InvalidRouteMap",
+            "data[routemap.yaml].versions[1]",
+        ),
+        status_apply(|s| {
+            assert!(
+                s["lastError"]
+                    .as_str()
+                    .expect("error")
+                    .contains("versions[1]")
+            )
+        }),
+    ]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    w.handle(msg(&change)).await;
+    finish(w, server).await;
+}
+
+#[tokio::test]
+async fn follower_writes_nothing_until_elected() {
+    let change = decided(false);
+    let route = desired_json(&change);
+    let (client, server) = api_server(vec![
+        route_apply(route.clone()),
+        event("Normal", "RouteApplied", "HTTPRoute app"),
+        status_apply(|_| {}),
+    ]);
+    let mut w = writer(client);
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    w.resync().await;
+    // Elected: catch up at once.
+    w.set_leader(true).await;
+    finish(w, server).await;
+}
+
+#[tokio::test]
+async fn transient_failure_is_retried_with_backoff() {
+    let change = decided(false);
+    let route = desired_json(&change);
+    let mut unavailable = route_apply(route.clone());
+    unavailable.status = 503;
+    unavailable.answer = Some(
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "message": "etcd is slow"}),
+    );
+    let (client, server) = api_server(vec![
+        unavailable,
+        event("Warning", "ApplyFailed", "etcd is slow"),
+        status_apply(|s| assert!(s["lastError"].as_str().expect("error").contains("503"))),
+        route_apply(route.clone()),
+        event("Normal", "RouteApplied", "HTTPRoute app"),
+        status_apply(|s| assert!(s.get("lastError").is_none())),
+    ]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    let at = w.next_retry().expect("a retry is scheduled");
+    // Not before the backoff: a resync meanwhile does not hammer the server.
+    w.resync().await;
+    tokio::time::sleep_until(at).await;
+    w.retry_due().await;
+    assert_eq!(w.next_retry(), None);
+    finish(w, server).await;
+}
