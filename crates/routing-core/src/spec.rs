@@ -241,18 +241,32 @@ impl RouteMapSpec {
     ///
     /// Errors name the field path (`versions[1].port: ...`) or, for YAML syntax, the line.
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
-        let value: serde_json::Value = serde_saphyr::from_str(text)
-            .map_err(|e| SpecError::Syntax(first_line(&e.to_string())))?;
-        Self::from_json_value(value)
+        // YAML 1.2 booleans, and typed parsing: `value: yes` or `name: y` are strings here.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        match serde_saphyr::from_str_with_options::<Option<Self>>(text, options.clone()) {
+            Ok(Some(spec)) => {
+                spec.validate()?;
+                Ok(spec)
+            }
+            Ok(None) => Err(SpecError::field(ROUTEMAP_DATA_KEY, "the spec is empty")),
+            // Parse again untyped to name the field path of the problem.
+            Err(typed) => {
+                match serde_saphyr::from_str_with_options::<serde_json::Value>(text, options) {
+                    Err(e) => Err(SpecError::Syntax(first_line(&e.to_string()))),
+                    Ok(value) => match Self::from_json_value(value) {
+                        Err(e) => Err(e),
+                        Ok(_) => Err(SpecError::Syntax(first_line(&typed.to_string()))),
+                    },
+                }
+            }
+        }
     }
 
     /// Parses a spec from an already-decoded JSON value and validates it.
     pub fn from_json_value(value: serde_json::Value) -> Result<Self, SpecError> {
         if value.is_null() {
-            return Err(SpecError::Field {
-                path: "routemap.yaml".into(),
-                reason: "the spec is empty".into(),
-            });
+            return Err(SpecError::field(ROUTEMAP_DATA_KEY, "the spec is empty"));
         }
         let spec: Self = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
