@@ -161,6 +161,7 @@ if [ -f "$LOCK" ] && [ "${ITER8_E2E_REFRESH:-0}" != 1 ]; then
 fi
 if [ -z "$SET" ]; then
   step "resolve the package set (apt-get update, apt-cache depends --recurse)"
+  apt_update
   SET=$(resolve_fresh)
   echo "$SET" | download_set || die "apt-get download failed (see the package named above)"
   echo "$SET" | write_lock
