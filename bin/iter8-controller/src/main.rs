@@ -1,3 +1,269 @@
-fn main() {
-    println!("iter8-controller: not built yet");
+//! `iter8-controller`: flags and wiring only. See `k8s-adapter` for the flow:
+//! watches -> index (one task) -> writer (one task: HTTPRoute applies, Events, status), gated by
+//! a Lease, with an admin server for metrics and probes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{ArgAction, Parser};
+use k8s_adapter::admin::{self, Readiness};
+use k8s_adapter::apply::{Writer, WriterConfig};
+use k8s_adapter::config::{Config, parse_duration};
+use k8s_adapter::index::Index;
+use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings};
+use k8s_adapter::metrics::Metrics;
+use k8s_adapter::status::StatusWriter;
+use k8s_adapter::watch::{run_index, spawn_watches};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+
+/// Canary-release controller for Kubernetes (Iter8 1.1 compatible): watches routemap
+/// ConfigMaps and the resources of each version, and server-side-applies the Gateway API
+/// HTTPRoute that sends traffic to the available versions. Flags override the config file;
+/// each flag can also be set by the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "iter8-controller", version)]
+struct Args {
+    /// Controller config file (YAML: resourceTypes, clusterScoped, defaultResync, ...), as
+    /// rendered by the controller chart. Built-in defaults apply when absent.
+    #[arg(long, env = "ITER8_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// kubeconfig to use outside a cluster. Without it: $KUBECONFIG, ~/.kube/config, then the
+    /// in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// The controller's namespace: holds the leader Lease, and is the only namespace watched
+    /// unless cluster-scoped. Defaults to the kubeconfig context's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Watch routemaps and resources in all namespaces (overrides clusterScoped).
+    #[arg(long, env = "ITER8_CLUSTER_SCOPED", num_args = 0..=1, default_missing_value = "true")]
+    cluster_scoped: Option<bool>,
+
+    /// Period of the full resync that repairs missed writes, e.g. 15m (overrides defaultResync).
+    #[arg(long, env = "ITER8_DEFAULT_RESYNC")]
+    default_resync: Option<String>,
+
+    /// Field manager of the HTTPRoute server-side applies (overrides fieldManager).
+    #[arg(long, env = "ITER8_FIELD_MANAGER")]
+    field_manager: Option<String>,
+
+    /// Log filter: trace, debug, info, warn, error, or a tracing directive such as
+    /// `info,k8s_adapter=debug` (overrides logLevel; RUST_LOG is not read).
+    #[arg(long, env = "ITER8_LOG_LEVEL")]
+    log_level: Option<String>,
+
+    /// Log format (overrides logFormat).
+    #[arg(long, env = "ITER8_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+
+    /// Address of the admin server: /metrics, /livez, /readyz (overrides adminAddr).
+    #[arg(long, env = "ITER8_ADMIN_ADDR")]
+    admin_addr: Option<String>,
+
+    /// Name of the leader-election Lease in the controller's namespace.
+    #[arg(long, env = "ITER8_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
+    lease_name: String,
+
+    /// This replica's identity in the Lease and in Events (the pod name). Defaults to the host name.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+
+    /// Elect a leader with the Lease; `--leader-election=false` writes unconditionally (a
+    /// single replica run from a laptop).
+    #[arg(long, env = "ITER8_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+
+    /// Timeout of each API write.
+    #[arg(long, env = "ITER8_API_TIMEOUT", default_value = "10s", value_parser = duration)]
+    api_timeout: Duration,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 10s or 1m"))
+}
+
+fn load_config(args: &Args) -> Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_yaml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(v) = args.cluster_scoped {
+        config.cluster_scoped = v;
+    }
+    if let Some(v) = &args.default_resync {
+        config.default_resync = v.clone();
+    }
+    if let Some(v) = &args.field_manager {
+        config.field_manager = v.clone();
+    }
+    if let Some(v) = &args.log_level {
+        config.log_level = v.clone();
+    }
+    if let Some(v) = &args.log_format {
+        config.log_format = v.clone();
+    }
+    if let Some(v) = &args.admin_addr {
+        config.admin_addr = v.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn client(args: &Args) -> Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let config = load_config(&args)?;
+    init_logging(&config);
+    let resync = config.resync_period()?;
+    let admin_addr: SocketAddr = config
+        .admin_addr
+        .parse()
+        .with_context(|| format!("adminAddr {:?}", config.admin_addr))?;
+
+    let client = client(&args).await?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = args
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "iter8-controller".into());
+    let watch_namespace = (!config.cluster_scoped).then_some(namespace.as_str());
+    tracing::info!(namespace = %namespace, cluster_scoped = config.cluster_scoped, identity = %identity, field_manager = %config.field_manager, resync = ?resync, "starting iter8-controller");
+
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let readiness = Readiness::default();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // Admin server first, so probes answer while caches fill.
+    let mut admin_shutdown = shutdown_rx.clone();
+    let (bound, serve) = admin::bind(admin_addr, registry, readiness.clone(), async move {
+        let _ = admin_shutdown.changed().await;
+    })
+    .await
+    .with_context(|| format!("binding admin server on {admin_addr}"))?;
+    tracing::info!(addr = %bound, "admin server: /metrics /livez /readyz");
+    let admin_task = tokio::spawn(serve);
+
+    let election = if args.leader_election {
+        Election::start(
+            client.clone(),
+            &LeaderSettings {
+                namespace: namespace.clone(),
+                lease_name: args.lease_name.clone(),
+                identity: identity.clone(),
+            },
+        )
+        .await?
+    } else {
+        tracing::warn!("leader election disabled: this replica writes unconditionally");
+        Election::always()
+    };
+
+    let (index_tx, index_rx) = mpsc::channel(1024);
+    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+    let index_task = tokio::spawn(run_index(
+        Index::new(&config),
+        index_rx,
+        writer_tx.clone(),
+        metrics.clone(),
+    ));
+    let writer = Writer::new(
+        client.clone(),
+        WriterConfig {
+            field_manager: config.field_manager.clone(),
+            timeout: args.api_timeout,
+            resync,
+        },
+        StatusWriter::new(
+            client.clone(),
+            Some(identity.clone()),
+            args.api_timeout,
+            metrics.clone(),
+        ),
+        metrics.clone(),
+    );
+    let writer_task =
+        tokio::spawn(writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()));
+    let watches = spawn_watches(
+        &client,
+        &config,
+        watch_namespace,
+        index_tx,
+        writer_tx,
+        &metrics,
+        &readiness,
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for w in &watches {
+        w.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    index_task.abort();
+    // Hand the Lease over at once instead of letting it expire.
+    election.release(Duration::from_secs(3)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    tracing::info!("stopped");
+    Ok(())
 }

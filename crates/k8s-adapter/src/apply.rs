@@ -586,7 +586,7 @@ impl Writer {
     /// Runs the task until the channel closes or `shutdown` flips.
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<WriterMsg>,
+        mut rx: mpsc::UnboundedReceiver<WriterMsg>,
         mut leader: watch::Receiver<bool>,
         mut shutdown: watch::Receiver<bool>,
     ) {

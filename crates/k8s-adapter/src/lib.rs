@@ -14,10 +14,13 @@
 //! 4. The kube side (watches, the applier, Events and status, leader election, metrics) feeds
 //!    the index and acts on its changes.
 
+pub mod admin;
 pub mod apply;
 pub mod config;
 pub mod index;
 pub mod kube_types;
+pub mod leader;
 pub mod metrics;
 pub mod routemap;
 pub mod status;
+pub mod watch;

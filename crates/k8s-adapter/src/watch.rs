@@ -1,0 +1,427 @@
+//! Watches: the cluster's objects become small values fed to the index and the writer.
+//!
+//! Three kinds of watch run, each with a label selector so the API server filters for us:
+//! - routemap ConfigMaps (`iter8.tools/kind=routemap`) -> [`RouteMapObject`] plus the status
+//!   annotation we last wrote;
+//! - every configured resource type (`iter8.tools/watch=true`), as dynamic objects ->
+//!   [`ResourceFacts`];
+//! - the HTTPRoutes we own (`app.kubernetes.io/managed-by=iter8-controller`) -> [`LiveRoute`],
+//!   straight to the writer, to repair drift.
+//!
+//! Whole objects are dropped as soon as they are converted. All index updates go through ONE
+//! task ([`run_index`]) over a channel, so the index needs no lock; a watch restart (`Init`,
+//! `InitApply`..., `InitDone`) maps to the index's re-list calls, which delete what was not
+//! listed again. A configured type whose CRD is not installed is reported once (a warning and
+//! the `iter8_watch_type_missing` gauge) and retried with the watcher's backoff (0.8 s doubling
+//! to 30 s) until it appears; it does not fail the process or flood the log.
+
+use std::fmt::Debug;
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use routing_core::ResourceFacts;
+use routing_core::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use routing_core::spec::{ROUTEMAP_KIND_LABEL, WATCH_LABEL};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::admin::Readiness;
+use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
+use crate::config::Config;
+use crate::index::Index;
+use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
+use crate::metrics::Metrics;
+use crate::routemap::{RouteMapKey, RouteMapObject};
+use crate::status::STATUS_ANNOTATION;
+
+/// What the watches tell the index task.
+#[derive(Debug)]
+pub enum IndexMsg {
+    /// A routemap was listed, added or changed; with its status annotation.
+    RouteMap(Box<RouteMapObject>, Option<String>),
+    /// A routemap was deleted.
+    RouteMapDeleted(RouteMapKey),
+    /// The routemap watch restarted.
+    RouteMapsRelisting,
+    /// The routemap list is complete.
+    RouteMapsSynced,
+    /// A version resource was listed, added or changed (`Some`) or deleted (`None`).
+    Resource {
+        /// Short name of its type.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Its facts.
+        facts: Option<ResourceFacts>,
+    },
+    /// A resource watch restarted.
+    ResourcesRelisting(String),
+    /// A resource list is complete.
+    ResourcesSynced(String),
+}
+
+/// The one task that owns the index: applies watch messages, forwards decisions to the writer.
+pub async fn run_index(
+    mut index: Index,
+    mut rx: mpsc::Receiver<IndexMsg>,
+    writer: mpsc::UnboundedSender<WriterMsg>,
+    metrics: Metrics,
+) {
+    while let Some(msg) = rx.recv().await {
+        let changes = match msg {
+            IndexMsg::RouteMap(object, status) => {
+                // The writer learns what was last reported before it hears the decision.
+                let seen = WriterMsg::Seen {
+                    key: object.key.clone(),
+                    resource_version: object.resource_version.clone(),
+                    status,
+                };
+                if writer.send(seen).is_err() {
+                    break;
+                }
+                index.upsert_routemap(*object)
+            }
+            IndexMsg::RouteMapDeleted(key) => index.delete_routemap(&key.namespace, &key.name),
+            IndexMsg::RouteMapsRelisting => {
+                index.begin_routemap_relist();
+                Vec::new()
+            }
+            IndexMsg::RouteMapsSynced => index.end_routemap_relist(),
+            IndexMsg::Resource {
+                kind,
+                namespace,
+                name,
+                facts: Some(facts),
+            } => index.upsert_resource(&kind, &namespace, &name, facts),
+            IndexMsg::Resource {
+                kind,
+                namespace,
+                name,
+                facts: None,
+            } => index.delete_resource(&kind, &namespace, &name),
+            IndexMsg::ResourcesRelisting(kind) => {
+                index.begin_relist(&kind);
+                Vec::new()
+            }
+            IndexMsg::ResourcesSynced(kind) => index.end_relist(&kind),
+        };
+        metrics.sizes(index.routemap_count(), index.version_count());
+        for change in changes {
+            if writer.send(WriterMsg::Change(Box::new(change))).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A routemap ConfigMap as the index wants it.
+pub fn routemap_message(cm: &ConfigMap) -> IndexMsg {
+    let meta = &cm.metadata;
+    let empty = Default::default();
+    let object = RouteMapObject::from_parts(
+        RouteMapKey::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        ),
+        meta.uid.clone().unwrap_or_default(),
+        meta.resource_version.clone(),
+        meta.labels.as_ref().unwrap_or(&empty),
+        cm.data.as_ref(),
+    );
+    let status = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(STATUS_ANNOTATION))
+        .cloned();
+    IndexMsg::RouteMap(Box::new(object), status)
+}
+
+/// A version resource as the index wants it.
+pub fn resource_message(kind: &str, obj: &DynamicObject, deleted: bool) -> IndexMsg {
+    IndexMsg::Resource {
+        kind: kind.to_string(),
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        name: obj.metadata.name.clone().unwrap_or_default(),
+        facts: (!deleted)
+            .then(|| ResourceFacts::from_json(&serde_json::to_value(obj).unwrap_or_default())),
+    }
+}
+
+fn live_route(obj: &DynamicObject) -> Option<LiveRoute> {
+    LiveRoute::from_json(&serde_json::to_value(obj).ok()?)
+}
+
+fn is_not_found(e: &watcher::Error) -> bool {
+    matches!(
+        e,
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            if s.code == 404
+    )
+}
+
+/// Runs one watch until its consumer goes away. `name` labels logs, metrics and readiness.
+async fn drive<K, M, S, F>(
+    name: String,
+    stream: S,
+    tx: impl Fn(M) -> BoxFuture<'static, bool>,
+    mut convert: F,
+    metrics: Metrics,
+    readiness: Readiness,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    F: FnMut(Event<K>) -> Vec<M>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut missing = false;
+    let mut synced = false;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                if missing {
+                    missing = false;
+                    metrics.set_type_missing(&name, false);
+                    tracing::info!(watch = %name, "resource type is now served; watching it");
+                }
+                let done = matches!(event, Event::InitDone);
+                for msg in convert(event) {
+                    if !tx(msg).await {
+                        return;
+                    }
+                }
+                if done && !synced {
+                    synced = true;
+                    readiness.synced(&name);
+                    tracing::info!(watch = %name, "initial list complete");
+                }
+            }
+            Err(e) if is_not_found(&e) => {
+                if !missing {
+                    missing = true;
+                    metrics.set_type_missing(&name, true);
+                    // Nothing to cache: an absent optional type must not keep us unready.
+                    readiness.synced(&name);
+                    tracing::warn!(watch = %name, error = %e, "resource type is not served by the API server (CRD not installed?); retrying with backoff, reported once");
+                } else {
+                    tracing::debug!(watch = %name, error = %e, "resource type still not served");
+                }
+            }
+            Err(e) => {
+                metrics.error("watch");
+                tracing::warn!(watch = %name, error = %e, "watch failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+fn configmap_api(client: &Client, namespace: Option<&str>) -> Api<ConfigMap> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn dynamic_api(
+    client: &Client,
+    namespace: Option<&str>,
+    resource: &kube::core::ApiResource,
+) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    }
+}
+
+/// Starts every watch. `namespace` is `None` for a cluster-scoped controller.
+pub fn spawn_watches(
+    client: &Client,
+    config: &Config,
+    namespace: Option<&str>,
+    index: mpsc::Sender<IndexMsg>,
+    writer: mpsc::UnboundedSender<WriterMsg>,
+    metrics: &Metrics,
+    readiness: &Readiness,
+) -> Vec<JoinHandle<()>> {
+    let scope = namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
+    let mut tasks = Vec::new();
+    // Waiting on a full index channel only waits for the index task, which does no IO.
+    let send_index = |tx: mpsc::Sender<IndexMsg>| {
+        move |m: IndexMsg| -> BoxFuture<'static, bool> {
+            let tx = tx.clone();
+            Box::pin(async move { tx.send(m).await.is_ok() })
+        }
+    };
+
+    // Routemaps.
+    let selector = format!("{ROUTEMAP_KIND_LABEL}=routemap");
+    tracing::info!(kind = "ConfigMap", selector = %selector, scope = %scope, "watching routemaps");
+    readiness.expect("routemaps");
+    let stream = watcher(configmap_api(client, namespace), &selector);
+    tasks.push(tokio::spawn(drive(
+        "routemaps".to_string(),
+        stream,
+        send_index(index.clone()),
+        |event: Event<ConfigMap>| match event {
+            Event::Init => vec![IndexMsg::RouteMapsRelisting],
+            Event::InitApply(cm) | Event::Apply(cm) => vec![routemap_message(&cm)],
+            Event::Delete(cm) => vec![IndexMsg::RouteMapDeleted(RouteMapKey::new(
+                cm.metadata.namespace.unwrap_or_default(),
+                cm.metadata.name.unwrap_or_default(),
+            ))],
+            Event::InitDone => vec![IndexMsg::RouteMapsSynced],
+        },
+        metrics.clone(),
+        readiness.clone(),
+    )));
+
+    // Version resources, one watch per distinct group/resource.
+    let selector = format!("{WATCH_LABEL}=true");
+    for (short, t) in config.watched_types() {
+        let resource = api_resource(&t);
+        tracing::info!(kind = %resource.kind, api_version = %resource.api_version, short = %short, selector = %selector, scope = %scope, "watching version resources");
+        readiness.expect(&short);
+        let stream = watcher(dynamic_api(client, namespace, &resource), &selector);
+        let kind = short.clone();
+        tasks.push(tokio::spawn(drive(
+            short,
+            stream,
+            send_index(index.clone()),
+            move |event: Event<DynamicObject>| match event {
+                Event::Init => vec![IndexMsg::ResourcesRelisting(kind.clone())],
+                Event::InitApply(o) | Event::Apply(o) => vec![resource_message(&kind, &o, false)],
+                Event::Delete(o) => vec![resource_message(&kind, &o, true)],
+                Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
+            },
+            metrics.clone(),
+            readiness.clone(),
+        )));
+    }
+
+    // Our routes, for drift repair.
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    tracing::info!(kind = "HTTPRoute", selector = %selector, scope = %scope, "watching owned routes");
+    readiness.expect("httproutes");
+    let stream = watcher(
+        dynamic_api(client, namespace, &httproute_resource()),
+        &selector,
+    );
+    tasks.push(tokio::spawn(drive(
+        "httproutes".to_string(),
+        stream,
+        move |m: WriterMsg| -> BoxFuture<'static, bool> {
+            let sent = writer.send(m).is_ok();
+            Box::pin(async move { sent })
+        },
+        |event: Event<DynamicObject>| match event {
+            Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],
+            Event::InitApply(o) | Event::Apply(o) => live_route(&o)
+                .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
+                .into_iter()
+                .collect(),
+            Event::Delete(o) => vec![WriterMsg::Live(LiveEvent::Delete(RouteId {
+                namespace: o.metadata.namespace.unwrap_or_default(),
+                name: o.metadata.name.unwrap_or_default(),
+            }))],
+            Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
+        },
+        metrics.clone(),
+        readiness.clone(),
+    )));
+    tasks
+}
+
+fn watcher<K>(
+    api: Api<K>,
+    selector: &str,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + use<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api, watcher::Config::default().labels(selector)).default_backoff()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routemap_configmap_becomes_object_and_status() {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {
+                "name": "app-routemap", "namespace": "test", "uid": "u1", "resourceVersion": "9",
+                "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"},
+                "annotations": {"iter8.tools/status": "{\"decision\":\"x\"}"}
+            },
+            "data": {"routemap.yaml": "strategy: none\nroute: {name: app, parentRefs: [{name: gw}]}\nversions: [{name: app-0, resources: [{gvrShort: svc, name: app-0}]}]\n"}
+        }))
+        .expect("configmap");
+        let IndexMsg::RouteMap(object, status) = routemap_message(&cm) else {
+            panic!("not a routemap message");
+        };
+        assert_eq!(object.key, RouteMapKey::new("test", "app-routemap"));
+        assert_eq!(
+            (object.uid.as_str(), object.resource_version.as_deref()),
+            ("u1", Some("9"))
+        );
+        assert!(object.spec.is_ok(), "{:?}", object.spec);
+        assert_eq!(status.as_deref(), Some("{\"decision\":\"x\"}"));
+    }
+
+    #[test]
+    fn dynamic_resource_becomes_facts() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "app-0", "namespace": "test", "generation": 2,
+                         "labels": {"iter8.tools/watch": "true"}, "annotations": {"iter8.tools/weight": "30"}},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Available", "status": "True"}]}
+        }))
+        .expect("object");
+        let IndexMsg::Resource {
+            kind,
+            namespace,
+            name,
+            facts,
+        } = resource_message("deploy", &obj, false)
+        else {
+            panic!("not a resource message");
+        };
+        assert_eq!(
+            (kind.as_str(), namespace.as_str(), name.as_str()),
+            ("deploy", "test", "app-0")
+        );
+        let facts = facts.expect("facts");
+        assert!(facts.ready(&["Available".to_string()]).is_ok());
+        assert_eq!(facts.weight_annotation.as_deref(), Some("30"));
+        let IndexMsg::Resource { facts: None, .. } = resource_message("deploy", &obj, true) else {
+            panic!("a deletion carries no facts");
+        };
+    }
+
+    #[test]
+    fn missing_crd_is_recognised() {
+        let status = kube::core::Status {
+            code: 404,
+            ..Default::default()
+        };
+        assert!(is_not_found(&watcher::Error::InitialListFailed(
+            kube::Error::Api(Box::new(status.clone()))
+        )));
+        let forbidden = kube::core::Status {
+            code: 403,
+            ..Default::default()
+        };
+        assert!(!is_not_found(&watcher::Error::InitialListFailed(
+            kube::Error::Api(Box::new(forbidden))
+        )));
+    }
+}
