@@ -116,6 +116,9 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 
 	runOpts := genericoptions.NewServerRunOptions()
 	runOpts.AdvertiseAddress = ip
+	if err := runOpts.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("component globals: %w", err)
+	}
 	if err := runOpts.ApplyTo(&cfg.Config); err != nil {
 		return fmt.Errorf("server run options: %w", err)
 	}
@@ -141,6 +144,9 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 	if err := crdEtcd.ApplyTo(&cfg.Config); err != nil {
 		return fmt.Errorf("etcd options: %w", err)
 	}
+
+	// every group/version/resource of apiextensions (the built-in groups are installed directly)
+	cfg.MergedResourceConfig = apiextensionsapiserver.DefaultAPIResourceConfigSource()
 
 	// authn/authz/admission: always allow; priority-and-fairness stays off (FlowControl nil)
 	cfg.Authentication.Authenticator = allowAll
