@@ -13,6 +13,9 @@
 //! restart with everything in place makes no write, while someone else's edit of our fields is
 //! repaired. While the watch has not yet delivered the echo of our own last write, a stale live
 //! view of an unchanged desired route does not trigger a second write.
+//! Fields someone else adds that we never set (say `spec.hostnames` on a route planned without
+//! hostnames) are theirs under server-side apply: re-applying would not remove them, so they are
+//! not drift; edits and removals of what we set are.
 //!
 //! What is never done: writing as a follower (only the Lease holder writes; followers keep their
 //! view warm and catch up when elected); touching a route while its routemap is invalid (the last

@@ -20,14 +20,54 @@ pub type ApiResource = kube::core::ApiResource;
 /// Object metadata.
 pub type ObjectMeta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// Publishes Kubernetes Events (`events.k8s.io/v1`), deduplicating repeats into a series.
-pub type Recorder = kube::runtime::events::Recorder;
-/// Who reports Events (controller name and instance).
-pub type EventReporter = kube::runtime::events::Reporter;
-/// One Event to publish.
-pub type EventSpec = kube::runtime::events::Event;
-/// `Normal` or `Warning`.
-pub type EventType = kube::runtime::events::EventType;
+/// A core/v1 Event (what `kubectl describe` and `kubectl get events` show).
+pub type CoreEvent = k8s_openapi::api::core::v1::Event;
+
+/// A new core/v1 Event about `regarding`, named uniquely by the time it happened.
+pub fn core_event(
+    regarding: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    message: &str,
+    component: &str,
+    instance: Option<&str>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> CoreEvent {
+    use k8s_openapi::api::core::v1::EventSource;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+    CoreEvent {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}.{:x}",
+                regarding.name.as_deref().unwrap_or(component),
+                now.as_nanosecond()
+            )),
+            namespace: regarding.namespace.clone(),
+            ..Default::default()
+        },
+        involved_object: regarding.clone(),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        action: Some("Reconcile".into()),
+        count: Some(1),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        event_time: Some(MicroTime(now)),
+        reporting_component: Some(component.into()),
+        reporting_instance: Some(instance.unwrap_or(component).into()),
+        source: Some(EventSource {
+            component: Some(component.into()),
+            host: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The current time, as Kubernetes timestamps want it.
+pub fn now() -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::now()
+}
 
 /// The API coordinates of `gateway.networking.k8s.io/v1` HTTPRoutes.
 pub fn httproute_resource() -> ApiResource {

@@ -31,8 +31,7 @@ use serde_json::json;
 use crate::apply::WriteError;
 use crate::index::{Outcome, Summary};
 use crate::kube_types::{
-    DynamicObject, EventReporter, EventSpec, EventType, Recorder, configmap_reference,
-    configmap_resource,
+    CoreEvent, DynamicObject, configmap_reference, configmap_resource, core_event, now,
 };
 use crate::metrics::Metrics;
 
@@ -285,7 +284,7 @@ fn truncate(mut s: String, max: usize) -> String {
 #[derive(Clone)]
 pub struct StatusWriter {
     client: Client,
-    recorder: Recorder,
+    instance: Option<String>,
     timeout: Duration,
     metrics: Metrics,
 }
@@ -306,12 +305,8 @@ impl StatusWriter {
         timeout: Duration,
         metrics: Metrics,
     ) -> Self {
-        let reporter = EventReporter {
-            controller: REPORTING_CONTROLLER.into(),
-            instance,
-        };
         StatusWriter {
-            recorder: Recorder::new(client.clone(), reporter),
+            instance,
             client,
             timeout,
             metrics,
@@ -321,21 +316,20 @@ impl StatusWriter {
     /// Publishes the report's Event, then writes its status annotation.
     pub async fn publish(&self, owner: &RouteMapRef, report: &Report) -> Result<(), WriteError> {
         if let Some(event) = &report.event {
-            let spec = EventSpec {
-                type_: if event.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: event.reason.into(),
-                note: Some(event.note.clone()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
             let reference = configmap_reference(&owner.namespace, &owner.name, &owner.uid);
-            match tokio::time::timeout(self.timeout, self.recorder.publish(&spec, &reference)).await
+            let ev = core_event(
+                &reference,
+                event.warning,
+                event.reason,
+                &event.note,
+                REPORTING_CONTROLLER,
+                self.instance.as_deref(),
+                now(),
+            );
+            let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), &owner.namespace);
+            match tokio::time::timeout(self.timeout, events.create(&Default::default(), &ev)).await
             {
-                Ok(Ok(())) => self.metrics.event(
+                Ok(Ok(_)) => self.metrics.event(
                     if event.warning { "Warning" } else { "Normal" },
                     event.reason,
                 ),

@@ -12,10 +12,11 @@
 //! task ([`run_index`]) over a channel, so the index needs no lock; a watch restart (`Init`,
 //! `InitApply`..., `InitDone`) maps to the index's re-list calls, which delete what was not
 //! listed again. A configured type whose CRD is not installed is reported once (a warning and
-//! the `iter8_watch_type_missing` gauge) and retried with the watcher's backoff (0.8 s doubling
-//! to 30 s) until it appears; it does not fail the process or flood the log.
+//! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
+//! until it appears; it does not fail the process or flood the log.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -168,9 +169,13 @@ fn is_not_found(e: &watcher::Error) -> bool {
 }
 
 /// Runs one watch until its consumer goes away. `name` labels logs, metrics and readiness.
+///
+/// A type the API server does not serve (404 on list) is not left to the watcher's own retry,
+/// which restarts every second or so: the stream is dropped and made again after a backoff
+/// doubling from 1 s to 5 min, and the absence is logged once.
 async fn drive<K, M, S, F>(
     name: String,
-    stream: S,
+    make: impl Fn() -> S,
     tx: impl Fn(M) -> BoxFuture<'static, bool>,
     mut convert: F,
     metrics: Metrics,
@@ -180,46 +185,68 @@ async fn drive<K, M, S, F>(
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
     F: FnMut(Event<K>) -> Vec<M>,
 {
-    let mut stream = std::pin::pin!(stream);
     let mut missing = false;
     let mut synced = false;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => {
-                if missing {
-                    missing = false;
-                    metrics.set_type_missing(&name, false);
-                    tracing::info!(watch = %name, "resource type is now served; watching it");
-                }
-                let done = matches!(event, Event::InitDone);
-                for msg in convert(event) {
-                    if !tx(msg).await {
-                        return;
+    let mut absent_backoff = absent_backoff();
+    loop {
+        let mut stream = std::pin::pin!(make());
+        let mut restart_after = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(event) => {
+                    // `Init` comes before the list call, so it proves nothing about the type.
+                    if missing && !matches!(event, Event::Init) {
+                        missing = false;
+                        absent_backoff = self::absent_backoff();
+                        metrics.set_type_missing(&name, false);
+                        tracing::info!(watch = %name, "resource type is now served; watching it");
+                    }
+                    let done = matches!(event, Event::InitDone);
+                    for msg in convert(event) {
+                        if !tx(msg).await {
+                            return;
+                        }
+                    }
+                    if done && !synced {
+                        synced = true;
+                        readiness.synced(&name);
+                        tracing::info!(watch = %name, "initial list complete");
                     }
                 }
-                if done && !synced {
-                    synced = true;
-                    readiness.synced(&name);
-                    tracing::info!(watch = %name, "initial list complete");
+                Err(e) if is_not_found(&e) => {
+                    if !missing {
+                        missing = true;
+                        metrics.set_type_missing(&name, true);
+                        // Nothing to cache: an absent optional type must not keep us unready.
+                        readiness.synced(&name);
+                        tracing::warn!(watch = %name, error = %e, "resource type is not served by the API server (CRD not installed?); retrying with backoff, reported once");
+                    } else {
+                        tracing::debug!(watch = %name, "resource type still not served");
+                    }
+                    restart_after = Some(absent_backoff.next().unwrap_or(Duration::from_secs(300)));
+                    break;
                 }
-            }
-            Err(e) if is_not_found(&e) => {
-                if !missing {
-                    missing = true;
-                    metrics.set_type_missing(&name, true);
-                    // Nothing to cache: an absent optional type must not keep us unready.
-                    readiness.synced(&name);
-                    tracing::warn!(watch = %name, error = %e, "resource type is not served by the API server (CRD not installed?); retrying with backoff, reported once");
-                } else {
-                    tracing::debug!(watch = %name, error = %e, "resource type still not served");
+                Err(e) => {
+                    metrics.error("watch");
+                    tracing::warn!(watch = %name, error = %e, "watch failed; retrying with backoff");
                 }
-            }
-            Err(e) => {
-                metrics.error("watch");
-                tracing::warn!(watch = %name, error = %e, "watch failed; retrying with backoff");
             }
         }
+        match restart_after {
+            Some(delay) => tokio::time::sleep(delay).await,
+            None => return,
+        }
     }
+}
+
+fn absent_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(300))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 fn configmap_api(client: &Client, namespace: Option<&str>) -> Api<ConfigMap> {
@@ -264,10 +291,10 @@ pub fn spawn_watches(
     let selector = format!("{ROUTEMAP_KIND_LABEL}=routemap");
     tracing::info!(kind = "ConfigMap", selector = %selector, scope = %scope, "watching routemaps");
     readiness.expect("routemaps");
-    let stream = watcher(configmap_api(client, namespace), &selector);
+    let api = configmap_api(client, namespace);
     tasks.push(tokio::spawn(drive(
         "routemaps".to_string(),
-        stream,
+        move || watcher(api.clone(), &selector),
         send_index(index.clone()),
         |event: Event<ConfigMap>| match event {
             Event::Init => vec![IndexMsg::RouteMapsRelisting],
@@ -288,11 +315,12 @@ pub fn spawn_watches(
         let resource = api_resource(&t);
         tracing::info!(kind = %resource.kind, api_version = %resource.api_version, short = %short, selector = %selector, scope = %scope, "watching version resources");
         readiness.expect(&short);
-        let stream = watcher(dynamic_api(client, namespace, &resource), &selector);
+        let api = dynamic_api(client, namespace, &resource);
         let kind = short.clone();
+        let selector = selector.clone();
         tasks.push(tokio::spawn(drive(
             short,
-            stream,
+            move || watcher(api.clone(), &selector),
             send_index(index.clone()),
             move |event: Event<DynamicObject>| match event {
                 Event::Init => vec![IndexMsg::ResourcesRelisting(kind.clone())],
@@ -309,13 +337,10 @@ pub fn spawn_watches(
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     tracing::info!(kind = "HTTPRoute", selector = %selector, scope = %scope, "watching owned routes");
     readiness.expect("httproutes");
-    let stream = watcher(
-        dynamic_api(client, namespace, &httproute_resource()),
-        &selector,
-    );
+    let api = dynamic_api(client, namespace, &httproute_resource());
     tasks.push(tokio::spawn(drive(
         "httproutes".to_string(),
-        stream,
+        move || watcher(api.clone(), &selector),
         move |m: WriterMsg| -> BoxFuture<'static, bool> {
             let sent = writer.send(m).is_ok();
             Box::pin(async move { sent })

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 const NS: &str = "test";
 const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/test/httproutes/app";
-const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/test/events";
+const EVENTS_PATH: &str = "/api/v1/namespaces/test/events";
 const ROUTEMAP_PATH: &str = "/api/v1/namespaces/test/configmaps/app-routemap";
 
 /// One call the fake API server expects, and its answer.
@@ -59,10 +59,12 @@ fn event(kind: &'static str, reason: &'static str, note_part: &'static str) -> E
         check: Box::new(move |got| {
             assert_eq!(got["type"], kind);
             assert_eq!(got["reason"], reason);
-            assert_eq!(got["reportingController"], "iter8-controller");
-            assert_eq!(got["regarding"]["kind"], "ConfigMap");
-            assert_eq!(got["regarding"]["name"], "app-routemap");
-            let note = got["note"].as_str().unwrap_or_default();
+            assert_eq!(got["reportingComponent"], "iter8-controller");
+            assert_eq!(got["source"]["component"], "iter8-controller");
+            assert_eq!(got["involvedObject"]["kind"], "ConfigMap");
+            assert_eq!(got["involvedObject"]["name"], "app-routemap");
+            assert_eq!(got["involvedObject"]["uid"], "uid-1");
+            let note = got["message"].as_str().unwrap_or_default();
             assert!(
                 note.contains(note_part),
                 "note {note:?} lacks {note_part:?}"
