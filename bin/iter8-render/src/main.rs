@@ -1,3 +1,265 @@
-fn main() {
-    println!("iter8-render: not built yet");
+//! `iter8-render`: the HTTPRoutes the controller would write, and where a request would go,
+//! offline, from the same code as the controller (see `k8s_adapter::offline`).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use k8s_adapter::config::Config;
+use k8s_adapter::index::Outcome;
+use k8s_adapter::offline::{self, Document, Readiness, Rendered};
+use routing_core::{Request, explain};
+
+/// Show the routes of Iter8 releases without a cluster.
+///
+/// Input is one or more multi-document YAML streams of Kubernetes objects (typically
+/// `helm template` output); a routemap ConfigMap alone is enough.
+#[derive(Debug, Parser)]
+#[command(name = "iter8-render", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print, for every routemap found, the HTTPRoute the controller would apply.
+    Routes {
+        #[command(flatten)]
+        input: Input,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Yaml)]
+        output: Format,
+    },
+    /// Print, for every routemap, which version serves a request and its `app-version`.
+    Explain {
+        #[command(flatten)]
+        input: Input,
+        /// Request header NAME=VALUE (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "NAME=VALUE", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// Request path (with an optional ?query).
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Input {
+    /// YAML files to read; `-` or none reads standard input.
+    #[arg(value_name = "FILE")]
+    files: Vec<String>,
+    /// Treat this version (e.g. `httpbin-1`) as not ready (repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with = "from_status")]
+    unready: Vec<String>,
+    /// Judge each version by the status of its objects in the input, as the controller does.
+    #[arg(long)]
+    from_status: bool,
+    /// Controller config file (resource types); the chart's defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Namespace of objects that name none.
+    #[arg(long, short, default_value = "default")]
+    namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ok(false) when some routemap was invalid (reported on stderr).
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let (input, command) = match &cli.command {
+        Command::Routes { input, .. } | Command::Explain { input, .. } => (input, &cli.command),
+    };
+    let config = match &input.config {
+        Some(path) => Config::from_yaml(
+            &std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        )?,
+        // Offline there is no scope: show routemaps whatever namespaces they name.
+        None => Config {
+            cluster_scoped: true,
+            ..Config::default()
+        },
+    };
+    let documents = read_inputs(&input.files)?;
+    let readiness = Readiness {
+        from_status: input.from_status,
+        unready: input.unready.iter().cloned().collect(),
+    };
+    let rendered = offline::render(&config, &input.namespace, &documents, &readiness);
+    let known = offline::version_names(&rendered);
+    for name in &readiness.unready {
+        if !known.contains(name) {
+            eprintln!("warning: --unready {name}: no routemap has a version of that name");
+        }
+    }
+    let mut ok = true;
+    for r in &rendered {
+        if let Outcome::Invalid { error } = &r.outcome {
+            eprintln!("error: routemap {}: {error}", r.key);
+            ok = false;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Routes { output, .. } => print_routes(&mut out, &rendered, *output)?,
+        Command::Explain {
+            headers,
+            path,
+            method,
+            ..
+        } => {
+            let req = Request {
+                method: method.to_ascii_uppercase(),
+                path: path.clone(),
+                headers: headers.clone(),
+            };
+            print_explain(&mut out, &rendered, &req)?;
+        }
+    }
+    Ok(ok)
+}
+
+fn read_inputs(files: &[String]) -> anyhow::Result<Vec<Document>> {
+    let files: Vec<&str> = if files.is_empty() {
+        vec!["-"]
+    } else {
+        files.iter().map(String::as_str).collect()
+    };
+    let mut docs = Vec::new();
+    for file in files {
+        let text = if file == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+        };
+        docs.extend(offline::load_documents(file, &text)?);
+    }
+    Ok(docs)
+}
+
+fn print_routes(out: &mut impl Write, rendered: &[Rendered], format: Format) -> anyhow::Result<()> {
+    let routes: Vec<_> = rendered
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Desired {
+                route: Some(route), ..
+            } => Some(route),
+            Outcome::Desired { route: None, .. } => {
+                eprintln!(
+                    "note: routemap {}: strategy none, no route is written",
+                    r.key
+                );
+                None
+            }
+            Outcome::Invalid { .. } => None,
+        })
+        .collect();
+    match format {
+        Format::Yaml => {
+            for (i, route) in routes.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                write!(out, "{}", route.to_yaml())?;
+            }
+        }
+        Format::Json => {
+            let list = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": routes.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_explain(out: &mut impl Write, rendered: &[Rendered], req: &Request) -> anyhow::Result<()> {
+    let headers: Vec<String> = req
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect();
+    let request = if headers.is_empty() {
+        format!("{} {}", req.method, req.path)
+    } else {
+        format!("{} {} [{}]", req.method, req.path, headers.join(", "))
+    };
+    for r in rendered {
+        let Outcome::Desired { route, summary } = &r.outcome else {
+            continue;
+        };
+        let unavailable: BTreeSet<&str> = summary
+            .versions
+            .iter()
+            .filter(|v| !v.available)
+            .map(|v| v.name.as_str())
+            .collect();
+        let verdict = match route {
+            None => "no route (strategy none)".to_string(),
+            Some(route) => match explain(route, req) {
+                None => "no rule matches (404)".to_string(),
+                Some(e) => {
+                    let single = e.backends.len() == 1;
+                    let mut parts: Vec<String> = e
+                        .backends
+                        .iter()
+                        .map(|s| {
+                            let share = if single {
+                                String::new()
+                            } else {
+                                format!(" {:.1}%", s.percent())
+                            };
+                            let header = s.app_version.as_deref().unwrap_or("-");
+                            format!("{}{share} (app-version: {header})", s.backend)
+                        })
+                        .collect();
+                    for (name, percent) in &e.mirrors {
+                        parts.push(format!("mirrored to {name} at {percent}%"));
+                    }
+                    format!("{} [rule {}]", parts.join(", "), e.rule)
+                }
+            },
+        };
+        let note = if unavailable.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = unavailable.into_iter().collect();
+            format!("  (unavailable: {})", names.join(", "))
+        };
+        writeln!(out, "{}: {request} -> {verdict}{note}", r.key)?;
+    }
+    Ok(())
 }

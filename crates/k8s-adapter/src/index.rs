@@ -209,6 +209,11 @@ impl Index {
         self.routemaps.get(key).and_then(|e| e.last.as_ref())
     }
 
+    /// The parsed spec of a valid routemap.
+    pub fn spec(&self, key: &RouteMapKey) -> Option<&RouteMapSpec> {
+        self.routemaps.get(key)?.object.spec.as_ref().ok()
+    }
+
     /// A routemap was added or changed.
     pub fn upsert_routemap(&mut self, object: RouteMapObject) -> Vec<Change> {
         let key = object.key.clone();

@@ -21,6 +21,7 @@ pub mod index;
 pub mod kube_types;
 pub mod leader;
 pub mod metrics;
+pub mod offline;
 pub mod routemap;
 pub mod status;
 pub mod watch;

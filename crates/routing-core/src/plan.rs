@@ -92,13 +92,18 @@ pub fn plan(
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
                 (ROUTEMAP_LABEL.to_string(), owner.name.clone()),
             ]),
-            owner_references: vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                name: owner.name.clone(),
-                uid: owner.uid.clone(),
-                controller: true,
-            }],
+            // Without a uid (a routemap rendered offline, not yet created) there is no owner yet.
+            owner_references: if owner.uid.is_empty() {
+                Vec::new()
+            } else {
+                vec![OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    name: owner.name.clone(),
+                    uid: owner.uid.clone(),
+                    controller: true,
+                }]
+            },
         },
         spec: HttpRouteSpec {
             parent_refs: spec
