@@ -28,7 +28,8 @@ K8S_GIT_VERSION="${K8S_GIT_VERSION:-}"
 
 log() { echo "[build.sh] $*" >&2; }
 die() { echo "[build.sh] ERROR: $*" >&2; exit 1; }
-step() { CURRENT_STEP="$*"; log "step: $*"; }
+T_START=$(date +%s)
+step() { CURRENT_STEP="$*"; log "step (+$(( $(date +%s) - T_START ))s): $*"; }
 CURRENT_STEP="start"
 trap 'rc=$?; [ $rc -ne 0 ] && echo "[build.sh] FAILED during step: $CURRENT_STEP (exit $rc)" >&2' EXIT
 
@@ -154,7 +155,7 @@ SET=""
 if [ -f "$LOCK" ] && [ "${ITER8_E2E_REFRESH:-0}" != 1 ]; then
   SET=$(grep -v '^#' "$LOCK" | grep -v '^$')
   step "fetch the $(echo "$SET" | wc -l) package versions pinned in PACKAGES.lock"
-  if ! echo "$SET" | download_set; then
+  if ! download_set <<<"$SET"; then
     log "a pinned version is no longer in sid: resolving the package set afresh and rewriting PACKAGES.lock"
     SET=""
   fi
@@ -163,7 +164,7 @@ if [ -z "$SET" ]; then
   step "resolve the package set (apt-get update, apt-cache depends --recurse)"
   apt_update
   SET=$(resolve_fresh)
-  echo "$SET" | download_set || die "apt-get download failed (see the package named above)"
+  download_set <<<"$SET" || die "apt-get download failed (see the package named above)"
   echo "$SET" | write_lock
 fi
 log "package set: $(echo "$SET" | wc -l) packages"

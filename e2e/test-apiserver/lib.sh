@@ -28,11 +28,12 @@ tas_free_port() {
   return 1
 }
 
-# tas_load DIR: loads DIR/env (ports) and DIR/pids if present.
+# tas_load DIR: loads DIR/env (ports) and the recorded pids (DIR/etcd.pid, DIR/apiserver.pid).
 tas_load() {
   local dir=$1
   [ -f "$dir/env" ] && . "$dir/env"
-  [ -f "$dir/pids" ] && . "$dir/pids"
+  ETCD_PID=$(cat "$dir/etcd.pid" 2>/dev/null || true)
+  APISERVER_PID=$(cat "$dir/apiserver.pid" 2>/dev/null || true)
   return 0
 }
 
@@ -42,7 +43,7 @@ tas_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 tas_stop_pid() {
   local pid=$1 name=$2
   tas_alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
+  kill -"${TAS_STOP_SIGNAL:-TERM}" "$pid" 2>/dev/null || true
   for _ in $(seq 1 150); do
     tas_alive "$pid" || { tas_log "stopped $name (pid $pid)"; return 0; }
     sleep 0.1
@@ -52,10 +53,14 @@ tas_stop_pid() {
   tas_log "killed $name (pid $pid)"
 }
 
-tas_write_pids() {
-  local dir=$1
-  { echo "ETCD_PID=${ETCD_PID:-}"; echo "APISERVER_PID=${APISERVER_PID:-}"; } > "$dir/pids.tmp"
-  mv "$dir/pids.tmp" "$dir/pids"
+# tas_set_pid DIR NAME PID: records one component's pid (empty: stopped) and rewrites DIR/pids
+# (ETCD_PID=..., APISERVER_PID=...) from both records.
+tas_set_pid() {
+  local dir=$1 name=$2 pid=${3:-}
+  echo "$pid" > "$dir/$name.pid.new" && mv "$dir/$name.pid.new" "$dir/$name.pid"
+  { echo "ETCD_PID=$(cat "$dir/etcd.pid" 2>/dev/null || true)"
+    echo "APISERVER_PID=$(cat "$dir/apiserver.pid" 2>/dev/null || true)"; } > "$dir/pids.new"
+  mv "$dir/pids.new" "$dir/pids"
 }
 
 # tas_start_etcd DIR: starts etcd on ETCD_PORT/ETCD_PEER_PORT with data in DIR/etcd-data.
@@ -72,7 +77,7 @@ tas_start_etcd() {
     </dev/null >>"$dir/etcd.log" 2>&1 &
   for _ in $(seq 1 50); do [ -s "$dir/etcd.pid.tmp" ] && break; sleep 0.05; done
   ETCD_PID=$(cat "$dir/etcd.pid.tmp"); rm -f "$dir/etcd.pid.tmp"
-  tas_write_pids "$dir"
+  tas_set_pid "$dir" etcd "$ETCD_PID"
   local i
   for i in $(seq 1 300); do
     if curl -fsS --max-time 1 "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'; then
@@ -86,6 +91,15 @@ tas_start_etcd() {
   tas_die "etcd not healthy after 30 s (log: $dir/etcd.log)"
 }
 
+# tas_wait_serving: waits (up to 60 s) until the API server answers a real read from etcd.
+tas_wait_serving() {
+  for _ in $(seq 1 300); do
+    [ "$(curl -ks -o /dev/null -w '%{http_code}' --max-time 2 "https://127.0.0.1:$APISERVER_PORT/api/v1/namespaces/default" 2>/dev/null)" = 200 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 # tas_start_apiserver DIR: starts the API server on APISERVER_PORT, waits for /readyz.
 tas_start_apiserver() {
   local dir=$1
@@ -97,11 +111,11 @@ tas_start_apiserver() {
     </dev/null >>"$dir/apiserver.log" 2>&1 &
   for _ in $(seq 1 50); do [ -s "$dir/apiserver.pid.tmp" ] && break; sleep 0.05; done
   APISERVER_PID=$(cat "$dir/apiserver.pid.tmp"); rm -f "$dir/apiserver.pid.tmp"
-  tas_write_pids "$dir"
+  tas_set_pid "$dir" apiserver "$APISERVER_PID"
   local t0 i
   t0=$(date +%s.%N)
   for i in $(seq 1 600); do
-    if [ "$(curl -ks --max-time 2 "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null)" = ok ]; then
+    if [ "$(curl -ks --max-time 2 "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null)" = ok ] && tas_wait_serving; then
       tas_log "API server ready on https://127.0.0.1:$APISERVER_PORT (pid $APISERVER_PID, $(python3 -c "import time; print(round(time.time()-$t0, 2))" 2>/dev/null || echo '?') s)"
       return 0
     fi

@@ -5,7 +5,7 @@
 # 127.0.0.1, each on a free port, waits until /readyz is ok and returns. Writes:
 #   DIR/kubeconfig  kubectl/kube-rs config (server https://127.0.0.1:PORT, CA = DIR/certs/apiserver.crt)
 #   DIR/env         KUBECONFIG, ETCD_PORT, ETCD_PEER_PORT, ETCD_ENDPOINT, APISERVER_PORT, APISERVER_URL
-#   DIR/pids        ETCD_PID, APISERVER_PID
+#   DIR/pids        ETCD_PID, APISERVER_PID (also DIR/etcd.pid, DIR/apiserver.pid)
 #   DIR/etcd.log, DIR/apiserver.log
 # Ports already recorded in DIR/env are reused, so a stopped component comes back on the same
 # port with the same data. --only starts just one component (it must not be running).
@@ -46,10 +46,8 @@ if [ "$ONLY" != etcd ]; then
   tas_alive "${APISERVER_PID:-}" && tas_die "API server already running (pid $APISERVER_PID)"
   tas_start_apiserver "$DIR"
 elif tas_alive "${APISERVER_PID:-}"; then
-  # etcd came back under a running API server: wait until it is ready again
-  for _ in $(seq 1 600); do
-    [ "$(curl -ks --max-time 2 "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null)" = ok ] && break
-    sleep 0.1
-  done
+  # etcd came back under a running API server: wait until it serves reads again
+  tas_wait_serving || tas_die "API server does not serve after the etcd restart (log: $DIR/apiserver.log)"
+  tas_log "API server serves again after the etcd start"
 fi
 tas_log "env: $DIR/env   kubeconfig: $DIR/kubeconfig"
