@@ -116,6 +116,9 @@ tas_start_apiserver() {
   t0=$(date +%s.%N)
   for i in $(seq 1 600); do
     if [ "$(curl -ks --max-time 2 "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null)" = ok ] && tas_wait_serving; then
+      # the generated apiserver.crt is "serving cert + its self-signed CA": the CA alone is ca.crt
+      awk '/BEGIN CERTIFICATE/{n++; buf=""} {buf=buf $0 "\n"} /END CERTIFICATE/{last=buf} END{printf "%s", last}' \
+        "$dir/certs/apiserver.crt" > "$dir/certs/ca.crt"
       tas_log "API server ready on https://127.0.0.1:$APISERVER_PORT (pid $APISERVER_PID, $(python3 -c "import time; print(round(time.time()-$t0, 2))" 2>/dev/null || echo '?') s)"
       return 0
     fi
@@ -135,7 +138,7 @@ clusters:
 - name: test-apiserver
   cluster:
     server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority: $dir/certs/apiserver.crt
+    certificate-authority: $dir/certs/ca.crt
 users:
 - name: admin
   user:

@@ -129,7 +129,7 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 	serving.BindPort = f.securePort
 	serving.ServerCert.CertDirectory = f.certDir
 	serving.ServerCert.PairName = "apiserver"
-	if err := serving.MaybeDefaultWithSelfSignedCerts("localhost", []string{"localhost"}, []net.IP{ip}); err != nil {
+	if err := serving.MaybeDefaultWithSelfSignedCerts("localhost", nil, nil); err != nil { // SANs: localhost + the bind IP
 		return fmt.Errorf("self-signed certificate: %w", err)
 	}
 	if err := serving.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {

@@ -276,7 +276,7 @@ check "restart-apiserver.sh: same port, data kept" t_restart_apiserver
 t_expired() {
   # a watch from a resourceVersion older than the restarted server's watch cache: 410 Expired
   local out
-  out=$(timeout 5 curl -sN --cacert "$DIR/certs/apiserver.crt" \
+  out=$(timeout 5 curl -sN --cacert "$DIR/certs/ca.crt" \
         "$APISERVER_URL/api/v1/namespaces/$NS/configmaps?watch=1&resourceVersion=2" || true)
   echo "$out" | grep -q '"code":410' || { echo "no 410: $out"; return 1; }
   echo "$out" | grep -q '"reason":"Expired"'

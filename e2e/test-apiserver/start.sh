@@ -3,7 +3,7 @@
 #
 # Starts etcd (data in DIR/etcd-data) and the test API server (certificate in DIR/certs) on
 # 127.0.0.1, each on a free port, waits until /readyz is ok and returns. Writes:
-#   DIR/kubeconfig  kubectl/kube-rs config (server https://127.0.0.1:PORT, CA = DIR/certs/apiserver.crt)
+#   DIR/kubeconfig  kubectl/kube-rs config (server https://127.0.0.1:PORT, CA = DIR/certs/ca.crt)
 #   DIR/env         KUBECONFIG, ETCD_PORT, ETCD_PEER_PORT, ETCD_ENDPOINT, APISERVER_PORT, APISERVER_URL
 #   DIR/pids        ETCD_PID, APISERVER_PID (also DIR/etcd.pid, DIR/apiserver.pid)
 #   DIR/etcd.log, DIR/apiserver.log
