@@ -19,7 +19,7 @@ cleanup() { [ "${KEEP:-0}" = 1 ] || bash "$TAS_HERE/stop.sh" "$DIR" >/dev/null 2
 trap cleanup EXIT
 . "$DIR/env"
 export KUBECONFIG
-NS=smoke
+NS=smoke-$(date +%s)   # unique: the smoke test can run again on the same DIR
 W="$DIR/work"; mkdir -p "$W"
 
 # kubectl without the client/server version-skew warning (kubectl 1.33 against 1.36 libraries)

@@ -181,6 +181,9 @@ func newStores(spec resourceSpec, optsGetter generic.RESTOptionsGetter) (map[str
 		ResetFieldsStrategy:       main,
 		TableConvertor:            rest.NewDefaultTableConvertor(gr),
 	}
+	if t := tableFor(spec.resource); t != nil {
+		store.TableConvertor = t
+	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: spec.attrFunc}); err != nil {
 		return nil, fmt.Errorf("store for %s: %w", gr, err)
 	}
