@@ -49,6 +49,13 @@ src_hash() {
 PRINT=0
 [ "${1:-}" = "--print" ] && PRINT=1
 
+# one build at a time per cache (parallel test runners may all call start.sh -> build.sh)
+mkdir -p "$CACHE"
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE/.build.lock"
+  flock 9
+fi
+
 # ---------------------------------------------------------------------------------- no-op
 HASH="$(src_hash)"
 if [ -x "$BIN/test-apiserver" ] && [ -x "$BIN/etcd" ] && [ -f "$BIN/.srchash" ] \

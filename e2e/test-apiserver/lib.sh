@@ -38,11 +38,18 @@ tas_load() {
 }
 
 tas_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# tas_ours PID DIR: alive AND started by us for DIR (its command line names DIR), so that a
+# recorded pid reused by another process after a reboot is never signalled.
+tas_ours() {
+  tas_alive "${1:-}" || return 1
+  [ -r "/proc/$1/cmdline" ] || return 0
+  tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$2/"
+}
 
-# tas_stop_pid PID NAME: SIGTERM, wait up to 15 s, then SIGKILL.
+# tas_stop_pid PID NAME DIR: SIGTERM, wait up to 15 s, then SIGKILL.
 tas_stop_pid() {
-  local pid=$1 name=$2
-  tas_alive "$pid" || return 0
+  local pid=$1 name=$2 dir=$3
+  tas_ours "$pid" "$dir" || return 0
   kill -"${TAS_STOP_SIGNAL:-TERM}" "$pid" 2>/dev/null || true
   for _ in $(seq 1 150); do
     tas_alive "$pid" || { tas_log "stopped $name (pid $pid)"; return 0; }

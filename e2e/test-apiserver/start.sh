@@ -21,15 +21,16 @@ if [ "${2:-}" = "--only" ]; then ONLY="${3:-}"; fi
 case "$ONLY" in ""|etcd|apiserver) ;; *) tas_die "--only takes etcd or apiserver" ;; esac
 
 tas_binaries
-# a failed full start leaves nothing running
-trap 'rc=$?; if [ $rc -ne 0 ] && [ -z "$ONLY" ]; then bash "$TAS_HERE/stop.sh" "$DIR" >/dev/null 2>&1 || true; fi' EXIT
-ETCD_PID="" APISERVER_PID=""
+# ports come from DIR/env only, never from the caller's environment (another DIR's env)
+unset ETCD_PORT ETCD_PEER_PORT APISERVER_PORT ETCD_PID APISERVER_PID
 tas_load "$DIR"
 
 if [ -z "$ONLY" ]; then
-  if tas_alive "${ETCD_PID:-}" || tas_alive "${APISERVER_PID:-}"; then
+  if tas_ours "${ETCD_PID:-}" "$DIR" || tas_ours "${APISERVER_PID:-}" "$DIR"; then
     tas_die "already running in $DIR (pids: etcd ${ETCD_PID:-none}, apiserver ${APISERVER_PID:-none}); use stop.sh first"
   fi
+  # a failed full start leaves nothing running
+  trap 'rc=$?; if [ $rc -ne 0 ]; then bash "$TAS_HERE/stop.sh" "$DIR" >/dev/null 2>&1 || true; fi' EXIT
 fi
 : "${ETCD_PORT:=$(tas_free_port)}"
 : "${ETCD_PEER_PORT:=$(tas_free_port)}"
@@ -39,13 +40,13 @@ while [ "$APISERVER_PORT" = "$ETCD_PORT" ] || [ "$APISERVER_PORT" = "$ETCD_PEER_
 tas_write_kubeconfig "$DIR"
 
 if [ "$ONLY" != apiserver ]; then
-  tas_alive "${ETCD_PID:-}" && tas_die "etcd already running (pid $ETCD_PID)"
+  tas_ours "${ETCD_PID:-}" "$DIR" && tas_die "etcd already running (pid $ETCD_PID)"
   tas_start_etcd "$DIR"
 fi
 if [ "$ONLY" != etcd ]; then
-  tas_alive "${APISERVER_PID:-}" && tas_die "API server already running (pid $APISERVER_PID)"
+  tas_ours "${APISERVER_PID:-}" "$DIR" && tas_die "API server already running (pid $APISERVER_PID)"
   tas_start_apiserver "$DIR"
-elif tas_alive "${APISERVER_PID:-}"; then
+elif tas_ours "${APISERVER_PID:-}" "$DIR"; then
   # etcd came back under a running API server: wait until it serves reads again
   tas_wait_serving || tas_die "API server does not serve after the etcd restart (log: $DIR/apiserver.log)"
   tas_log "API server serves again after the etcd start"

@@ -10,7 +10,7 @@ DIR="$(cd "$1" && pwd)"
 ONLY=""
 if [ "${2:-}" = "--only" ]; then ONLY="${3:-}"; fi
 case "$ONLY" in ""|etcd|apiserver) ;; *) tas_die "--only takes etcd or apiserver" ;; esac
-ETCD_PID="" APISERVER_PID=""
+unset ETCD_PORT ETCD_PEER_PORT APISERVER_PORT ETCD_PID APISERVER_PID
 tas_load "$DIR"
-if [ "$ONLY" != etcd ]; then tas_stop_pid "${APISERVER_PID:-}" apiserver; tas_set_pid "$DIR" apiserver ""; fi
-if [ "$ONLY" != apiserver ]; then tas_stop_pid "${ETCD_PID:-}" etcd; tas_set_pid "$DIR" etcd ""; fi
+if [ "$ONLY" != etcd ]; then tas_stop_pid "${APISERVER_PID:-}" apiserver "$DIR"; tas_set_pid "$DIR" apiserver ""; fi
+if [ "$ONLY" != apiserver ]; then tas_stop_pid "${ETCD_PID:-}" etcd "$DIR"; tas_set_pid "$DIR" etcd ""; fi
