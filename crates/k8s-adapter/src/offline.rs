@@ -38,18 +38,16 @@ pub struct Document {
 }
 
 /// Splits a multi-document YAML stream into objects; empty documents are skipped, and a
-/// `kind: List` is unpacked.
+/// `kind: List` is unpacked. Documents are parsed in parallel (YAML parsing is most of the cost
+/// of `iter8-render`); a syntax error names the file and the line in the whole stream.
 pub fn load_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
-        file: file.to_string(),
-        message: e
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_string(),
-    })?;
+    let docs: Vec<Value> = match split_documents(text) {
+        Some(chunks) => parallel_map(&chunks, |(offset, chunk)| parse_one(file, *offset, chunk))
+            .into_iter()
+            .collect::<Result<Vec<Value>, LoadError>>()?,
+        None => serde_saphyr::from_multiple_with_options(text, yaml_options())
+            .map_err(|e| yaml_error(file, 0, &e))?,
+    };
     let mut out = Vec::new();
     for doc in docs {
         if doc.get("kind").and_then(Value::as_str) == Some("List") {
@@ -67,6 +65,106 @@ pub fn load_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadError
         }
     }
     Ok(out)
+}
+
+/// Large inputs (10,000 releases) are fine; aliases stay bounded by the default budget.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    if let Some(budget) = options.budget.as_mut() {
+        budget.max_documents = usize::MAX;
+        budget.max_nodes = usize::MAX;
+        budget.max_events = usize::MAX;
+        budget.max_total_scalar_bytes = usize::MAX;
+        budget.max_reader_input_bytes = None;
+    }
+    options
+}
+
+fn parse_one(file: &str, offset: usize, chunk: &str) -> Result<Value, LoadError> {
+    serde_saphyr::from_str_with_options(chunk, yaml_options())
+        .map_err(|e| yaml_error(file, offset, &e))
+}
+
+/// The parser's first message line, with its line number moved by `offset` (the document's
+/// first line in the whole stream).
+fn yaml_error(file: &str, offset: usize, e: &serde_saphyr::Error) -> LoadError {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let message = match e.location() {
+        Some(loc) => {
+            let rest = first
+                .split_once(": ")
+                .filter(|(p, _)| p.starts_with("line "))
+                .map_or(first, |(_, r)| r);
+            format!(
+                "line {} column {}: {rest}",
+                loc.line() + offset as u64,
+                loc.column()
+            )
+        }
+        None => first.to_string(),
+    };
+    LoadError::Yaml {
+        file: file.to_string(),
+        message,
+    }
+}
+
+/// Splits a stream at `---` lines into (lines before the document, document text). `None` when
+/// the stream uses YAML features a plain split could get wrong (directives, `...`, content on a
+/// `---` line): the caller then parses it as one stream.
+fn split_documents(text: &str) -> Option<Vec<(usize, &str)>> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut first_line = 0;
+    let mut pos = 0;
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end();
+        if bare.starts_with('%') || bare == "..." {
+            return None;
+        }
+        if let Some(rest) = bare.strip_prefix("---") {
+            let rest = rest.trim_start();
+            if !rest.is_empty() && !rest.starts_with('#') {
+                return None;
+            }
+            docs.push((first_line, &text[start..pos]));
+            start = pos + line.len();
+            first_line = line_no + 1;
+        }
+        pos += line.len();
+    }
+    docs.push((first_line, &text[start..]));
+    Some(docs)
+}
+
+/// Maps over items on all cores (scoped threads), keeping order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads <= 1 || items.len() < 64 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// How readiness is judged offline.
@@ -94,25 +192,19 @@ pub fn render(
     documents: &[Document],
     readiness: &Readiness,
 ) -> Vec<Rendered> {
-    let mut index = Index::new(config);
     let types = kinds(config);
-    for doc in documents {
-        let obj = &doc.object;
-        let meta = &obj["metadata"];
-        let (Some(name), Some(kind), Some(api_version)) = (
-            meta["name"].as_str(),
-            obj["kind"].as_str(),
-            obj["apiVersion"].as_str(),
-        ) else {
-            continue;
-        };
-        let namespace = meta["namespace"].as_str().unwrap_or(default_namespace);
-        if kind == "ConfigMap" && api_version == "v1" && is_routemap(&labels(meta)) {
-            index.upsert_routemap(RouteMapObject::from_json(obj, default_namespace));
+    // Parsing routemap specs and extracting facts is per document: do it on all cores, then
+    // feed the index in input order (later documents win, as with `kubectl apply`).
+    let prepared = parallel_map(documents, |doc| {
+        prepare(&doc.object, &types, default_namespace)
+    });
+    let mut index = Index::new(config);
+    for p in prepared {
+        if let Some(routemap) = p.routemap {
+            index.upsert_routemap(routemap);
         }
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        if let Some(short) = types.get(&(group.to_string(), kind.to_string())) {
-            index.upsert_resource(short, namespace, name, ResourceFacts::from_json(obj));
+        if let Some((short, namespace, name, facts)) = p.resource {
+            index.upsert_resource(&short, &namespace, &name, facts);
         }
     }
     let mut out: BTreeMap<RouteMapKey, Outcome> = BTreeMap::new();
@@ -130,6 +222,45 @@ pub fn render(
     out.into_iter()
         .map(|(key, outcome)| Rendered { key, outcome })
         .collect()
+}
+
+/// What one document contributes to the index.
+struct Prepared {
+    routemap: Option<RouteMapObject>,
+    resource: Option<(String, String, String, ResourceFacts)>,
+}
+
+fn prepare(
+    obj: &Value,
+    types: &HashMap<(String, String), String>,
+    default_namespace: &str,
+) -> Prepared {
+    let mut p = Prepared {
+        routemap: None,
+        resource: None,
+    };
+    let meta = &obj["metadata"];
+    let (Some(name), Some(kind), Some(api_version)) = (
+        meta["name"].as_str(),
+        obj["kind"].as_str(),
+        obj["apiVersion"].as_str(),
+    ) else {
+        return p;
+    };
+    let namespace = meta["namespace"].as_str().unwrap_or(default_namespace);
+    if kind == "ConfigMap" && api_version == "v1" && is_routemap(&labels(meta)) {
+        p.routemap = Some(RouteMapObject::from_json(obj, default_namespace));
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if let Some(short) = types.get(&(group.to_string(), kind.to_string())) {
+        p.resource = Some((
+            short.clone(),
+            namespace.to_string(),
+            name.to_string(),
+            ResourceFacts::from_json(obj),
+        ));
+    }
+    p
 }
 
 /// Version names of all valid routemaps in the documents (to check `--unready` names).

@@ -420,3 +420,20 @@ fn deleting_the_routemap_is_reported_once() {
     // Its resources no longer decide anything.
     assert!(ready_version(&mut ix, "httpbin-0").is_empty());
 }
+
+#[test]
+fn a_new_invalid_annotation_is_reported_even_if_weights_stay() {
+    let mut ix = index();
+    ix.upsert_routemap(routemap(BLUE_GREEN));
+    for (k, n) in [
+        ("svc", "httpbin-0"),
+        ("cm", "httpbin-0-weight-config"),
+        ("svc", "httpbin-1"),
+        ("cm", "httpbin-1-weight-config"),
+    ] {
+        ix.upsert_resource(k, "test", n, watched());
+    }
+    // Same weights as before (the annotation is ignored), but the user must hear about it.
+    let changes = ix.upsert_resource("svc", "test", "httpbin-1", with_weight(watched(), "x"));
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+}

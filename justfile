@@ -1,0 +1,47 @@
+# Task runner (https://just.systems). Install the tools first: `bash scripts/install-tools.sh`
+# (helm, kubectl, kubernetes-validate and just itself, into .tools/), then `export PATH=$PWD/.tools/bin:$PATH`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install helm, kubectl, kubernetes-validate and just into .tools/ (idempotent).
+tools:
+    bash scripts/install-tools.sh
+
+# The main job: the seed canary tutorial, offline, with real helm and iter8-render.
+demo: tools
+    bash scripts/demo.sh
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Formatting and clippy, warnings are errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Unit, property, golden, request-exact and chart tests (no API server).
+unit: tools
+    cargo test --workspace --exclude iter8-e2e
+
+# End to end against a real API server built from Debian packages (see e2e/README.md).
+e2e: tools
+    bash e2e/run.sh
+
+# Every test tier: what the README's test command runs.
+test: unit e2e
+    # Goldens are committed; a test run must not have changed any of them.
+    git diff --exit-code -- fixtures
+
+# Benchmarks: planner, index, and the iter8-render binary (figures in docs/performance.md).
+bench:
+    cargo bench -p routing-core --bench planner
+    cargo bench -p k8s-adapter --bench index
+    cargo bench -p iter8-render --bench render
+
+# What CI runs (.ci/run): lint, then every test tier.
+ci: lint test
