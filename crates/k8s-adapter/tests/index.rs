@@ -105,6 +105,19 @@ fn rules(changes: &[Change]) -> Vec<Vec<(String, u32)>> {
     }
 }
 
+/// The error of the single invalid decision in `changes`.
+fn invalid_error(changes: &[Change]) -> &str {
+    match changes {
+        [
+            Change::Decided {
+                outcome: Outcome::Invalid { error },
+                ..
+            },
+        ] => error,
+        other => panic!("expected one invalid decision, got {other:#?}"),
+    }
+}
+
 fn ready_version(ix: &mut Index, name: &str) -> Vec<Change> {
     let mut out = ix.upsert_resource("svc", "test", name, watched());
     out.extend(ix.upsert_resource("deploy", "test", name, deployment(true)));
@@ -334,15 +347,7 @@ fn invalid_routemap_reports_the_field_and_keeps_no_route() {
 fn iter8_1_1_routemaps_are_rejected_with_a_hint() {
     let mut ix = index();
     let changes = ix.upsert_routemap(routemap_labeled(CANARY, "v1.1"));
-    let [
-        Change::Decided {
-            outcome: Outcome::Invalid { error },
-            ..
-        },
-    ] = &changes[..]
-    else {
-        panic!("expected invalid, got {changes:#?}");
-    };
+    let error = invalid_error(&changes);
     assert!(
         error.starts_with("metadata.labels[iter8.tools/version]"),
         "{error}"
@@ -358,15 +363,7 @@ fn unknown_type_and_foreign_namespace_are_invalid_when_namespace_scoped() {
         "{gvrShort: ksvc, name: httpbin-1}",
     );
     let changes = ix.upsert_routemap(routemap(&spec));
-    let [
-        Change::Decided {
-            outcome: Outcome::Invalid { error },
-            ..
-        },
-    ] = &changes[..]
-    else {
-        panic!("expected invalid");
-    };
+    let error = invalid_error(&changes);
     assert!(
         error.contains("versions[1].resources[1].gvrShort: \"ksvc\""),
         "{error}"
@@ -377,15 +374,7 @@ fn unknown_type_and_foreign_namespace_are_invalid_when_namespace_scoped() {
         "{gvrShort: deploy, name: httpbin-1, namespace: other}",
     );
     let changes = ix.upsert_routemap(routemap(&spec));
-    let [
-        Change::Decided {
-            outcome: Outcome::Invalid { error },
-            ..
-        },
-    ] = &changes[..]
-    else {
-        panic!("expected invalid");
-    };
+    let error = invalid_error(&changes);
     assert!(
         error.contains("versions[1].resources[1].namespace"),
         "{error}"
