@@ -15,6 +15,7 @@
 //! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
 //! until it appears; it does not fail the process or flood the log.
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::admin::Readiness;
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
 use crate::config::Config;
-use crate::index::Index;
+use crate::index::{Change, Index};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
 use crate::routemap::{RouteMapKey, RouteMapObject};
@@ -66,17 +67,31 @@ pub enum IndexMsg {
     ResourcesRelisting(String),
     /// A resource list is complete.
     ResourcesSynced(String),
+    /// Sent first by [`spawn_watches`]: the watches (`routemaps` and each resource type's short
+    /// name) whose initial list must complete before any decision reaches the writer.
+    AwaitInitialLists(Vec<String>),
 }
 
 /// The one task that owns the index: applies watch messages, forwards decisions to the writer.
+///
+/// Until every watch named by [`IndexMsg::AwaitInitialLists`] has listed once, decisions are
+/// held back (the last one per routemap kept): a routemap listed before its Deployments would
+/// otherwise be decided with its versions "not found", and a restarted controller would write
+/// a route without its candidates and then write it back.
 pub async fn run_index(
     mut index: Index,
     mut rx: mpsc::Receiver<IndexMsg>,
     writer: mpsc::UnboundedSender<WriterMsg>,
     metrics: Metrics,
 ) {
+    let mut awaiting: Option<HashSet<String>> = None;
+    let mut held: Vec<Change> = Vec::new();
     while let Some(msg) = rx.recv().await {
-        let changes = match msg {
+        let mut changes = match msg {
+            IndexMsg::AwaitInitialLists(names) => {
+                awaiting = Some(names.into_iter().collect());
+                Vec::new()
+            }
             IndexMsg::RouteMap(object, status) => {
                 // The writer learns what was last reported before it hears the decision.
                 let seen = WriterMsg::Seen {
@@ -94,7 +109,12 @@ pub async fn run_index(
                 index.begin_routemap_relist();
                 Vec::new()
             }
-            IndexMsg::RouteMapsSynced => index.end_routemap_relist(),
+            IndexMsg::RouteMapsSynced => {
+                if let Some(a) = awaiting.as_mut() {
+                    a.remove("routemaps");
+                }
+                index.end_routemap_relist()
+            }
             IndexMsg::Resource {
                 kind,
                 namespace,
@@ -111,8 +131,22 @@ pub async fn run_index(
                 index.begin_relist(&kind);
                 Vec::new()
             }
-            IndexMsg::ResourcesSynced(kind) => index.end_relist(&kind),
+            IndexMsg::ResourcesSynced(kind) => {
+                if let Some(a) = awaiting.as_mut() {
+                    a.remove(&kind);
+                }
+                index.end_relist(&kind)
+            }
         };
+        if let Some(a) = &awaiting {
+            held.append(&mut changes);
+            if !a.is_empty() {
+                metrics.sizes(index.routemap_count(), index.version_count());
+                continue;
+            }
+            awaiting = None;
+            changes = latest_per_routemap(std::mem::take(&mut held));
+        }
         metrics.sizes(index.routemap_count(), index.version_count());
         for change in changes {
             if writer.send(WriterMsg::Change(Box::new(change))).is_err() {
@@ -120,6 +154,20 @@ pub async fn run_index(
             }
         }
     }
+}
+
+/// Keeps the last change of each routemap, in the order of those last changes.
+fn latest_per_routemap(changes: Vec<Change>) -> Vec<Change> {
+    let key = |c: &Change| match c {
+        Change::Decided { key, .. } | Change::Removed { key } => key.clone(),
+    };
+    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let k = key(&change);
+        out.retain(|c| key(c) != k);
+        out.push(change);
+    }
+    out
 }
 
 /// A routemap ConfigMap as the index wants it.
@@ -178,6 +226,7 @@ async fn drive<K, M, S, F>(
     make: impl Fn() -> S,
     tx: impl Fn(M) -> BoxFuture<'static, bool>,
     mut convert: F,
+    on_missing: impl Fn() -> Option<M>,
     metrics: Metrics,
     readiness: Readiness,
 ) where
@@ -219,6 +268,12 @@ async fn drive<K, M, S, F>(
                         metrics.set_type_missing(&name, true);
                         // Nothing to cache: an absent optional type must not keep us unready.
                         readiness.synced(&name);
+                        // ... nor keep decisions waiting for its initial list.
+                        if let Some(msg) = on_missing()
+                            && !tx(msg).await
+                        {
+                            return;
+                        }
                         tracing::warn!(watch = %name, error = %e, "resource type is not served by the API server (CRD not installed?); retrying with backoff, reported once");
                     } else {
                         tracing::debug!(watch = %name, "resource type still not served");
@@ -287,6 +342,11 @@ pub fn spawn_watches(
         }
     };
 
+    // First message on the index channel (before any watch runs): which initial lists to await.
+    let mut initial = vec!["routemaps".to_string()];
+    initial.extend(config.watched_types().into_iter().map(|(short, _)| short));
+    let _ = index.try_send(IndexMsg::AwaitInitialLists(initial));
+
     // Routemaps.
     let selector = format!("{ROUTEMAP_KIND_LABEL}=routemap");
     tracing::info!(kind = "ConfigMap", selector = %selector, scope = %scope, "watching routemaps");
@@ -305,6 +365,7 @@ pub fn spawn_watches(
             ))],
             Event::InitDone => vec![IndexMsg::RouteMapsSynced],
         },
+        || None,
         metrics.clone(),
         readiness.clone(),
     )));
@@ -317,6 +378,7 @@ pub fn spawn_watches(
         readiness.expect(&short);
         let api = dynamic_api(client, namespace, &resource);
         let kind = short.clone();
+        let missing = short.clone();
         let selector = selector.clone();
         tasks.push(tokio::spawn(drive(
             short,
@@ -328,6 +390,7 @@ pub fn spawn_watches(
                 Event::Delete(o) => vec![resource_message(&kind, &o, true)],
                 Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
             },
+            move || Some(IndexMsg::ResourcesSynced(missing.clone())),
             metrics.clone(),
             readiness.clone(),
         )));
@@ -357,6 +420,7 @@ pub fn spawn_watches(
             }))],
             Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
         },
+        || None,
         metrics.clone(),
         readiness.clone(),
     )));
@@ -430,6 +494,65 @@ mod tests {
         let IndexMsg::Resource { facts: None, .. } = resource_message("deploy", &obj, true) else {
             panic!("a deletion carries no facts");
         };
+    }
+
+    /// A restarted controller listing its routemap before the Deployments must not decide
+    /// "candidate not found" (a write without the candidate, then a write back).
+    #[tokio::test]
+    async fn decisions_wait_for_every_initial_list() {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "app-routemap", "namespace": "test", "uid": "u1",
+                         "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"}},
+            "data": {"routemap.yaml": "strategy: canary\nroute: {name: app, parentRefs: [{name: gw}]}\nversions:\n- {name: app-0, resources: [{gvrShort: deploy, name: app-0}]}\n- {name: app-1, resources: [{gvrShort: deploy, name: app-1}], matches: [{headers: [{name: traffic, value: test}]}]}\n"}
+        }))
+        .expect("configmap");
+        let deploy = |name: &str| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "test", "generation": 1,
+                             "labels": {"iter8.tools/watch": "true"}},
+                "status": {"observedGeneration": 1, "conditions": [{"type": "Available", "status": "True"}]}
+            }))
+            .expect("deployment")
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let (writer, mut decisions) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_index(
+            Index::new(&Config::default()),
+            rx,
+            writer,
+            Metrics::default(),
+        ));
+        for msg in [
+            IndexMsg::AwaitInitialLists(vec!["routemaps".into(), "deploy".into()]),
+            IndexMsg::RouteMapsRelisting,
+            routemap_message(&cm),
+            IndexMsg::RouteMapsSynced,
+            IndexMsg::ResourcesRelisting("deploy".into()),
+            resource_message("deploy", &deploy("app-0"), false),
+            resource_message("deploy", &deploy("app-1"), false),
+            IndexMsg::ResourcesSynced("deploy".into()),
+        ] {
+            tx.send(msg).await.expect("index task alive");
+        }
+        drop(tx);
+        task.await.expect("index task");
+        let mut available = Vec::new();
+        while let Ok(msg) = decisions.try_recv() {
+            if let WriterMsg::Change(change) = msg
+                && let Change::Decided {
+                    outcome: crate::index::Outcome::Desired { summary, .. },
+                    ..
+                } = *change
+            {
+                available.push(summary.available().join(","));
+            }
+        }
+        assert_eq!(
+            available,
+            ["app-0,app-1"],
+            "one decision, made from complete lists"
+        );
     }
 
     #[test]
