@@ -1,0 +1,253 @@
+//! The seed canary tutorial, step by step, against a real API server with the real controller.
+
+mod common;
+
+use anyhow::{Result, ensure};
+use common::*;
+
+const NS: &str = "test";
+const ROUTE: &str = "httpbin";
+const ROUTEMAP: &str = "httpbin-routemap";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_tutorial() {
+    let cluster = Cluster::start("seed").await.expect("test API server");
+    let mut suite = Suite::new(&cluster);
+    suite.run("seed canary tutorial", tutorial(&cluster)).await;
+    suite.finish();
+}
+
+/// RouteApplied Events, controller applies and route generations agree: one Event per write.
+async fn check_events(cluster: &Cluster, controller: &Controller, live: &Live) -> Result<()> {
+    let applied = controller.applied()?;
+    let events = cluster.event_count(NS, ROUTEMAP, "RouteApplied").await?;
+    ensure!(
+        events as u64 == applied && applied as i64 == live.generation(),
+        "RouteApplied Events {events}, applies {applied}, route generation {}: expected one Event per write",
+        live.generation()
+    );
+    ok(format!(
+        "{events} RouteApplied Event(s) = {applied} apply(ies) = route generation {}",
+        live.generation()
+    ));
+    Ok(())
+}
+
+async fn tutorial(cluster: &Cluster) -> Result<()> {
+    let mut release = Release::new(cluster, "httpbin", NS);
+
+    step(1, "deploy the initial version (seed-1-initial.yaml)");
+    cluster.create_namespace(NS).await?;
+    note("namespace test created");
+    release.upgrade(&[&values("seed-1-initial.yaml")])?;
+    let mut controller = Controller::start(cluster, NS, "iter8-controller-0")?;
+    controller.wait_ready().await?;
+    cluster
+        .wait_status(NS, ROUTEMAP, &[], &["httpbin-0"])
+        .await?;
+    match cluster.route(NS, ROUTE).await? {
+        Some(live) => note(format!(
+            "before httpbin-0 is ready: {} (the primary stays the default backend)",
+            live.describe()
+        )),
+        None => note("before httpbin-0 is ready: no HTTPRoute yet"),
+    }
+    let generation = cluster.set_deployment(NS, "httpbin-0", true).await?;
+    note(format!(
+        "deploy/httpbin-0 status: Available=True, observedGeneration {generation}"
+    ));
+    cluster
+        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
+        .await?;
+    let live = cluster
+        .wait_route(NS, ROUTE, "route to httpbin-0", |r| {
+            if r.rules() == 1 && r.backends(0) == [("httpbin-0".to_string(), 1)] {
+                Ok(())
+            } else {
+                Err("not one rule to httpbin-0".into())
+            }
+        })
+        .await?;
+    println!("==> step 1: httpbin-0 ready: {}", live.describe());
+    ensure!(
+        live.app_version_headers_ok(),
+        "backends must set app-version"
+    );
+    ok("every backend sets the response header app-version: <its name>");
+    let parent = &live.route.spec.parent_refs;
+    ensure!(
+        parent.len() == 1
+            && parent[0].kind == "Service"
+            && parent[0].name == "httpbin"
+            && parent[0].port == Some(80),
+        "parentRefs {parent:?}"
+    );
+    ok("parentRef: Service httpbin port 80 (mesh)");
+    for req in [plain_request(), test_request()] {
+        ensure!(
+            live.serves(&req) == [("httpbin-0".into(), Some("httpbin-0".into()))],
+            "{req:?} -> {}",
+            live.explain(&req)
+        );
+    }
+    ok(format!("GET / -> {}", live.explain(&plain_request())));
+    ok(format!(
+        "GET / traffic: test -> {}",
+        live.explain(&test_request())
+    ));
+    check_events(cluster, &controller, &live).await?;
+
+    step(2, "deploy the candidate (seed-2-candidate.yaml)");
+    let before = live.resource_version();
+    release.upgrade(&[&values("seed-2-candidate.yaml")])?;
+    cluster
+        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0", "httpbin-1"])
+        .await?;
+    settle().await;
+    let live = cluster
+        .route(NS, ROUTE)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("route gone"))?;
+    println!(
+        "==> step 2: candidate httpbin-1 deployed, not ready: route has {} rule ({})",
+        live.rules(),
+        live.describe()
+    );
+    ensure!(
+        live.rules() == 1 && live.resource_version() == before,
+        "no candidate rule while httpbin-1 is unavailable, and no write"
+    );
+    ok("no candidate rule while httpbin-1 is unavailable (route not rewritten)");
+    let generation = cluster.set_deployment(NS, "httpbin-1", true).await?;
+    note(format!(
+        "deploy/httpbin-1 status: Available=True, observedGeneration {generation}"
+    ));
+    let live = cluster
+        .wait_route(NS, ROUTE, "a traffic: test rule to httpbin-1", |r| {
+            (r.serves(&test_request()) == [("httpbin-1".into(), Some("httpbin-1".into()))]
+                && r.serves(&plain_request()) == [("httpbin-0".into(), Some("httpbin-0".into()))])
+            .then_some(())
+            .ok_or_else(|| "traffic: test not yet to httpbin-1".into())
+        })
+        .await?;
+    println!("==> step 2: httpbin-1 ready: {}", live.describe());
+    ensure!(live.rules() == 2, "two rules expected");
+    ok(format!(
+        "GET / traffic: test -> {}",
+        live.explain(&test_request())
+    ));
+    ok(format!("GET / -> {}", live.explain(&plain_request())));
+    ensure!(live.app_version_headers_ok(), "app-version headers");
+    check_events(cluster, &controller, &live).await?;
+
+    step(
+        3,
+        "promote: redefine version 0, remove version 1 (seed-3-promote.yaml)",
+    );
+    // The tutorial changes only the version label; a real promotion also changes the image, so
+    // the Deployment's spec changes and httpbin-0 is unavailable until it has rolled out.
+    let promote = cluster.dir.join("seed-3-promote-new-image.yaml");
+    std::fs::write(
+        &promote,
+        std::fs::read_to_string(values("seed-3-promote.yaml"))?.replace(
+            "image: kennethreitz/httpbin",
+            "image: kennethreitz/httpbin:latest",
+        ),
+    )?;
+    note("seed-3-promote.yaml with the image changed to kennethreitz/httpbin:latest");
+    release.upgrade(&[&values("seed-3-promote.yaml"), &promote])?;
+    let (generation, observed) = cluster.deployment_generations(NS, "httpbin-0").await?;
+    ensure!(
+        generation > observed,
+        "the spec change must bump generation ({generation} vs observed {observed})"
+    );
+    cluster
+        .wait_status(NS, ROUTEMAP, &[], &["httpbin-0"])
+        .await?;
+    ok(format!(
+        "deploy/httpbin-0 generation {generation} > observedGeneration {observed}: httpbin-0 unavailable"
+    ));
+    let live = cluster
+        .wait_route(NS, ROUTE, "the candidate rule removed", |r| {
+            (r.rules() == 1)
+                .then_some(())
+                .ok_or_else(|| "still a candidate rule".into())
+        })
+        .await?;
+    note(format!("while httpbin-0 rolls out: {}", live.describe()));
+    cluster.set_deployment(NS, "httpbin-0", true).await?;
+    note(format!(
+        "deploy/httpbin-0 status: Available=True, observedGeneration {generation}"
+    ));
+    cluster
+        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
+        .await?;
+    let live = cluster
+        .wait_route(NS, ROUTE, "one rule to httpbin-0", |r| {
+            (r.rules() == 1 && r.backends(0) == [("httpbin-0".to_string(), 1)])
+                .then_some(())
+                .ok_or_else(|| "not one rule to httpbin-0".into())
+        })
+        .await?;
+    println!("==> step 3: new httpbin-0 ready: {}", live.describe());
+    for req in [plain_request(), test_request()] {
+        ensure!(
+            live.serves(&req) == [("httpbin-0".into(), Some("httpbin-0".into()))],
+            "{req:?} -> {}",
+            live.explain(&req)
+        );
+    }
+    ok(format!(
+        "GET / traffic: test -> {}",
+        live.explain(&test_request())
+    ));
+    ok(format!("GET / -> {}", live.explain(&plain_request())));
+    check_events(cluster, &controller, &live).await?;
+    let events = cluster.events(NS, ROUTEMAP).await?;
+    show_events(&events);
+
+    step(
+        4,
+        "cleanup: delete the release's objects (what helm delete does)",
+    );
+    let routemap = cluster
+        .configmap(NS, ROUTEMAP)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no routemap"))?;
+    let uid = routemap.metadata.uid.clone().unwrap_or_default();
+    let owners = &live.route.metadata.owner_references;
+    ensure!(
+        owners.len() == 1
+            && owners[0].api_version == "v1"
+            && owners[0].kind == "ConfigMap"
+            && owners[0].name == ROUTEMAP
+            && owners[0].uid == uid
+            && owners[0].controller,
+        "owner references {owners:?} (routemap uid {uid})"
+    );
+    ok(format!(
+        "the route's owner reference: v1 ConfigMap {ROUTEMAP} uid {uid} (controller)"
+    ));
+    let rv = live.resource_version();
+    let deleted = release.delete()?;
+    note(format!("deleted {}", deleted.join(" ")));
+    ensure!(
+        cluster.configmap(NS, ROUTEMAP).await?.is_none(),
+        "routemap still there"
+    );
+    settle().await;
+    let after = cluster
+        .route(NS, ROUTE)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("route gone (there is no garbage collector here)"))?;
+    ensure!(
+        after.resource_version() == rv,
+        "the controller must not touch the route of a deleted routemap"
+    );
+    ok(format!(
+        "owner {ROUTEMAP} (uid {uid}) is gone: Kubernetes' garbage collector deletes the route (this test server has none; the controller leaves the route alone)"
+    ));
+    ensure!(controller.alive(), "controller exited");
+    controller.stop()?;
+    Ok(())
+}
