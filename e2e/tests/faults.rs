@@ -144,11 +144,7 @@ async fn apiserver_restart(cluster: &Cluster, ns: &str, crash: bool) -> Result<(
         live.describe()
     ));
     ensure!(controller.alive(), "the controller exited");
-    ensure!(
-        controller.applied()? == 2,
-        "expected exactly 2 writes (initial + candidate), got {}",
-        controller.applied()?
-    );
+    controller.expect_applied(2).await?;
     ok("controller alive; 2 writes in all (nothing lost, nothing repeated)");
     controller.stop()?;
     Ok(())
@@ -180,11 +176,7 @@ async fn etcd_restart(cluster: &Cluster) -> Result<()> {
         live.describe()
     ));
     ensure!(controller.alive(), "the controller exited");
-    ensure!(
-        controller.applied()? == 2,
-        "expected exactly 2 writes, got {}",
-        controller.applied()?
-    );
+    controller.expect_applied(2).await?;
     ok("controller alive; 2 writes in all");
     controller.stop()?;
     Ok(())
@@ -472,7 +464,7 @@ async fn leader_election(cluster: &Cluster) -> Result<()> {
     let live = cluster
         .wait_route(ns, ROUTE, "two rules", two_rules)
         .await?;
-    settle().await;
+    a.expect_applied(2).await?;
     let (wa, wb) = (a.applied()?, b.applied()?);
     ensure!(wa == 2 && wb == 0, "writes: a {wa}, b {wb}");
     let skipped = b.metric("iter8_applies_total{result=\"skipped_follower\"}")?;
@@ -524,7 +516,7 @@ async fn leader_election(cluster: &Cluster) -> Result<()> {
         LEASE_DURATION.as_secs(),
         live.describe()
     ));
-    ensure!(b.applied()? == 1, "replica-b writes: {}", b.applied()?);
+    b.expect_applied(1).await?;
     let events = cluster.events(ns, ROUTEMAP).await?;
     let last = events
         .iter()

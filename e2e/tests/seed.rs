@@ -19,16 +19,14 @@ async fn seed_tutorial() {
 
 /// RouteApplied Events, controller applies and route generations agree: one Event per write.
 async fn check_events(cluster: &Cluster, controller: &Controller, live: &Live) -> Result<()> {
-    let applied = controller.applied()?;
-    let events = cluster.event_count(NS, ROUTEMAP, "RouteApplied").await?;
+    let n = writes_agree(cluster, controller, NS, ROUTEMAP, ROUTE).await?;
     ensure!(
-        events as u64 == applied && applied as i64 == live.generation(),
-        "RouteApplied Events {events}, applies {applied}, route generation {}: expected one Event per write",
+        n as i64 == live.generation(),
+        "{n} writes, but the route read before has generation {}",
         live.generation()
     );
     ok(format!(
-        "{events} RouteApplied Event(s) = {applied} apply(ies) = route generation {}",
-        live.generation()
+        "{n} RouteApplied Event(s) = {n} apply(ies) = route generation {n}"
     ));
     Ok(())
 }

@@ -144,16 +144,10 @@ async fn blue_green(cluster: &Cluster) -> Result<()> {
         "weight 0 leaves httpbin-0 out of the rule: {}",
         live.describe()
     ));
-    let applied = controller.applied()?;
-    let events = cluster.event_count(ns, ROUTEMAP, "RouteApplied").await?;
-    ensure!(
-        events as u64 == applied && applied as i64 == live.generation(),
-        "RouteApplied Events {events}, applies {applied}, generation {}",
-        live.generation()
-    );
+    let n = writes_agree(cluster, &controller, ns, ROUTEMAP, ROUTE).await?;
+    ensure!(n as i64 == live.generation(), "{n} writes");
     ok(format!(
-        "{events} RouteApplied Events = {applied} applies = route generation {}",
-        live.generation()
+        "{n} RouteApplied Events = {n} applies = route generation {n}"
     ));
     controller.stop()?;
     Ok(())

@@ -574,7 +574,10 @@ impl Drop for Cluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if std::thread::panicking() || self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+        if std::thread::panicking()
+            || self.failed.load(std::sync::atomic::Ordering::SeqCst)
+            || std::env::var_os("ITER8_E2E_KEEP").is_some()
+        {
             println!(
                 "    (kept {} with apiserver.log, etcd.log and the controller logs)",
                 self.dir.display()
@@ -1063,6 +1066,37 @@ impl Controller {
         Ok(self.metric("iter8_applies_total{result=\"applied\"}")? as u64)
     }
 
+    /// Waits until `applies_total{result="applied"}` is `n` (the route may be visible before
+    /// the controller has counted its write), then checks it stays there.
+    pub async fn expect_applied(&self, n: u64) -> Result<()> {
+        wait_for(
+            &format!("{} to count {n} writes", self.pod_name),
+            timeout(),
+            || async {
+                let got = self.applied()?;
+                ensure!(
+                    got <= n,
+                    "{} made {got} writes, expected {n}",
+                    self.pod_name
+                );
+                Ok(if got == n {
+                    Ok(())
+                } else {
+                    Err(format!("{got} writes"))
+                })
+            },
+        )
+        .await?;
+        settle().await;
+        let got = self.applied()?;
+        ensure!(
+            got == n,
+            "{} made {got} writes, expected {n}",
+            self.pod_name
+        );
+        Ok(())
+    }
+
     /// Graceful stop (SIGTERM: the Lease is released).
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -1209,6 +1243,40 @@ fn print_tail(who: &str, path: &Path, lines: usize) {
         println!("{l}");
     }
     println!("-----");
+}
+
+/// Waits until `RouteApplied` Events on the routemap, the controller's applies and the route's
+/// generation agree (one Event per write, one generation per write: every write here changes
+/// the spec). The three are read separately, so they may briefly disagree while a write is
+/// being reported. Returns the count.
+pub async fn writes_agree(
+    cluster: &Cluster,
+    controller: &Controller,
+    ns: &str,
+    routemap: &str,
+    route: &str,
+) -> Result<u64> {
+    wait_for(
+        "RouteApplied Events = applies = route generation",
+        timeout(),
+        || async {
+            let applied = controller.applied()?;
+            let events = cluster.event_count(ns, routemap, "RouteApplied").await? as u64;
+            let generation = cluster
+                .route(ns, route)
+                .await?
+                .map(|r| r.generation())
+                .unwrap_or(0) as u64;
+            Ok(if applied == events && events == generation {
+                Ok(applied)
+            } else {
+                Err(format!(
+                    "RouteApplied Events {events}, applies {applied}, route generation {generation}"
+                ))
+            })
+        },
+    )
+    .await
 }
 
 /// Sleeps a little so that a controller that would (wrongly) write has time to do it.
