@@ -83,8 +83,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Same decision: same route, availability, weights and warnings, or same error.
-    /// (Unavailability reasons may change without a new decision.)
+    /// Same decision: same route, availability, weights, reasons and warnings, or same error.
+    /// A new reason for an unavailable version is news to the user (`not found` becomes
+    /// `condition Available is False`), so it is reported; it never causes a route write.
     fn same_decision(&self, other: &Outcome) -> bool {
         match (self, other) {
             (
@@ -100,9 +101,7 @@ impl Outcome {
                 a == b
                     && sa.warnings == sb.warnings
                     && sa.versions.len() == sb.versions.len()
-                    && sa.versions.iter().zip(&sb.versions).all(|(x, y)| {
-                        x.name == y.name && x.available == y.available && x.weight == y.weight
-                    })
+                    && sa.versions == sb.versions
             }
             (Outcome::Invalid { error: a }, Outcome::Invalid { error: b }) => a == b,
             _ => false,
@@ -386,7 +385,8 @@ impl Index {
     }
 
     /// Fast path for resource events: the spec did not change, so if every version's
-    /// availability, weight and warnings are as last decided, the route is too (no planning).
+    /// availability, weight, reason and warnings are as last decided, so is the decision (no
+    /// planning).
     fn availability_unchanged(&self, key: &RouteMapKey) -> bool {
         let Some(entry) = self.routemaps.get(key) else {
             return true;
@@ -402,7 +402,9 @@ impl Index {
                 .versions
                 .iter()
                 .zip(states.iter().zip(&weights))
-                .all(|(v, (s, w))| v.available == s.available && v.weight == *w)
+                .all(|(v, (s, w))| {
+                    v.available == s.available && v.weight == *w && v.reason == s.reason
+                })
             && summary
                 .warnings
                 .iter()

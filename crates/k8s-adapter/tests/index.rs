@@ -136,12 +136,23 @@ fn routemap_without_resources_routes_to_the_unavailable_primary() {
 fn candidate_rule_appears_only_when_candidate_is_ready() {
     let mut ix = index();
     ix.upsert_routemap(routemap(CANARY));
-    // The primary becoming available is a new decision (same route, new availability).
-    assert_eq!(ready_version(&mut ix, "httpbin-0").len(), 1);
-    // Service alone is not enough: the Deployment has to be Available too, so nothing changes.
-    assert!(
-        ix.upsert_resource("svc", "test", "httpbin-1", watched())
-            .is_empty()
+    // The primary's Service, then its Deployment: two decisions (a new reason, then available),
+    // the route unchanged.
+    assert_eq!(ready_version(&mut ix, "httpbin-0").len(), 2);
+    // Service alone is not enough: the Deployment has to be Available too. The route stays;
+    // only the reason changes (from the Service missing to the Deployment missing).
+    let changes = ix.upsert_resource("svc", "test", "httpbin-1", watched());
+    assert_eq!(rules(&changes), vec![vec![("httpbin-0".to_string(), 1)]]);
+    let Change::Decided {
+        outcome: Outcome::Desired { summary, .. },
+        ..
+    } = &changes[0]
+    else {
+        panic!("expected a decision");
+    };
+    assert_eq!(
+        summary.versions[1].reason.as_deref(),
+        Some("deploy/httpbin-1 not found")
     );
     let changes = ix.upsert_resource("deploy", "test", "httpbin-1", deployment(true));
     assert_eq!(
@@ -175,14 +186,13 @@ fn an_event_that_changes_no_fact_decides_nothing() {
         ix.upsert_resource("deploy", "test", "httpbin-0", deployment(true))
             .is_empty()
     );
-    // An unavailable version becoming unavailable for another reason changes no decision either.
+    // A status update that keeps the verdict and its reason decides nothing either.
     ix.upsert_resource("deploy", "test", "httpbin-1", deployment(false));
-    let missing_label = ResourceFacts {
-        watched: false,
-        ..deployment(false)
-    };
+    let mut later = deployment(false);
+    later.generation = Some(2);
+    later.observed_generation = Some(2);
     assert!(
-        ix.upsert_resource("deploy", "test", "httpbin-1", missing_label)
+        ix.upsert_resource("deploy", "test", "httpbin-1", later)
             .is_empty()
     );
 }
