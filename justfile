@@ -32,6 +32,14 @@ unit: tools
 e2e: tools
     bash e2e/run.sh
 
+# Build the e2e API server from Debian sid packages (cached; a no-op when up to date).
+test-apiserver:
+    bash e2e/test-apiserver/build.sh
+
+# Self-check of the e2e API server with kubectl (prints "N passed, 0 failed").
+test-apiserver-smoke: tools test-apiserver
+    bash e2e/test-apiserver/smoke.sh
+
 # Every test tier: what the README's test command runs.
 test: unit e2e
     # Goldens are committed; a test run must not have changed any of them.
@@ -42,6 +50,11 @@ bench:
     cargo bench -p routing-core --bench planner
     cargo bench -p k8s-adapter --bench index
     cargo bench -p iter8-render --bench render
+
+# The controller against the real API server: reaction latency, cold start, churn, memory.
+bench-e2e: tools test-apiserver
+    cargo build --release -p iter8-controller -p iter8-render
+    cargo bench -p iter8-e2e --bench scale
 
 # What CI runs (.ci/run): lint, then every test tier.
 ci: lint test
