@@ -124,8 +124,10 @@ pub struct LiveRoute {
     pub resource_version: String,
     /// Its generation.
     pub generation: Option<i64>,
-    /// `metadata.labels`, `metadata.ownerReferences` and `spec`.
-    pub owned: Value,
+    /// `metadata.labels`, `metadata.ownerReferences` and `spec`, as compact JSON text: kept for
+    /// every route, and a parsed `serde_json::Value` costs about ten times the text's size
+    /// (a B-tree node per JSON object), which dominated the controller's memory at scale.
+    pub owned: String,
     /// The routemap named by its `iter8.tools/routemap` label.
     pub routemap: Option<String>,
 }
@@ -144,7 +146,7 @@ impl LiveRoute {
                 .unwrap_or_default()
                 .to_string(),
             generation: meta["generation"].as_i64(),
-            owned: owned_view(obj),
+            owned: owned_view(obj).to_string(),
             routemap: meta["labels"][ROUTEMAP_LABEL].as_str().map(str::to_string),
         })
     }
@@ -221,8 +223,8 @@ struct Slot {
     outcome: Option<Outcome>,
     /// Last good desired route (kept while the routemap is invalid, for drift repair).
     route: Option<HttpRoute>,
-    /// Owned view of what this process last applied.
-    applied: Option<Value>,
+    /// Owned view of what this process last applied (compact JSON text, see [`LiveRoute::owned`]).
+    applied: Option<String>,
     /// resourceVersion of our last write, until the watch shows it.
     echo: Option<String>,
     retry: Option<(Instant, ExponentialBackoff)>,
@@ -502,13 +504,17 @@ impl Writer {
         let id = route_id(&route);
         let json = route.to_json();
         let want = owned_view(&json);
+        let want_text = want.to_string();
         let live = self.live.get(&id);
-        let waiting_for_echo = slot.echo.is_some() && slot.applied.as_ref() == Some(&want);
-        let matches = live.is_some_and(|l| covers(&l.owned, &want));
+        let waiting_for_echo =
+            slot.echo.is_some() && slot.applied.as_deref() == Some(want_text.as_str());
+        let matches = live.is_some_and(|l| {
+            serde_json::from_str::<Value>(&l.owned).is_ok_and(|owned| covers(&owned, &want))
+        });
         if matches || waiting_for_echo {
             let generation = live.and_then(|l| l.generation);
             if let Some(slot) = self.slots.get_mut(key) {
-                slot.applied = Some(want);
+                slot.applied = Some(want_text);
                 slot.retry = None;
             }
             self.metrics.apply("unchanged");
@@ -528,7 +534,7 @@ impl Writer {
                 let live = LiveRoute::from_json(&response);
                 let generation = live.as_ref().and_then(|l| l.generation);
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.applied = Some(want);
+                    slot.applied = Some(want_text);
                     slot.retry = None;
                     slot.echo = live
                         .as_ref()
