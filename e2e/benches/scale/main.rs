@@ -1,0 +1,496 @@
+//! Scale bench of the real `iter8-controller` against the test API server (issue 7).
+//!
+//! ```sh
+//! cargo build --release -p iter8-controller -p iter8-render
+//! cargo bench -p iter8-e2e --bench scale
+//! ```
+//!
+//! Knobs (environment): `ITER8_SCALE_SIZES` (releases per cold start, default `1000,10000`),
+//! `ITER8_SCALE_RUNS` (cold starts per size, default 3; the figures are medians),
+//! `ITER8_SCALE_RUNS_LARGE` (at most this many for sizes above 2,000, default 1),
+//! `ITER8_SCALE_FLIPS` (readiness flips for the reaction latency, default 300, measured on the
+//! first size), `ITER8_SCALE_CHURN_SECS` (no-op churn per size, default 60),
+//! `ITER8_SCALE_RENDER` (routemaps for `iter8-render routes`, default 10000, 0 skips),
+//! `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`).
+//!
+//! What it does per size: a fresh API server; N two-version canary releases (routemap + 2
+//! Services + 2 Deployments with `Available=True`); the routes (and status annotations) of the
+//! even releases applied beforehand exactly as the controller would, the odd ones missing; then
+//! per run: start the controller, time until every route is correct (a bare watch sees it), wait
+//! until idle, count writes; stop it and undo what it did. The last run's controller then does
+//! the reaction-latency flips (first size only) and the no-op churn.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use harness::*;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Debug, Default)]
+struct SizeResult {
+    n: usize,
+    seed_secs: f64,
+    runs: Vec<ColdStart>,
+    churn: Option<Churn>,
+    latency: Option<Latency>,
+    peak_rss_end: u64,
+}
+
+async fn run_size(n: usize, runs: usize, flips: usize, churn_secs: u64) -> Result<SizeResult> {
+    say(format!("=== {n} releases"));
+    let mut server = Server::start(&format!("{n}")).await?;
+    let result = measure_size(&server, n, runs, flips, churn_secs).await;
+    if result.is_err() {
+        server.keep();
+    }
+    result
+}
+
+async fn measure_size(
+    server: &Server,
+    n: usize,
+    runs: usize,
+    flips: usize,
+    churn_secs: u64,
+) -> Result<SizeResult> {
+    let ns = "scale";
+    server.create_namespace(ns).await?;
+    server.create_namespace("floor").await?;
+    let t = Instant::now();
+    let mut fleet = seed(server, ns, n).await?;
+    let seed_secs = t.elapsed().as_secs_f64();
+    say(format!(
+        "seeded {n} releases ({} objects, {} API calls) in {seed_secs:.1}s",
+        n * 5,
+        n * 7
+    ));
+    let correct: Vec<usize> = (0..n).filter(|i| i % 2 == 0).collect();
+    let needing: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
+    let t = Instant::now();
+    fleet.preapply(server, &correct).await?;
+    say(format!(
+        "pre-applied {} routes + status annotations as the controller would, in {:.1}s",
+        correct.len(),
+        t.elapsed().as_secs_f64()
+    ));
+    let tracker = Tracker::start(server, ns, &fleet.want).await?;
+    let mut out = SizeResult {
+        n,
+        seed_secs,
+        ..Default::default()
+    };
+    let mut last = None;
+    for run in 0..runs {
+        if run > 0 {
+            let t = Instant::now();
+            fleet.reset(server, &needing).await?;
+            tracker
+                .wait_correct(correct.len(), Duration::from_secs(120))
+                .await?;
+            say(format!(
+                "reset: {} routes deleted, status annotations removed, in {:.1}s",
+                needing.len(),
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        let (cold, ctl) = cold_start(
+            server,
+            &fleet,
+            &tracker,
+            &needing,
+            run,
+            Duration::from_secs(1200),
+        )
+        .await?;
+        say(format!(
+            "run {run}: all {n} routes correct {:.2}s after process start (idle at {:.2}s); applied {} (unchanged {}); routes changed {}/{} needing, max {} per route, {} on correct routes; {} Events, {} status writes; peak RSS {:.1} MiB",
+            cold.to_correct.as_secs_f64(),
+            cold.to_idle.as_secs_f64(),
+            cold.applied,
+            cold.unchanged,
+            cold.needing_written,
+            needing.len(),
+            cold.max_writes_per_route,
+            cold.correct_written,
+            cold.events,
+            cold.status_writes,
+            mib(cold.peak_rss)
+        ));
+        out.runs.push(cold);
+        if run + 1 < runs {
+            let mut ctl = ctl;
+            ctl.stop();
+        } else {
+            last = Some(ctl);
+        }
+    }
+    let Some(mut ctl) = last else {
+        bail!("no run");
+    };
+    if flips > 0 {
+        let lat = latency(server, &mut fleet, "floor", flips, 10).await?;
+        say(format!(
+            "latency over {flips} flips: controller p50 {:.1} ms p99 {:.1} ms; floor p50 {:.1} ms p99 {:.1} ms",
+            ms(percentile(&lat.controller, 50.0)),
+            ms(percentile(&lat.controller, 99.0)),
+            ms(percentile(&lat.floor, 50.0)),
+            ms(percentile(&lat.floor, 99.0)),
+        ));
+        out.latency = Some(lat);
+        ctl.wait_idle(Duration::from_secs(2), Duration::from_secs(60))
+            .await?;
+    }
+    if churn_secs > 0 {
+        let c = churn(
+            server,
+            &fleet,
+            &tracker,
+            &mut ctl,
+            Duration::from_secs(churn_secs),
+        )
+        .await?;
+        say(format!(
+            "churn: {} no-op writes in {:.0}s ({:.0}/s): {} route applies, {} route changes, {} Events, {} status writes",
+            c.churn_writes,
+            c.duration.as_secs_f64(),
+            c.churn_writes as f64 / c.duration.as_secs_f64(),
+            c.applied,
+            c.route_changes,
+            c.events,
+            c.status_writes
+        ));
+        out.churn = Some(c);
+    }
+    out.peak_rss_end = ctl.peak_rss().unwrap_or(0);
+    ctl.stop();
+    Ok(out)
+}
+
+/// One `iter8-render routes` run: (wall seconds, peak RSS bytes).
+fn render_once(bin: &PathBuf, input: &PathBuf, from_status: bool) -> Result<(f64, u64)> {
+    let time = PathBuf::from("/usr/bin/time");
+    if time.is_file() {
+        let mut cmd = Command::new(&time);
+        cmd.args(["-f", "%e %M"]).arg(bin).arg("routes").arg(input);
+        if from_status {
+            cmd.arg("--from-status");
+        }
+        let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            bail!(
+                "iter8-render failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        let mut parts = last.split_whitespace();
+        let secs: f64 = parts.next().unwrap_or("0").parse()?;
+        let kib: u64 = parts.next().unwrap_or("0").parse()?;
+        return Ok((secs, kib * 1024));
+    }
+    // No /usr/bin/time: sample VmHWM while it runs (a reaped process has no /proc entry).
+    let mut cmd = Command::new(bin);
+    cmd.arg("routes").arg(input);
+    if from_status {
+        cmd.arg("--from-status");
+    }
+    let started = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).spawn()?;
+    let mut peak = 0;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("iter8-render failed: {status}");
+            }
+            break;
+        }
+        if let Some(k) = proc_status_kib(child.id(), "VmHWM:") {
+            peak = peak.max(k * 1024);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok((started.elapsed().as_secs_f64(), peak))
+}
+
+/// The input of `iter8-render` for `n` releases: routemaps, and with `objects` their Services
+/// and Deployments with status (as the render bench writes them).
+fn render_input(n: usize, objects: bool) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let ns = format!("ns{}", i % 50);
+        let cm = routemap(&ns, i);
+        let _ = write!(s, "---\n{}", serde_json::to_string(&cm).unwrap_or_default());
+        s.push('\n');
+        if objects {
+            let a = app(i);
+            for v in 0..2 {
+                let _ = write!(
+                    s,
+                    "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {a}-{v}, namespace: {ns}, labels: {{iter8.tools/watch: \"true\"}}}}\nspec: {{selector: {{app: {a}-{v}}}, ports: [{{port: 80}}]}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {a}-{v}, namespace: {ns}, generation: 1, labels: {{iter8.tools/watch: \"true\"}}}}\nspec:\n  selector: {{matchLabels: {{app: {a}-{v}}}}}\n  template:\n    metadata: {{labels: {{app: {a}-{v}}}}}\n    spec: {{containers: [{{name: app, image: kennethreitz/httpbin}}]}}\nstatus: {{observedGeneration: 1, conditions: [{{type: Available, status: \"True\"}}]}}\n"
+                );
+            }
+        }
+    }
+    s
+}
+
+#[derive(Debug)]
+struct RenderResult {
+    label: String,
+    bytes: usize,
+    secs: f64,
+    rss: u64,
+}
+
+fn render_bench(n: usize) -> Result<Vec<RenderResult>> {
+    let bin = workspace_bin("iter8-render")?;
+    let dir = std::env::temp_dir().join(format!("iter8-scale-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut out = Vec::new();
+    for (label, objects) in [
+        (format!("{n} routemaps"), false),
+        (format!("{n} releases with objects, --from-status"), true),
+    ] {
+        let input = dir.join(format!("input-{objects}.yaml"));
+        let text = render_input(n, objects);
+        std::fs::write(&input, &text)?;
+        let mut secs = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..5 {
+            let (s, r) = render_once(&bin, &input, objects)?;
+            secs.push(s);
+            rss.push(r as f64);
+        }
+        let r = RenderResult {
+            label,
+            bytes: text.len(),
+            secs: median(secs),
+            rss: median(rss) as u64,
+        };
+        say(format!(
+            "iter8-render routes, {} ({:.1} MB input): {:.2}s, peak RSS {:.1} MiB (median of 5)",
+            r.label,
+            r.bytes as f64 / 1e6,
+            r.secs,
+            mib(r.rss)
+        ));
+        out.push(r);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_string))
+        .unwrap_or_default();
+    format!(
+        "{cores} cores, {cpu}, {}, load average {}",
+        mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+fn table(sizes: &[SizeResult], render: &[RenderResult], machine_before: &str) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "Machine: {machine_before}; at the end: {}\n", machine());
+    let _ = writeln!(
+        t,
+        "| releases | seed | runs | cold start to all correct (median, min-max) | idle at | route applies | routes written / needing | max writes per route | writes to correct routes | Events | status writes | peak RSS (cold start) | peak RSS (end) |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in sizes {
+        let to: Vec<f64> = s.runs.iter().map(|r| r.to_correct.as_secs_f64()).collect();
+        let idle: Vec<f64> = s.runs.iter().map(|r| r.to_idle.as_secs_f64()).collect();
+        let min = to.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = to.iter().copied().fold(0.0, f64::max);
+        let med_u = |f: &dyn Fn(&ColdStart) -> f64| median(s.runs.iter().map(f).collect());
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} s | {} | {:.2} s ({min:.2}-{max:.2}) | {:.2} s | {:.0} | {:.0} / {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} MiB | {:.1} MiB |",
+            s.n,
+            s.seed_secs,
+            s.runs.len(),
+            median(to),
+            median(idle),
+            med_u(&|r| r.applied as f64),
+            med_u(&|r| r.needing_written as f64),
+            s.n / 2,
+            s.runs
+                .iter()
+                .map(|r| r.max_writes_per_route)
+                .max()
+                .unwrap_or(0),
+            s.runs.iter().map(|r| r.correct_written).max().unwrap_or(0),
+            med_u(&|r| r.events as f64),
+            med_u(&|r| r.status_writes as f64),
+            mib(med_u(&|r| r.peak_rss as f64) as u64),
+            mib(s.peak_rss_end),
+        );
+    }
+    if sizes.iter().any(|s| s.churn.is_some()) {
+        let _ = writeln!(
+            t,
+            "\n| releases | no-op churn | churn writes | route applies | route changes | Events | status writes |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+        for s in sizes {
+            if let Some(c) = &s.churn {
+                let _ = writeln!(
+                    t,
+                    "| {} | {:.0} s | {} ({:.0}/s) | {} | {} | {} | {} |",
+                    s.n,
+                    c.duration.as_secs_f64(),
+                    c.churn_writes,
+                    c.churn_writes as f64 / c.duration.as_secs_f64(),
+                    c.applied,
+                    c.route_changes,
+                    c.events,
+                    c.status_writes
+                );
+            }
+        }
+    }
+    for s in sizes {
+        if let Some(l) = &s.latency {
+            let p = |v: &[Duration], q: f64| ms(percentile(v, q));
+            let _ = writeln!(
+                t,
+                "\nReaction latency, {} flips of one candidate among {} releases (same run):\n",
+                l.flips, s.n
+            );
+            let _ = writeln!(t, "| | p50 | p90 | p99 | max |");
+            let _ = writeln!(t, "|---|---|---|---|---|");
+            for (label, v) in [
+                (
+                    "controller: status write sent -> route change seen",
+                    &l.controller,
+                ),
+                (
+                    "controller: status write answered -> route change seen",
+                    &l.controller_from_commit,
+                ),
+                (
+                    "floor: bare server-side apply sent -> route change seen",
+                    &l.floor,
+                ),
+                (
+                    "(the status write alone, request -> answer)",
+                    &l.status_write,
+                ),
+            ] {
+                let _ = writeln!(
+                    t,
+                    "| {label} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+                    p(v, 50.0),
+                    p(v, 90.0),
+                    p(v, 99.0),
+                    p(v, 100.0)
+                );
+            }
+            let _ = writeln!(
+                t,
+                "| **ratio controller / floor** (target p50 <= 1.5, p99 <= 3) | **{:.2}** | {:.2} | **{:.2}** | |",
+                p(&l.controller, 50.0) / p(&l.floor, 50.0),
+                p(&l.controller, 90.0) / p(&l.floor, 90.0),
+                p(&l.controller, 99.0) / p(&l.floor, 99.0),
+            );
+        }
+    }
+    if !render.is_empty() {
+        let _ = writeln!(
+            t,
+            "\n| iter8-render routes | input | wall (median of 5) | peak RSS |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|");
+        for r in render {
+            let _ = writeln!(
+                t,
+                "| {} | {:.1} MB | {:.2} s | {:.1} MiB |",
+                r.label,
+                r.bytes as f64 / 1e6,
+                r.secs,
+                mib(r.rss)
+            );
+        }
+    }
+    t
+}
+
+async fn bench() -> Result<()> {
+    let sizes: Vec<usize> = std::env::var("ITER8_SCALE_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let runs = env_num("ITER8_SCALE_RUNS", 3).max(1);
+    let runs_large = env_num("ITER8_SCALE_RUNS_LARGE", 1).max(1);
+    let flips = env_num("ITER8_SCALE_FLIPS", 300) / 2 * 2;
+    let churn_secs = env_num("ITER8_SCALE_CHURN_SECS", 60) as u64;
+    let render_n = env_num("ITER8_SCALE_RENDER", 10_000);
+    let out_path = std::env::var("ITER8_SCALE_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target/scale-results.md"));
+    let machine_before = machine();
+    say(format!("machine: {machine_before}"));
+    say(format!(
+        "controller: {}",
+        workspace_bin("iter8-controller")?.display()
+    ));
+    let mut results = Vec::new();
+    for (k, &n) in sizes.iter().enumerate() {
+        let flips = if k == 0 { flips } else { 0 };
+        let runs = if n > 2000 { runs.min(runs_large) } else { runs };
+        results.push(run_size(n, runs, flips, churn_secs).await?);
+    }
+    let render = if render_n > 0 {
+        render_bench(render_n)?
+    } else {
+        Vec::new()
+    };
+    let text = table(&results, &render, &machine_before);
+    println!("\n{text}");
+    std::fs::write(&out_path, &text).with_context(|| format!("writing {}", out_path.display()))?;
+    say(format!("table written to {}", out_path.display()));
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    // `cargo test --benches` runs bench targets without `--bench`: nothing to do then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scale: run with `cargo bench -p iter8-e2e --bench scale`");
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}

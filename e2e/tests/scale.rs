@@ -1,0 +1,126 @@
+//! The scale bench (`benches/scale`), scaled down for CI: 50 two-version canary releases on a
+//! fresh test API server, half with their route already correct, half without. Fails unless the
+//! real controller makes exactly one route write per route that needed one and none to the
+//! others at cold start, and no write at all (routes, Events, status) during ~10 s of churn on
+//! watched objects that changes no routing. About 30 s.
+//!
+//! Needs `cargo build -p iter8-controller` (e2e/run.sh does it) and the test API server
+//! (built by e2e/test-apiserver/build.sh, cached).
+
+#[path = "../benches/scale/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use harness::*;
+
+const RELEASES: usize = 50;
+
+fn churn_secs() -> u64 {
+    std::env::var("ITER8_SCALE_CHURN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+async fn scenario(server: &Server) -> Result<()> {
+    let ns = "scale";
+    server.create_namespace(ns).await?;
+    let fleet = seed(server, ns, RELEASES).await?;
+    let correct: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 0).collect();
+    let needing: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 1).collect();
+    fleet.preapply(server, &correct).await?;
+    say(format!(
+        "{RELEASES} releases seeded; {} routes (and status annotations) applied beforehand as the controller would, {} missing",
+        correct.len(),
+        needing.len()
+    ));
+    let tracker = Tracker::start(server, ns, &fleet.want).await?;
+
+    let (cold, mut ctl) = cold_start(
+        server,
+        &fleet,
+        &tracker,
+        &needing,
+        0,
+        Duration::from_secs(60),
+    )
+    .await?;
+    say(format!(
+        "cold start: all routes correct after {:.2}s; {} applies, {} Events, {} status writes, peak RSS {:.1} MiB",
+        cold.to_correct.as_secs_f64(),
+        cold.applied,
+        cold.events,
+        cold.status_writes,
+        mib(cold.peak_rss)
+    ));
+    ensure!(
+        cold.applied == needing.len() as u64,
+        "cold start: {} route applies, want exactly {} (one per missing route)",
+        cold.applied,
+        needing.len()
+    );
+    ensure!(
+        cold.needing_written == needing.len() && cold.max_writes_per_route == 1,
+        "cold start: {} of {} missing routes written, up to {} times each; want each exactly once",
+        cold.needing_written,
+        needing.len(),
+        cold.max_writes_per_route
+    );
+    ensure!(
+        cold.correct_written == 0,
+        "cold start: {} writes to routes that were already correct; want 0",
+        cold.correct_written
+    );
+    ensure!(
+        cold.status_writes == needing.len(),
+        "cold start: {} status annotations written; want {} (only the routemaps whose route was written)",
+        cold.status_writes,
+        needing.len()
+    );
+
+    let c = churn(
+        server,
+        &fleet,
+        &tracker,
+        &mut ctl,
+        Duration::from_secs(churn_secs()),
+    )
+    .await?;
+    say(format!(
+        "no-op churn: {} writes in {:.0}s: {} route applies, {} route changes, {} Events, {} status writes",
+        c.churn_writes,
+        c.duration.as_secs_f64(),
+        c.applied,
+        c.route_changes,
+        c.events,
+        c.status_writes
+    ));
+    ensure!(c.churn_writes > 0, "the churn made no writes");
+    ensure!(
+        c.applied == 0 && c.route_changes == 0,
+        "no-op churn: {} route applies and {} route changes; want 0",
+        c.applied,
+        c.route_changes
+    );
+    ensure!(
+        c.events == 0 && c.status_writes == 0,
+        "no-op churn: {} Events and {} status writes; want 0",
+        c.events,
+        c.status_writes
+    );
+    ctl.check_alive()?;
+    ctl.stop();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_one_write_per_needed_route_and_none_on_noop_churn() -> Result<()> {
+    let mut server = Server::start("ci").await?;
+    let result = scenario(&server).await;
+    if result.is_err() {
+        server.keep();
+    }
+    result
+}
