@@ -149,6 +149,8 @@ pub struct Index {
     referenced_by: HashMap<ObjectKey, BTreeSet<RouteMapKey>>,
     relisting: HashMap<String, HashSet<ObjectKey>>,
     relisting_routemaps: Option<HashSet<RouteMapKey>>,
+    /// False for an index that only collects objects (offline rendering decides afterwards).
+    deciding: bool,
 }
 
 impl Index {
@@ -175,6 +177,33 @@ impl Index {
             referenced_by: HashMap::new(),
             relisting: HashMap::new(),
             relisting_routemaps: None,
+            deciding: true,
+        }
+    }
+
+    /// An index that collects routemaps and facts but decides nothing as they arrive: the
+    /// caller decides once at the end with [`Index::outcome`] (offline rendering).
+    pub fn collecting(config: &Config) -> Self {
+        Index {
+            deciding: false,
+            ..Index::new(config)
+        }
+    }
+
+    /// The routemaps held, in namespace/name order.
+    pub fn routemap_objects(&self) -> impl Iterator<Item = &RouteMapObject> {
+        self.routemaps.values().map(|e| &e.object)
+    }
+
+    /// Decides one routemap with version facts from `source` (the index itself, or an
+    /// assumption layered on it): the decision function of the controller and `iter8-render`.
+    pub fn outcome(&self, object: &RouteMapObject, source: &impl ObjectSource) -> Outcome {
+        match &object.spec {
+            Err(e) => Outcome::Invalid { error: e.clone() },
+            Ok(spec) => match self.check_references(&object.key, spec) {
+                Err(error) => Outcome::Invalid { error },
+                Ok(()) => decide(&owner_of(object), spec, source),
+            },
         }
     }
 
@@ -413,15 +442,12 @@ impl Index {
 
     /// Decides one routemap again; a change only if the decision differs from the last one.
     fn recompute(&mut self, key: &RouteMapKey) -> Option<Change> {
+        if !self.deciding {
+            return None;
+        }
         let entry = self.routemaps.get(key)?;
         let owner = owner_of(&entry.object);
-        let outcome = match &entry.object.spec {
-            Err(e) => Outcome::Invalid { error: e.clone() },
-            Ok(spec) => match self.check_references(key, spec) {
-                Err(error) => Outcome::Invalid { error },
-                Ok(()) => decide(&owner, spec, self),
-            },
-        };
+        let outcome = self.outcome(&entry.object, self);
         let entry = self.routemaps.get_mut(key)?;
         if entry
             .last
@@ -478,7 +504,8 @@ impl ObjectSource for Index {
     }
 }
 
-fn owner_of(object: &RouteMapObject) -> RouteMapRef {
+/// The identity of a routemap as the owner of its route.
+pub fn owner_of(object: &RouteMapObject) -> RouteMapRef {
     RouteMapRef {
         namespace: object.key.namespace.clone(),
         name: object.key.name.clone(),

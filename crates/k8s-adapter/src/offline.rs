@@ -12,7 +12,7 @@ use routing_core::{RouteMapSpec, Strategy};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::index::{Index, Outcome, decide};
+use crate::index::{Index, Outcome};
 use crate::routemap::{RouteMapKey, RouteMapObject, is_routemap};
 
 /// Input that cannot be read.
@@ -198,7 +198,7 @@ pub fn render(
     let prepared = parallel_map(documents, |doc| {
         prepare(&doc.object, &types, default_namespace)
     });
-    let mut index = Index::new(config);
+    let mut index = Index::collecting(config);
     for p in prepared {
         if let Some(routemap) = p.routemap {
             index.upsert_routemap(routemap);
@@ -207,20 +207,24 @@ pub fn render(
             index.upsert_resource(&short, &namespace, &name, facts);
         }
     }
-    let mut out: BTreeMap<RouteMapKey, Outcome> = BTreeMap::new();
-    for (owner, outcome) in index.decisions() {
-        let key = RouteMapKey::new(owner.namespace.clone(), owner.name.clone());
-        let outcome = match (readiness.from_status, outcome, index.spec(&key)) {
-            (false, Outcome::Desired { .. }, Some(spec)) => {
-                let assumed = Assumed::new(&index, &key.namespace, spec, &readiness.unready);
-                decide(&owner, spec, &assumed)
+    // Every routemap decided once, on all cores, by the index's own decision function.
+    let objects: Vec<&RouteMapObject> = index.routemap_objects().collect();
+    let outcomes = parallel_map(&objects, |object| {
+        match (&object.spec, readiness.from_status) {
+            (Ok(spec), false) => {
+                let assumed = Assumed::new(&index, &object.key.namespace, spec, &readiness.unready);
+                index.outcome(object, &assumed)
             }
-            _ => outcome.clone(),
-        };
-        out.insert(key, outcome);
-    }
-    out.into_iter()
-        .map(|(key, outcome)| Rendered { key, outcome })
+            _ => index.outcome(object, &index),
+        }
+    });
+    objects
+        .iter()
+        .zip(outcomes)
+        .map(|(object, outcome)| Rendered {
+            key: object.key.clone(),
+            outcome,
+        })
         .collect()
 }
 
