@@ -63,7 +63,7 @@ impl Summary {
     }
 }
 
-/// The last decision for a routemap.
+/// A decision for a routemap.
 // Most routemaps are valid, so the large variant is the common one; boxing would not save memory.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,33 +80,6 @@ pub enum Outcome {
         /// Field path and reason.
         error: String,
     },
-}
-
-impl Outcome {
-    /// Same decision: same route, availability, weights, reasons and warnings, or same error.
-    /// A new reason for an unavailable version is news to the user (`not found` becomes
-    /// `condition Available is False`), so it is reported; it never causes a route write.
-    fn same_decision(&self, other: &Outcome) -> bool {
-        match (self, other) {
-            (
-                Outcome::Desired {
-                    route: a,
-                    summary: sa,
-                },
-                Outcome::Desired {
-                    route: b,
-                    summary: sb,
-                },
-            ) => {
-                a == b
-                    && sa.warnings == sb.warnings
-                    && sa.versions.len() == sb.versions.len()
-                    && sa.versions == sb.versions
-            }
-            (Outcome::Invalid { error: a }, Outcome::Invalid { error: b }) => a == b,
-            _ => false,
-        }
-    }
 }
 
 /// What an index call changed.
@@ -133,7 +106,36 @@ pub enum Change {
 struct Entry {
     object: RouteMapObject,
     refs: Vec<ObjectKey>,
-    last: Option<Outcome>,
+    last: Option<Memo>,
+}
+
+/// What the index remembers of the last decision: enough to tell whether a new one differs.
+/// The route itself is not kept (it is most of a decision's memory at 10,000 releases): it is
+/// a deterministic function of the spec, which is kept, and of these fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Memo {
+    Desired {
+        /// Per version: available, effective weight, reason.
+        versions: Vec<(bool, u32, Option<String>)>,
+        warnings: Vec<String>,
+    },
+    Invalid(String),
+}
+
+impl Memo {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Desired { summary, .. } => Memo::Desired {
+                versions: summary
+                    .versions
+                    .iter()
+                    .map(|v| (v.available, v.weight, v.reason.clone()))
+                    .collect(),
+                warnings: summary.warnings.clone(),
+            },
+            Outcome::Invalid { error } => Memo::Invalid(error.clone()),
+        }
+    }
 }
 
 /// The index. See the module doc.
@@ -226,16 +228,10 @@ impl Index {
         self.facts.len()
     }
 
-    /// The last decision of every routemap (for resync and drift repair).
-    pub fn decisions(&self) -> impl Iterator<Item = (RouteMapRef, &Outcome)> {
-        self.routemaps
-            .values()
-            .filter_map(|e| e.last.as_ref().map(|o| (owner_of(&e.object), o)))
-    }
-
-    /// The last decision of one routemap.
-    pub fn decision(&self, key: &RouteMapKey) -> Option<&Outcome> {
-        self.routemaps.get(key).and_then(|e| e.last.as_ref())
+    /// The decision for one routemap, from what the index holds now.
+    pub fn decision(&self, key: &RouteMapKey) -> Option<Outcome> {
+        let entry = self.routemaps.get(key)?;
+        Some(self.outcome(&entry.object, self))
     }
 
     /// The parsed spec of a valid routemap.
@@ -249,7 +245,11 @@ impl Index {
         if let Some(seen) = &mut self.relisting_routemaps {
             seen.insert(key.clone());
         }
-        let last = self.remove_entry(&key).and_then(|e| e.last);
+        // The last decision still describes the routemap only if its spec and owner are the same.
+        let last = self
+            .remove_entry(&key)
+            .filter(|old| old.object.spec == object.spec && old.object.uid == object.uid)
+            .and_then(|old| old.last);
         let refs = match &object.spec {
             Ok(spec) => self.object_keys(&key, spec),
             Err(_) => Vec::new(),
@@ -420,22 +420,20 @@ impl Index {
         let Some(entry) = self.routemaps.get(key) else {
             return true;
         };
-        let (Ok(spec), Some(Outcome::Desired { summary, .. })) = (&entry.object.spec, &entry.last)
+        let (Ok(spec), Some(Memo::Desired { versions, warnings })) =
+            (&entry.object.spec, &entry.last)
         else {
             return false;
         };
         let states = routing_core::version_states(&key.namespace, spec, self);
         let weights = routing_core::effective_weights(spec, &states);
-        summary.versions.len() == states.len()
-            && summary
-                .versions
-                .iter()
-                .zip(states.iter().zip(&weights))
-                .all(|(v, (s, w))| {
-                    v.available == s.available && v.weight == *w && v.reason == s.reason
-                })
-            && summary
-                .warnings
+        versions.len() == states.len()
+            && versions.iter().zip(states.iter().zip(&weights)).all(
+                |((available, weight, reason), (s, w))| {
+                    *available == s.available && weight == w && *reason == s.reason
+                },
+            )
+            && warnings
                 .iter()
                 .eq(states.iter().flat_map(|s| s.warnings.iter()))
     }
@@ -448,16 +446,12 @@ impl Index {
         let entry = self.routemaps.get(key)?;
         let owner = owner_of(&entry.object);
         let outcome = self.outcome(&entry.object, self);
+        let memo = Memo::of(&outcome);
         let entry = self.routemaps.get_mut(key)?;
-        if entry
-            .last
-            .as_ref()
-            .is_some_and(|l| l.same_decision(&outcome))
-        {
-            entry.last = Some(outcome);
+        if entry.last.as_ref() == Some(&memo) {
             return None;
         }
-        entry.last = Some(outcome.clone());
+        entry.last = Some(memo);
         Some(Change::Decided {
             key: key.clone(),
             owner,

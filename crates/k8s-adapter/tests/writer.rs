@@ -238,11 +238,11 @@ fn decided(candidate_ready: bool) -> Change {
     };
     if changes.is_empty() {
         changes = index
-            .decisions()
-            .map(|(owner, outcome)| Change::Decided {
-                key: RouteMapKey::new(&owner.namespace, &owner.name),
-                owner,
-                outcome: outcome.clone(),
+            .routemap_objects()
+            .map(|object| Change::Decided {
+                key: object.key.clone(),
+                owner: k8s_adapter::index::owner_of(object),
+                outcome: index.outcome(object, &index),
             })
             .collect();
     }

@@ -432,7 +432,6 @@ impl Fleet {
             let key = RouteMapKey::new(&self.ns, format!("{a}-routemap"));
             let outcome = index
                 .decision(&key)
-                .cloned()
                 .ok_or_else(|| anyhow!("no decision for {a}"))?;
             let Outcome::Desired {
                 route: Some(route), ..
