@@ -10,8 +10,8 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
+use iter8_e2e::{free_port, http_get, repo_root};
 use k8s_adapter::apply::covers;
 use k8s_adapter::config::Config;
 use k8s_adapter::index::{Index, Outcome};
@@ -50,14 +51,6 @@ pub fn say(text: impl std::fmt::Display) {
 // ---------------------------------------------------------------------------------------------
 // Paths
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e/ has a parent")
-        .to_path_buf()
-}
-
 /// A binary of the workspace from the profile that built this executable (`release` for
 /// `cargo bench`, `debug` for `cargo test`), else from the other profile.
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
@@ -84,10 +77,6 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
         "{name} is not built under {}: run: cargo build --release -p {name}",
         target.display()
     )
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn run_script(script: &str, dir: &Path, quiet: bool) -> Result<()> {
@@ -948,24 +937,6 @@ pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("bad HTTP answer"))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, body.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use harness::*;
+use iter8_e2e::repo_root;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

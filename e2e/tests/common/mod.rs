@@ -11,14 +11,15 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use iter8_e2e::{free_port, http_get, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
@@ -63,14 +64,6 @@ pub fn ok(text: impl std::fmt::Display) {
 
 // ---------------------------------------------------------------------------------------------
 // Paths and tools
-
-/// The repository root (the workspace).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e/ has a parent")
-        .to_path_buf()
-}
 
 /// `<target>/debug` (or whichever profile built this test).
 fn profile_dir() -> Result<PathBuf> {
@@ -156,10 +149,6 @@ fn ensure_apiserver_built() -> Result<()> {
         })
         .clone()
         .map_err(|e| anyhow!(e))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1139,25 +1128,6 @@ impl Drop for Controller {
             let _ = child.wait();
         }
     }
-}
-
-/// A tiny HTTP/1.1 GET (the admin server is plain HTTP on loopback).
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("bad HTTP answer: {buf:.80}"))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, body.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
