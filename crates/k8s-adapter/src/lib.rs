@@ -20,6 +20,7 @@ pub mod config;
 pub mod index;
 pub mod kube_types;
 pub mod leader;
+pub mod live;
 pub mod metrics;
 pub mod offline;
 pub mod routemap;
