@@ -153,7 +153,8 @@ pub struct WriterConfig {
 struct Slot {
     owner: RouteMapRef,
     outcome: Option<Outcome>,
-    /// Last good desired route (kept while the routemap is invalid, for drift repair).
+    /// The last good route, kept only while the routemap is invalid (for drift repair); while
+    /// it is valid the route is the one in `outcome` (one copy per routemap, not two).
     route: Option<HttpRoute>,
     /// Owned view of what this process last applied (compact JSON text, see [`LiveRoute::owned`]).
     applied: Option<String>,
@@ -164,6 +165,16 @@ struct Slot {
     reported: Option<RouteMapStatus>,
     /// A decision not yet reported (follower, or the live view not yet synced).
     unreported: bool,
+}
+
+impl Slot {
+    /// The route to have: the decided one, or the last good one while the routemap is invalid.
+    fn good_route(&self) -> Option<&HttpRoute> {
+        match &self.outcome {
+            Some(Outcome::Desired { route, .. }) => route.as_ref(),
+            _ => self.route.as_ref(),
+        }
+    }
 }
 
 /// The writer. See the module doc.
@@ -266,9 +277,17 @@ impl Writer {
                     unreported: false,
                 });
                 slot.owner = owner;
-                if let Outcome::Desired { route, .. } = &outcome {
-                    slot.route = route.clone();
-                    slot.retry = None;
+                match &outcome {
+                    Outcome::Desired { .. } => {
+                        slot.route = None;
+                        slot.retry = None;
+                    }
+                    // The live route stays as last decided: keep that route for drift repair.
+                    Outcome::Invalid { .. } => {
+                        if let Some(Outcome::Desired { route, .. }) = slot.outcome.take() {
+                            slot.route = route;
+                        }
+                    }
                 }
                 slot.outcome = Some(outcome);
                 slot.unreported = true;
@@ -325,7 +344,7 @@ impl Writer {
         }
         self.slots
             .iter()
-            .find(|(_, s)| s.route.as_ref().is_some_and(|r| route_id(r) == *id))
+            .find(|(_, s)| s.good_route().is_some_and(|r| route_id(r) == *id))
             .map(|(k, _)| k.clone())
     }
 
@@ -401,7 +420,7 @@ impl Writer {
         if !slot.unreported && !applied && !matches!(result, RouteResult::Failed { .. }) {
             return;
         }
-        let route_name = slot.route.as_ref().map(|r| r.metadata.name.clone());
+        let route_name = slot.good_route().map(|r| r.metadata.name.clone());
         let Some(report) = report(
             route_name.as_deref(),
             outcome,
@@ -429,7 +448,7 @@ impl Writer {
     /// Writes the route if the live one lacks what we own. `None` while waiting to retry.
     async fn ensure_route(&mut self, key: &RouteMapKey) -> Option<RouteResult> {
         let slot = self.slots.get(key)?;
-        let Some(route) = slot.route.clone() else {
+        let Some(route) = slot.good_route().cloned() else {
             return Some(RouteResult::NoRoute);
         };
         // An invalid routemap keeps `route` (the last good one), so drift repair goes on.
