@@ -133,21 +133,38 @@ async fn apiserver_restart(cluster: &Cluster, ns: &str, crash: bool) -> Result<(
         3,
         "mark httpbin-1 available: the change still reaches the route",
     );
+    change_reaches_route(cluster, ns, &mut controller, true).await?;
+    ok("controller alive; 2 writes in all (nothing lost, nothing repeated)");
+    controller.stop()?;
+    Ok(())
+}
+
+/// After a restart: a readiness change of httpbin-1 reaches the route, the controller survived,
+/// and it made exactly two writes in all (the first route and this change).
+async fn change_reaches_route(
+    cluster: &Cluster,
+    ns: &str,
+    controller: &mut Controller,
+    available: bool,
+) -> Result<()> {
     let t = Instant::now();
-    cluster.set_deployment(ns, "httpbin-1", true).await?;
-    let live = cluster
-        .wait_route(ns, ROUTE, "two rules after the restart", two_rules)
-        .await?;
+    cluster.set_deployment(ns, "httpbin-1", available).await?;
+    let live = if available {
+        cluster
+            .wait_route(ns, ROUTE, "two rules after the restart", two_rules)
+            .await?
+    } else {
+        cluster
+            .wait_route(ns, ROUTE, "one rule after the restart", one_rule)
+            .await?
+    };
     ok(format!(
         "after {:.1}s: {}",
         t.elapsed().as_secs_f64(),
         live.describe()
     ));
     ensure!(controller.alive(), "the controller exited");
-    controller.expect_applied(2).await?;
-    ok("controller alive; 2 writes in all (nothing lost, nothing repeated)");
-    controller.stop()?;
-    Ok(())
+    controller.expect_applied(2).await
 }
 
 async fn etcd_restart(cluster: &Cluster) -> Result<()> {
@@ -165,18 +182,7 @@ async fn etcd_restart(cluster: &Cluster) -> Result<()> {
         3,
         "mark httpbin-1 unavailable: the change still reaches the route",
     );
-    let t = Instant::now();
-    cluster.set_deployment(ns, "httpbin-1", false).await?;
-    let live = cluster
-        .wait_route(ns, ROUTE, "one rule after the restart", one_rule)
-        .await?;
-    ok(format!(
-        "after {:.1}s: {}",
-        t.elapsed().as_secs_f64(),
-        live.describe()
-    ));
-    ensure!(controller.alive(), "the controller exited");
-    controller.expect_applied(2).await?;
+    change_reaches_route(cluster, ns, &mut controller, false).await?;
     ok("controller alive; 2 writes in all");
     controller.stop()?;
     Ok(())
