@@ -9,7 +9,7 @@
 //! arrival, and each resource remembers which routemaps reference it, so an event touches only
 //! the routemaps that name the object. No IO, no async, no clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use routing_core::readiness::{ObjectSource, ResourceFacts};
 use routing_core::{HttpRoute, RouteMapRef, RouteMapSpec, Strategy};
@@ -146,9 +146,12 @@ pub struct Index {
     canonical: HashMap<String, String>,
     /// Short name -> readiness conditions.
     conditions: HashMap<String, Vec<String>>,
-    routemaps: BTreeMap<RouteMapKey, Entry>,
+    /// Boxed: a B-tree node holds 11 values inline, most of them unused space.
+    routemaps: BTreeMap<RouteMapKey, Box<Entry>>,
     facts: HashMap<ObjectKey, ResourceFacts>,
-    referenced_by: HashMap<ObjectKey, BTreeSet<RouteMapKey>>,
+    /// Who names each object, sorted. A `Vec`, not a `BTreeSet`: almost every object has one
+    /// referrer, and a set allocates a whole B-tree node (11 keys) for it.
+    referenced_by: HashMap<ObjectKey, Vec<RouteMapKey>>,
     relisting: HashMap<String, HashSet<ObjectKey>>,
     relisting_routemaps: Option<HashSet<RouteMapKey>>,
     /// False for an index that only collects objects (offline rendering decides afterwards).
@@ -190,6 +193,25 @@ impl Index {
             deciding: false,
             ..Index::new(config)
         }
+    }
+
+    /// Stops deciding as objects arrive, as [`Index::collecting`] does, until [`Index::resume`]:
+    /// the controller pauses while its initial lists run, so that 10,000 routemaps are planned
+    /// once each instead of once per version resource listed.
+    pub fn pause(&mut self) {
+        self.deciding = false;
+    }
+
+    /// Decides as objects arrive again. Returns every routemap, in namespace/name order, for the
+    /// caller to decide one at a time with [`Index::redecide`] (no list of routes is built).
+    pub fn resume(&mut self) -> Vec<RouteMapKey> {
+        self.deciding = true;
+        self.routemaps.keys().cloned().collect()
+    }
+
+    /// Decides one routemap now; a change only if the decision differs from the last one made.
+    pub fn redecide(&mut self, key: &RouteMapKey) -> Option<Change> {
+        self.recompute(key)
     }
 
     /// The routemaps held, in namespace/name order.
@@ -255,13 +277,16 @@ impl Index {
             Err(_) => Vec::new(),
         };
         for r in &refs {
-            self.referenced_by
+            let referrers = self
+                .referenced_by
                 .entry(r.clone())
-                .or_default()
-                .insert(key.clone());
+                .or_insert_with(|| Vec::with_capacity(1));
+            if let Err(at) = referrers.binary_search(&key) {
+                referrers.insert(at, key.clone());
+            }
         }
         self.routemaps
-            .insert(key.clone(), Entry { object, refs, last });
+            .insert(key.clone(), Box::new(Entry { object, refs, last }));
         self.recompute(&key).into_iter().collect()
     }
 
@@ -385,11 +410,11 @@ impl Index {
         keys
     }
 
-    fn remove_entry(&mut self, key: &RouteMapKey) -> Option<Entry> {
+    fn remove_entry(&mut self, key: &RouteMapKey) -> Option<Box<Entry>> {
         let entry = self.routemaps.remove(key)?;
         for r in &entry.refs {
             if let Some(set) = self.referenced_by.get_mut(r) {
-                set.remove(key);
+                set.retain(|k| k != key);
                 if set.is_empty() {
                     self.referenced_by.remove(r);
                 }
@@ -399,10 +424,13 @@ impl Index {
     }
 
     fn recompute_referrers(&mut self, key: &ObjectKey) -> Vec<Change> {
+        if !self.deciding {
+            return Vec::new();
+        }
         let referrers: Vec<RouteMapKey> = self
             .referenced_by
             .get(key)
-            .map(|s| s.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default();
         let mut changes = Vec::new();
         for k in &referrers {

@@ -74,10 +74,11 @@ pub enum IndexMsg {
 
 /// The one task that owns the index: applies watch messages, forwards decisions to the writer.
 ///
-/// Until every watch named by [`IndexMsg::AwaitInitialLists`] has listed once, decisions are
-/// held back (the last one per routemap kept): a routemap listed before its Deployments would
-/// otherwise be decided with its versions "not found", and a restarted controller would write
-/// a route without its candidates and then write it back.
+/// Until every watch named by [`IndexMsg::AwaitInitialLists`] has listed once, the index is
+/// paused and decides nothing: a routemap listed before its Deployments would otherwise be
+/// decided with its versions "not found", and a restarted controller would write a route
+/// without its candidates and then write it back. When the last list is in, every routemap is
+/// decided once and each decision sent on its own (no list of 10,000 routes is built).
 pub async fn run_index(
     mut index: Index,
     mut rx: mpsc::Receiver<IndexMsg>,
@@ -85,10 +86,12 @@ pub async fn run_index(
     metrics: Metrics,
 ) {
     let mut awaiting: Option<HashSet<String>> = None;
+    // Removals seen while paused (decisions are not made then).
     let mut held: Vec<Change> = Vec::new();
     while let Some(msg) = rx.recv().await {
         let mut changes = match msg {
             IndexMsg::AwaitInitialLists(names) => {
+                index.pause();
                 awaiting = Some(names.into_iter().collect());
                 Vec::new()
             }
@@ -145,29 +148,34 @@ pub async fn run_index(
                 continue;
             }
             awaiting = None;
-            changes = latest_per_routemap(std::mem::take(&mut held));
-        }
-        metrics.sizes(index.routemap_count(), index.version_count());
-        for change in changes {
-            if writer.send(WriterMsg::Change(Box::new(change))).is_err() {
+            changes = std::mem::take(&mut held);
+            changes.shrink_to_fit();
+            metrics.sizes(index.routemap_count(), index.version_count());
+            if !send_changes(&writer, changes) {
                 return;
             }
+            for key in index.resume() {
+                if !send_changes(&writer, index.redecide(&key)) {
+                    return;
+                }
+            }
+            continue;
+        }
+        metrics.sizes(index.routemap_count(), index.version_count());
+        if !send_changes(&writer, changes) {
+            return;
         }
     }
 }
 
-/// Keeps the last change of each routemap, in the order of those last changes.
-fn latest_per_routemap(changes: Vec<Change>) -> Vec<Change> {
-    let key = |c: &Change| match c {
-        Change::Decided { key, .. } | Change::Removed { key } => key.clone(),
-    };
-    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
-    for change in changes {
-        let k = key(&change);
-        out.retain(|c| key(c) != k);
-        out.push(change);
-    }
-    out
+/// Sends changes to the writer; false once the writer is gone.
+fn send_changes(
+    writer: &mpsc::UnboundedSender<WriterMsg>,
+    changes: impl IntoIterator<Item = Change>,
+) -> bool {
+    changes
+        .into_iter()
+        .all(|c| writer.send(WriterMsg::Change(Box::new(c))).is_ok())
 }
 
 /// A routemap ConfigMap as the index wants it.
