@@ -31,18 +31,17 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use routing_core::{HttpRoute, RouteMapRef};
+use routing_core::RouteMapRef;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::index::{Change, Outcome};
-use crate::kube_types::{DynamicObject, httproute_resource, to_gateway};
-use crate::live::owned_view;
-pub use crate::live::{LiveRoute, RouteId, covers};
+use crate::index::{Change, Outcome, Summary};
+use crate::kube_types::{DynamicObject, GatewayHttpRoute, httproute_resource};
+pub use crate::live::{KeptRoute, LiveRoute, RouteId, covers};
 use crate::metrics::Metrics;
 use crate::routemap::RouteMapKey;
-use crate::status::{RouteMapStatus, RouteResult, StatusWriter, report};
+use crate::status::{RouteMapStatus, RouteResult, StatusWriter, report_route};
 
 /// A failed API write.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -149,31 +148,54 @@ pub struct WriterConfig {
     pub resync: Duration,
 }
 
+/// A decision without its route (the slot's `route`): an `Outcome` is as large as a typed
+/// route even when it holds none.
+#[derive(Debug)]
+enum Verdict {
+    Desired(Summary),
+    Invalid(String),
+}
+
+impl Verdict {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Verdict::Desired(summary) => Outcome::Desired {
+                route: None,
+                summary: summary.clone(),
+            },
+            Verdict::Invalid(error) => Outcome::Invalid {
+                error: error.clone(),
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     owner: RouteMapRef,
-    outcome: Option<Outcome>,
-    /// The last good route, kept only while the routemap is invalid (for drift repair); while
-    /// it is valid the route is the one in `outcome` (one copy per routemap, not two).
-    route: Option<HttpRoute>,
-    /// Owned view of what this process last applied (compact JSON text, see [`LiveRoute::owned`]).
-    applied: Option<String>,
+    /// The last decision.
+    outcome: Option<Verdict>,
+    /// The route to have: the decided one, or the last good one while the routemap is invalid
+    /// (drift repair goes on). Kept as text, shared with the live view: at 10,000 routemaps
+    /// typed routes were the largest part of the writer's memory.
+    route: Option<KeptRoute>,
+    /// Hash of the owned view of what this process last applied (compact JSON text, see
+    /// [`LiveRoute::owned`]): only ever compared for equality, so the text is not kept.
+    applied: Option<u64>,
     /// resourceVersion of our last write, until the watch shows it.
     echo: Option<String>,
     retry: Option<(Instant, ExponentialBackoff)>,
     resource_version: Option<String>,
-    reported: Option<RouteMapStatus>,
+    /// The decision fingerprint last reported (see [`RouteMapStatus::decision`]).
+    reported: Option<String>,
     /// A decision not yet reported (follower, or the live view not yet synced).
     unreported: bool,
 }
 
 impl Slot {
     /// The route to have: the decided one, or the last good one while the routemap is invalid.
-    fn good_route(&self) -> Option<&HttpRoute> {
-        match &self.outcome {
-            Some(Outcome::Desired { route, .. }) => route.as_ref(),
-            _ => self.route.as_ref(),
-        }
+    fn good_route(&self) -> Option<&KeptRoute> {
+        self.route.as_ref()
     }
 }
 
@@ -183,8 +205,9 @@ pub struct Writer {
     config: WriterConfig,
     status: StatusWriter,
     metrics: Metrics,
-    slots: BTreeMap<RouteMapKey, Slot>,
-    seen: HashMap<RouteMapKey, (Option<String>, Option<RouteMapStatus>)>,
+    /// Boxed: a B-tree node holds 11 values inline, most of them unused space.
+    slots: BTreeMap<RouteMapKey, Box<Slot>>,
+    seen: HashMap<RouteMapKey, (Option<String>, Option<String>)>,
     live: HashMap<RouteId, LiveRoute>,
     live_synced: bool,
     leader: bool,
@@ -239,12 +262,17 @@ impl Writer {
                 resource_version,
                 status,
             } => {
-                let status = status.as_deref().and_then(RouteMapStatus::parse);
+                let status = status
+                    .as_deref()
+                    .and_then(RouteMapStatus::parse)
+                    .map(|s| s.decision);
+                // Kept once: in the slot, or here until the routemap's first decision.
                 if let Some(slot) = self.slots.get_mut(&key) {
-                    slot.resource_version = resource_version.clone();
-                    slot.reported = status.clone();
+                    slot.resource_version = resource_version;
+                    slot.reported = status;
+                } else {
+                    self.seen.insert(key, (resource_version, status));
                 }
-                self.seen.insert(key, (resource_version, status));
             }
             WriterMsg::Change(change) => self.change(*change).await,
             WriterMsg::Live(event) => self.live_event(event).await,
@@ -264,32 +292,40 @@ impl Writer {
                 outcome,
             } => {
                 self.metrics.reconcile();
-                let (rv, reported) = self.seen.get(&key).cloned().unwrap_or_default();
-                let slot = self.slots.entry(key.clone()).or_insert_with(|| Slot {
-                    owner: owner.clone(),
-                    outcome: None,
-                    route: None,
-                    applied: None,
-                    echo: None,
-                    retry: None,
-                    resource_version: rv,
-                    reported,
-                    unreported: false,
+                let (rv, reported) = self.seen.remove(&key).unwrap_or_default();
+                let slot = self.slots.entry(key.clone()).or_insert_with(|| {
+                    Box::new(Slot {
+                        owner: owner.clone(),
+                        outcome: None,
+                        route: None,
+                        applied: None,
+                        echo: None,
+                        retry: None,
+                        resource_version: rv,
+                        reported,
+                        unreported: false,
+                    })
                 });
                 slot.owner = owner;
-                match &outcome {
-                    Outcome::Desired { .. } => {
-                        slot.route = None;
+                let verdict = match outcome {
+                    Outcome::Desired { route, summary } => {
+                        slot.route = route.as_ref().map(|r| {
+                            let mut kept = KeptRoute::new(r);
+                            // One copy of the text when the live route already matches.
+                            if let Some(live) = self.live.get(&kept.id)
+                                && live.owned == kept.owned
+                            {
+                                kept.owned = live.owned.clone();
+                            }
+                            kept
+                        });
                         slot.retry = None;
+                        Verdict::Desired(summary)
                     }
-                    // The live route stays as last decided: keep that route for drift repair.
-                    Outcome::Invalid { .. } => {
-                        if let Some(Outcome::Desired { route, .. }) = slot.outcome.take() {
-                            slot.route = route;
-                        }
-                    }
-                }
-                slot.outcome = Some(outcome);
+                    // The live route stays as last decided: `slot.route` keeps it for drift repair.
+                    Outcome::Invalid { error } => Verdict::Invalid(error),
+                };
+                slot.outcome = Some(verdict);
                 slot.unreported = true;
                 self.settle(&key).await;
             }
@@ -311,13 +347,19 @@ impl Writer {
                 self.settle_all().await;
                 return;
             }
-            LiveEvent::Upsert(route) => {
+            LiveEvent::Upsert(mut route) => {
                 let id = route.id.clone();
                 let key = self.key_of(&id, route.routemap.as_deref());
-                if let Some(slot) = key.as_ref().and_then(|k| self.slots.get_mut(k))
-                    && slot.echo.as_deref() == Some(route.resource_version.as_str())
-                {
-                    slot.echo = None;
+                if let Some(slot) = key.as_ref().and_then(|k| self.slots.get_mut(k)) {
+                    if slot.echo.as_deref() == Some(route.resource_version.as_str()) {
+                        slot.echo = None;
+                    }
+                    // One copy of the text while the live route is as wanted.
+                    if let Some(kept) = &slot.route
+                        && kept.owned == route.owned
+                    {
+                        route.owned = kept.owned.clone();
+                    }
                 }
                 self.live.insert(id, route);
                 key
@@ -344,7 +386,7 @@ impl Writer {
         }
         self.slots
             .iter()
-            .find(|(_, s)| s.good_route().is_some_and(|r| route_id(r) == *id))
+            .find(|(_, s)| s.good_route().is_some_and(|r| r.id == *id))
             .map(|(k, _)| k.clone())
     }
 
@@ -413,20 +455,22 @@ impl Writer {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let Some(outcome) = slot.outcome.as_ref() else {
+        let Some(verdict) = slot.outcome.as_ref() else {
             return;
         };
         let applied = matches!(result, RouteResult::Applied { .. });
         if !slot.unreported && !applied && !matches!(result, RouteResult::Failed { .. }) {
             return;
         }
-        let route_name = slot.good_route().map(|r| r.metadata.name.clone());
-        let Some(report) = report(
-            route_name.as_deref(),
-            outcome,
+        let route = slot.good_route();
+        let route_json = route.and_then(|r| r.to_json().ok()).map(|j| j.to_string());
+        let Some(report) = report_route(
+            route.map(|r| r.id.name.as_str()),
+            route_json.as_deref(),
+            &verdict.outcome(),
             &result,
             slot.resource_version.as_deref(),
-            slot.reported.as_ref(),
+            slot.reported.as_deref(),
         ) else {
             slot.unreported = false;
             return;
@@ -435,7 +479,7 @@ impl Writer {
         match self.status.publish(&owner, &report).await {
             Ok(()) => {
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.reported = Some(report.status);
+                    slot.reported = Some(report.status.decision);
                     slot.unreported = false;
                 }
             }
@@ -452,20 +496,23 @@ impl Writer {
             return Some(RouteResult::NoRoute);
         };
         // An invalid routemap keeps `route` (the last good one), so drift repair goes on.
-        let id = route_id(&route);
-        let json = route.to_json();
-        let want = owned_view(&json);
-        let want_text = want.to_string();
+        let id = route.id.clone();
+        let want_hash = text_hash(&route.owned);
         let live = self.live.get(&id);
-        let waiting_for_echo =
-            slot.echo.is_some() && slot.applied.as_deref() == Some(want_text.as_str());
+        let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
         let matches = live.is_some_and(|l| {
-            serde_json::from_str::<Value>(&l.owned).is_ok_and(|owned| covers(&owned, &want))
+            // Equal text is the usual case; otherwise the live route may still carry everything
+            // we want next to server defaults and other managers' fields.
+            *l.owned == *route.owned
+                || serde_json::from_str::<Value>(&l.owned)
+                    .ok()
+                    .zip(serde_json::from_str::<Value>(&route.owned).ok())
+                    .is_some_and(|(owned, want)| covers(&owned, &want))
         });
         if matches || waiting_for_echo {
             let generation = live.and_then(|l| l.generation);
             if let Some(slot) = self.slots.get_mut(key) {
-                slot.applied = Some(want_text);
+                slot.applied = Some(want_hash);
                 slot.retry = None;
             }
             self.metrics.apply("unchanged");
@@ -482,10 +529,15 @@ impl Writer {
             Ok(response) => {
                 self.metrics.apply("applied");
                 tracing::info!(routemap = %key, route = %format!("{}/{}", id.namespace, id.name), "applied HTTPRoute");
-                let live = LiveRoute::from_json(&response);
+                let live = LiveRoute::from_json(&response).map(|mut l| {
+                    if l.owned == route.owned {
+                        l.owned = route.owned.clone();
+                    }
+                    l
+                });
                 let generation = live.as_ref().and_then(|l| l.generation);
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.applied = Some(want_text);
+                    slot.applied = Some(want_hash);
                     slot.retry = None;
                     slot.echo = live
                         .as_ref()
@@ -522,8 +574,11 @@ impl Writer {
     }
 
     /// One server-side apply, timed and bounded by the per-call timeout.
-    async fn apply(&self, id: &RouteId, route: &HttpRoute) -> Result<Value, WriteError> {
-        let body = to_gateway(route).map_err(|e| WriteError::Encode(e.to_string()))?;
+    async fn apply(&self, id: &RouteId, route: &KeptRoute) -> Result<Value, WriteError> {
+        let body: GatewayHttpRoute = route
+            .to_json()
+            .and_then(serde_json::from_value)
+            .map_err(|e| WriteError::Encode(e.to_string()))?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &id.namespace, &httproute_resource());
         let params = PatchParams::apply(&self.config.field_manager).force();
@@ -587,11 +642,12 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn route_id(route: &HttpRoute) -> RouteId {
-    RouteId {
-        namespace: route.metadata.namespace.clone(),
-        name: route.metadata.name.clone(),
-    }
+/// A 64-bit hash of a text, stable for the life of the process.
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

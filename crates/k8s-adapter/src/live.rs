@@ -3,7 +3,11 @@
 //! Only the fields the controller sets are kept (labels, owner references, spec), as compact JSON
 //! text; [`covers`] decides whether a live route still carries everything desired.
 
+use std::sync::Arc;
+
+use routing_core::HttpRoute;
 use routing_core::plan::ROUTEMAP_LABEL;
+use routing_core::route::HTTPROUTE_API_VERSION;
 use serde_json::{Value, json};
 
 /// Namespace and name of an HTTPRoute.
@@ -13,6 +17,48 @@ pub struct RouteId {
     pub namespace: String,
     /// Name.
     pub name: String,
+}
+
+/// A desired route as the writer keeps it for every routemap: its identity and its owned view
+/// (see [`owned_view`]) as compact JSON text, which is all of the route but constants. The text
+/// is shared with the live view when they are equal, as they are once the route is in place, so
+/// a correct route costs one copy of its text, not a typed route plus two texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptRoute {
+    /// Which route.
+    pub id: RouteId,
+    /// Owned view, compact JSON text.
+    pub owned: Arc<str>,
+}
+
+impl KeptRoute {
+    /// Keeps a planned route.
+    pub fn new(route: &HttpRoute) -> Self {
+        KeptRoute {
+            id: RouteId {
+                namespace: route.metadata.namespace.clone(),
+                name: route.metadata.name.clone(),
+            },
+            owned: owned_view(&route.to_json()).to_string().into(),
+        }
+    }
+
+    /// The whole route, equal to `HttpRoute::to_json` of the route it was made from.
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        let owned: Value = serde_json::from_str(&self.owned)?;
+        let mut metadata = json!({"name": self.id.name, "namespace": self.id.namespace});
+        for key in ["labels", "ownerReferences"] {
+            if !owned[key].is_null() {
+                metadata[key] = owned[key].clone();
+            }
+        }
+        Ok(json!({
+            "apiVersion": HTTPROUTE_API_VERSION,
+            "kind": "HTTPRoute",
+            "metadata": metadata,
+            "spec": owned["spec"],
+        }))
+    }
 }
 
 /// What the HTTPRoute watch knows of one of our routes: only the fields we own.
@@ -27,7 +73,8 @@ pub struct LiveRoute {
     /// `metadata.labels`, `metadata.ownerReferences` and `spec`, as compact JSON text: kept for
     /// every route, and a parsed `serde_json::Value` costs about ten times the text's size
     /// (a B-tree node per JSON object), which dominated the controller's memory at scale.
-    pub owned: String,
+    /// Shared with [`KeptRoute::owned`] when equal.
+    pub owned: Arc<str>,
     /// The routemap named by its `iter8.tools/routemap` label.
     pub routemap: Option<String>,
 }
@@ -46,7 +93,7 @@ impl LiveRoute {
                 .unwrap_or_default()
                 .to_string(),
             generation: meta["generation"].as_i64(),
-            owned: owned_view(obj).to_string(),
+            owned: owned_view(obj).to_string().into(),
             routemap: meta["labels"][ROUTEMAP_LABEL].as_str().map(str::to_string),
         })
     }

@@ -127,10 +127,36 @@ pub fn report(
     outcome: &Outcome,
     result: &RouteResult,
     observed_resource_version: Option<&str>,
-    previous: Option<&RouteMapStatus>,
+    previous_decision: Option<&str>,
 ) -> Option<Report> {
-    let fingerprint = fingerprint(outcome, result);
-    if previous.is_some_and(|p| p.decision == fingerprint) {
+    let route_json = match outcome {
+        Outcome::Desired {
+            route: Some(route), ..
+        } => Some(route.to_json().to_string()),
+        _ => None,
+    };
+    report_route(
+        route_name,
+        route_json.as_deref(),
+        outcome,
+        result,
+        observed_resource_version,
+        previous_decision,
+    )
+}
+
+/// [`report`] for a caller that keeps the decided route as its compact JSON text
+/// (`route.to_json().to_string()`) instead of in the outcome, as the writer does.
+pub fn report_route(
+    route_name: Option<&str>,
+    route_json: Option<&str>,
+    outcome: &Outcome,
+    result: &RouteResult,
+    observed_resource_version: Option<&str>,
+    previous_decision: Option<&str>,
+) -> Option<Report> {
+    let fingerprint = fingerprint(route_json, outcome, result);
+    if previous_decision == Some(fingerprint.as_str()) {
         return None;
     }
     let mut status = RouteMapStatus {
@@ -241,14 +267,11 @@ fn describe(summary: &Summary) -> String {
 
 /// A stable fingerprint of what users are told: the route, availability and weights, or the
 /// error (any apply failure of one decision is one report, however often it is retried).
-fn fingerprint(outcome: &Outcome, result: &RouteResult) -> String {
+fn fingerprint(route_json: Option<&str>, outcome: &Outcome, result: &RouteResult) -> String {
     let text = match outcome {
         Outcome::Invalid { error } => format!("invalid\n{error}"),
-        Outcome::Desired { route, summary } => {
-            let mut t = route
-                .as_ref()
-                .map(|r| r.to_json().to_string())
-                .unwrap_or_default();
+        Outcome::Desired { summary, .. } => {
+            let mut t = route_json.unwrap_or_default().to_string();
             for v in &summary.versions {
                 t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
             }
@@ -454,7 +477,7 @@ mod tests {
                     generation: Some(1)
                 },
                 None,
-                Some(&stored)
+                Some(stored.decision.as_str())
             ),
             None
         );
@@ -475,7 +498,7 @@ mod tests {
             &desired(&[true, false]),
             &RouteResult::NoRoute,
             None,
-            Some(&first.status),
+            Some(first.status.decision.as_str()),
         )
         .expect("changed availability is reported");
         assert_eq!(second.event.expect("event").reason, "VersionsChanged");
@@ -505,7 +528,7 @@ mod tests {
                 &outcome,
                 &RouteResult::NoRoute,
                 None,
-                Some(&r.status)
+                Some(r.status.decision.as_str())
             ),
             None
         );
@@ -532,7 +555,7 @@ mod tests {
                 &desired(&[true]),
                 &failed("timed out"),
                 None,
-                Some(&first.status)
+                Some(first.status.decision.as_str())
             ),
             None
         );
@@ -544,7 +567,7 @@ mod tests {
                 generation: Some(1),
             },
             None,
-            Some(&first.status),
+            Some(first.status.decision.as_str()),
         );
         assert_eq!(
             ok.and_then(|r| r.event).map(|e| e.reason),

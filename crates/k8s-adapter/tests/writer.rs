@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::{Request, Response};
-use k8s_adapter::apply::{LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
+use k8s_adapter::apply::{KeptRoute, LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
 use k8s_adapter::config::Config;
 use k8s_adapter::index::{Change, Index, Outcome};
 use k8s_adapter::metrics::Metrics;
@@ -256,6 +256,34 @@ fn desired_json(change: &Change) -> Value {
             ..
         } => r.to_json(),
         other => panic!("not a route: {other:?}"),
+    }
+}
+
+#[test]
+fn kept_route_rebuilds_the_planned_route_exactly() {
+    // The writer keeps only the route's owned view as text; the route it applies and the
+    // fingerprint it reports are rebuilt from it and must not differ by a byte.
+    for change in [decided(true), decided(false)] {
+        let Change::Decided {
+            outcome: Outcome::Desired { route: Some(r), .. },
+            ..
+        } = &change
+        else {
+            panic!("not a route: {change:?}")
+        };
+        let kept = KeptRoute::new(r);
+        assert_eq!(kept.to_json().expect("json"), r.to_json());
+        assert_eq!(
+            kept.to_json().expect("json").to_string(),
+            r.to_json().to_string()
+        );
+        // Without an owner (rendered offline) the metadata has no ownerReferences key.
+        let mut orphan = r.clone();
+        orphan.metadata.owner_references.clear();
+        assert_eq!(
+            KeptRoute::new(&orphan).to_json().expect("json"),
+            orphan.to_json()
+        );
     }
 }
 
