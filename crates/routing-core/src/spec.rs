@@ -245,8 +245,9 @@ impl RouteMapSpec {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
         match serde_saphyr::from_str_with_options::<Option<Self>>(text, options.clone()) {
-            Ok(Some(spec)) => {
+            Ok(Some(mut spec)) => {
                 spec.validate()?;
+                spec.shrink_to_fit();
                 Ok(spec)
             }
             Ok(None) => Err(SpecError::field(ROUTEMAP_DATA_KEY, "the spec is empty")),
@@ -268,7 +269,7 @@ impl RouteMapSpec {
         if value.is_null() {
             return Err(SpecError::field(ROUTEMAP_DATA_KEY, "the spec is empty"));
         }
-        let spec: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut spec: Self = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             SpecError::Field {
                 path: if path == "." { "spec".into() } else { path },
@@ -276,7 +277,26 @@ impl RouteMapSpec {
             }
         })?;
         spec.validate()?;
+        spec.shrink_to_fit();
         Ok(spec)
+    }
+
+    /// Gives back the spare capacity parsing leaves in every list (a list of two versions is
+    /// parsed into room for four): a controller keeps one spec per routemap, 10,000 of them.
+    pub fn shrink_to_fit(&mut self) {
+        self.route.parent_refs.shrink_to_fit();
+        self.route.hostnames.shrink_to_fit();
+        self.versions.shrink_to_fit();
+        for v in &mut self.versions {
+            v.resources.shrink_to_fit();
+            for m in v.matches.iter_mut() {
+                m.shrink_to_fit();
+                for m in m {
+                    m.headers.shrink_to_fit();
+                    m.query_params.shrink_to_fit();
+                }
+            }
+        }
     }
 
     /// Checks everything the planner and the Gateway API rely on. See [`crate::validate`].
