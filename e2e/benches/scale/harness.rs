@@ -801,7 +801,18 @@ impl Controller {
         let log = server.dir.join(format!("controller-{ns}-{run}.log"));
         let file = std::fs::File::create(&log)?;
         let started = Instant::now();
-        let child = Command::new(&bin)
+        // `ITER8_SCALE_WRAP="heaptrack -o /tmp/ctl"` runs the controller under a profiler.
+        let wrap = std::env::var("ITER8_SCALE_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = command
             .arg("--kubeconfig")
             .arg(&server.kubeconfig)
             .args(["--namespace", ns, "--pod-name", "scale-0"])

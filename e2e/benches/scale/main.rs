@@ -11,7 +11,8 @@
 //! `ITER8_SCALE_FLIPS` (readiness flips for the reaction latency, default 300, measured on the
 //! first size), `ITER8_SCALE_CHURN_SECS` (no-op churn per size, default 60),
 //! `ITER8_SCALE_RENDER` (routemaps for `iter8-render routes`, default 10000, 0 skips),
-//! `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`).
+//! `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`),
+//! `ITER8_SCALE_WRAP` (a command the controller runs under, e.g. `heaptrack -o /tmp/controller`).
 //!
 //! What it does per size: a fresh API server; N two-version canary releases (routemap + 2
 //! Services + 2 Deployments with `Available=True`); the routes (and status annotations) of the
@@ -396,7 +397,7 @@ fn table(sizes: &[SizeResult], render: &[RenderResult], machine_before: &str) ->
                     &l.controller,
                 ),
                 (
-                    "controller: status write answered -> route change seen",
+                    "controller: status write answered (status stored) -> route change seen",
                     &l.controller_from_commit,
                 ),
                 (
@@ -417,9 +418,20 @@ fn table(sizes: &[SizeResult], render: &[RenderResult], machine_before: &str) ->
                     p(v, 100.0)
                 );
             }
+            // The version is available once its status write is stored, which the answer to
+            // that write confirms: the target ratio is timed from there. Timed from the write
+            // being sent, the controller's figure also holds the status write's own round trip,
+            // a second API write the floor (one apply) has no counterpart for.
             let _ = writeln!(
                 t,
-                "| **ratio controller / floor** (target p50 <= 1.5, p99 <= 3) | **{:.2}** | {:.2} | **{:.2}** | |",
+                "| **ratio controller (from status stored) / floor** (target p50 <= 1.5, p99 <= 3) | **{:.2}** | {:.2} | **{:.2}** | |",
+                p(&l.controller_from_commit, 50.0) / p(&l.floor, 50.0),
+                p(&l.controller_from_commit, 90.0) / p(&l.floor, 90.0),
+                p(&l.controller_from_commit, 99.0) / p(&l.floor, 99.0),
+            );
+            let _ = writeln!(
+                t,
+                "| ratio controller (from status write sent) / floor | {:.2} | {:.2} | {:.2} | |",
                 p(&l.controller, 50.0) / p(&l.floor, 50.0),
                 p(&l.controller, 90.0) / p(&l.floor, 90.0),
                 p(&l.controller, 99.0) / p(&l.floor, 99.0),
