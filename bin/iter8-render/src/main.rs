@@ -126,7 +126,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             ok = false;
         }
     }
-    let mut out = std::io::stdout().lock();
+    // One write per 64 KiB, not one per route (stdout alone is line-buffered).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match command {
         Command::Routes { output, .. } => print_routes(&mut out, &rendered, *output)?,
         Command::Explain {
@@ -143,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             print_explain(&mut out, &rendered, &req)?;
         }
     }
+    out.flush()?;
     Ok(ok)
 }
 
