@@ -788,6 +788,8 @@ pub fn drain(rx: &mut mpsc::UnboundedReceiver<(Instant, usize)>) {
 #[derive(Debug)]
 pub struct Controller {
     child: Option<Child>,
+    /// Started in its own process group (wrapped by `ITER8_SCALE_WRAP`).
+    grouped: bool,
     pub admin: SocketAddr,
     pub log: PathBuf,
     pub started: Instant,
@@ -812,6 +814,12 @@ impl Controller {
             }
             None => Command::new(&bin),
         };
+        // A wrapped controller gets its own process group, so that stopping the group stops
+        // the controller too (an unwrapped one stays in ours, so Ctrl-C reaches it).
+        let grouped = !wrap.trim().is_empty();
+        if grouped {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
         let child = command
             .arg("--kubeconfig")
             .arg(&server.kubeconfig)
@@ -830,6 +838,7 @@ impl Controller {
             .with_context(|| format!("starting {}", bin.display()))?;
         Ok(Controller {
             child: Some(child),
+            grouped,
             admin,
             log,
             started,
@@ -905,9 +914,7 @@ impl Controller {
     /// SIGTERM and wait (SIGKILL after 15 s).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            signal(&child, "-TERM", self.grouped);
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if matches!(child.try_wait(), Ok(Some(_))) {
@@ -915,16 +922,26 @@ impl Controller {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = child.kill();
+            signal(&child, "-KILL", self.grouped);
             let _ = child.wait();
         }
     }
 }
 
+/// Signals the child, or its process group (a profiler and the controller it wraps).
+fn signal(child: &Child, signal: &str, group: bool) {
+    let target = if group {
+        format!("-{}", child.id())
+    } else {
+        child.id().to_string()
+    };
+    let _ = Command::new("kill").args([signal, "--", &target]).status();
+}
+
 impl Drop for Controller {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            signal(&child, "-KILL", self.grouped);
             let _ = child.wait();
         }
     }
