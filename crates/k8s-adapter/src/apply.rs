@@ -7,7 +7,8 @@
 //! a timeout per call), and through [`crate::status`] Events and the status annotation.
 //!
 //! Write only on real change. For every routemap the writer keeps the last good desired route
-//! and the last route it applied; the HTTPRoute watch (and each apply's response) keeps the live
+//! (as the text of the fields we own, shared with the live view while they are equal) and a
+//! hash of what it last applied; the HTTPRoute watch (and each apply's response) keeps the live
 //! route. A route is written when the live route does not carry the fields we own (our labels,
 //! our owner reference, the spec) as desired, so an event that changes nothing, a resync, or a
 //! restart with everything in place makes no write, while someone else's edit of our fields is

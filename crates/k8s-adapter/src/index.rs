@@ -427,11 +427,7 @@ impl Index {
         if !self.deciding {
             return Vec::new();
         }
-        let referrers: Vec<RouteMapKey> = self
-            .referenced_by
-            .get(key)
-            .cloned()
-            .unwrap_or_default();
+        let referrers: Vec<RouteMapKey> = self.referenced_by.get(key).cloned().unwrap_or_default();
         let mut changes = Vec::new();
         for k in &referrers {
             if !self.availability_unchanged(k) {
