@@ -181,4 +181,49 @@ proptest! {
         let text = c.spec.to_yaml();
         prop_assert_eq!(RouteMapSpec::from_yaml(&text).expect("parses"), c.spec);
     }
+
+    #[test]
+    fn spec_as_json_reads_the_same_as_yaml(c in case()) {
+        // The JSON fast path (the chart writes specs as JSON) must agree with the YAML parse,
+        // compact or indented, and with the same text read through a YAML-only layout.
+        let compact = serde_json::to_string(&c.spec).expect("json");
+        let pretty = serde_json::to_string_pretty(&c.spec).expect("json");
+        prop_assert_eq!(RouteMapSpec::from_yaml(&compact).expect("parses"), c.spec.clone());
+        prop_assert_eq!(RouteMapSpec::from_yaml(&pretty).expect("parses"), c.spec.clone());
+        // A YAML document that only starts with a line break takes the YAML path.
+        prop_assert_eq!(RouteMapSpec::from_yaml(&format!("# spec\n{compact}")).expect("parses"), c.spec);
+    }
+}
+
+/// A spec written as JSON that JSON rejects is reported by the YAML parse, so the message is
+/// the same as for the spec written in YAML.
+#[test]
+fn invalid_json_spec_reports_what_the_yaml_parse_says() {
+    let base = r#""route":{"name":"app","parentRefs":[{"kind":"Service","name":"app"}]},"versions":[{"name":"app-0","resources":[]}]"#;
+    for (json, yaml) in [
+        (
+            format!(r#"{{"strategy":"canary","bogus":1,{base}}}"#),
+            "strategy: canary\nbogus: 1\nroute: {name: app, parentRefs: [{kind: Service, name: app}]}\nversions: [{name: app-0, resources: []}]\n".to_string(),
+        ),
+        (
+            format!(r#"{{"strategy":"canary","strategy":"none",{base}}}"#),
+            "strategy: canary\nstrategy: none\nroute: {name: app, parentRefs: [{kind: Service, name: app}]}\nversions: [{name: app-0, resources: []}]\n".to_string(),
+        ),
+        (
+            format!(r#"{{"strategy":"sideways",{base}}}"#),
+            "strategy: sideways\nroute: {name: app, parentRefs: [{kind: Service, name: app}]}\nversions: [{name: app-0, resources: []}]\n".to_string(),
+        ),
+    ] {
+        let from_json = RouteMapSpec::from_yaml(&json).expect_err("invalid").to_string();
+        let from_yaml = RouteMapSpec::from_yaml(&yaml).expect_err("invalid").to_string();
+        // The same message; only a syntax error's line and column follow the layout.
+        let unplaced = |s: &str| match s.find("line ") {
+            Some(at) => match s[at..].find(": ") {
+                Some(end) => format!("{}{}", &s[..at], &s[at + end + 2..]),
+                None => s.to_string(),
+            },
+            None => s.to_string(),
+        };
+        assert_eq!(unplaced(&from_json), unplaced(&from_yaml));
+    }
 }
