@@ -1,5 +1,6 @@
-//! Wall time of the whole `iter8-render routes` process on 1,000 releases (a routemap plus two
-//! Services and two Deployments each, as `helm template` gives). Run: `cargo bench -p iter8-render`.
+//! Wall time of the whole `iter8-render routes` process on 1,000 releases (a routemap, alone or
+//! with two Services and two Deployments, as `helm template charts/release` gives them; and the
+//! same routemaps with their specs in YAML). Run: `cargo bench -p iter8-render`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -7,15 +8,82 @@ use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// Writes an input of `n` two-version canary releases, with or without their objects.
-pub fn input(n: usize, with_objects: bool) -> String {
+/// How the routemap specs of the input are written.
+#[derive(Debug, Clone, Copy)]
+pub enum Specs {
+    /// As `charts/release` writes them: one line of JSON (`toJson`, keys sorted).
+    Chart,
+    /// The same spec in YAML, laid out as a person (or the chart before) writes it.
+    Yaml,
+}
+
+/// The spec of release `app` in namespace `ns`, as `charts/release` builds it.
+fn spec(app: &str, ns: &str, specs: Specs) -> String {
+    match specs {
+        Specs::Chart => {
+            let versions: Vec<serde_json::Value> = (0..2)
+                .map(|v| {
+                    let mut version = serde_json::json!({
+                        "name": format!("{app}-{v}"),
+                        "port": 80,
+                        "resources": [
+                            {"gvrShort": "svc", "name": format!("{app}-{v}"), "namespace": ns},
+                            {"gvrShort": "deploy", "name": format!("{app}-{v}"), "namespace": ns},
+                        ],
+                    });
+                    if v == 1 {
+                        version["matches"] =
+                            serde_json::json!([{"headers": [{"name": "traffic", "value": "test"}]}]);
+                    }
+                    version
+                })
+                .collect();
+            serde_json::json!({
+                "strategy": "canary",
+                "route": {
+                    "name": app,
+                    "parentRefs": [{"group": "", "kind": "Service", "name": app, "port": 80}],
+                    "hostnames": [
+                        app,
+                        format!("{app}.{ns}"),
+                        format!("{app}.{ns}.svc"),
+                        format!("{app}.{ns}.svc.cluster.local"),
+                    ],
+                },
+                "versions": versions,
+            })
+            .to_string()
+        }
+        Specs::Yaml => {
+            let mut s = format!(
+                "strategy: canary\nroute:\n  name: {app}\n  parentRefs:\n  - {{group: \"\", kind: Service, name: {app}, port: 80}}\n  hostnames:\n  - {app}\n  - {app}.{ns}\n  - {app}.{ns}.svc\n  - {app}.{ns}.svc.cluster.local\nversions:"
+            );
+            for v in 0..2 {
+                let _ = write!(
+                    s,
+                    "\n- name: {app}-{v}\n  port: 80\n  resources:\n  - {{gvrShort: svc, name: {app}-{v}, namespace: {ns}}}\n  - {{gvrShort: deploy, name: {app}-{v}, namespace: {ns}}}"
+                );
+            }
+            s.push_str("\n  matches:\n  - headers:\n    - name: traffic\n      value: test");
+            s
+        }
+    }
+}
+
+/// Writes an input of `n` two-version canary releases as `helm template charts/release` gives
+/// them, with or without their Services and Deployments.
+pub fn input(n: usize, specs: Specs, with_objects: bool) -> String {
     let mut s = String::new();
     for i in 0..n {
         let app = format!("app{i}");
         let ns = format!("ns{}", i % 50);
+        let spec: String = spec(&app, &ns, specs)
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
         let _ = write!(
             s,
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {app}-routemap\n  namespace: {ns}\n  uid: uid-{i}\n  labels: {{iter8.tools/kind: routemap, iter8.tools/version: v2}}\ndata:\n  routemap.yaml: |\n    strategy: canary\n    route:\n      name: {app}\n      parentRefs: [{{group: \"\", kind: Service, name: {app}, port: 80}}]\n    versions:\n    - name: {app}-0\n      resources: [{{gvrShort: svc, name: {app}-0}}, {{gvrShort: deploy, name: {app}-0}}]\n    - name: {app}-1\n      resources: [{{gvrShort: svc, name: {app}-1}}, {{gvrShort: deploy, name: {app}-1}}]\n      matches: [{{headers: [{{name: traffic, value: test}}]}}]\n"
+            "---\n# Source: release/templates/routemap.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {app}-routemap\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/managed-by: iter8\n    iter8.tools/kind: routemap\n    iter8.tools/version: v2\ndata:\n  routemap.yaml: |\n{spec}"
         );
         if with_objects {
             for v in 0..2 {
@@ -33,12 +101,26 @@ fn bench(c: &mut Criterion) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let mut group = c.benchmark_group("iter8-render routes");
     group.sample_size(20);
-    for (label, with_objects, from_status) in [
-        ("1000 routemaps", false, false),
-        ("1000 releases with objects, --from-status", true, true),
+    for (label, specs, with_objects, from_status) in [
+        (
+            "1000 routemaps, specs as the chart writes them (JSON)",
+            Specs::Chart,
+            false,
+            false,
+        ),
+        ("1000 routemaps, specs in YAML", Specs::Yaml, false, false),
+        (
+            "1000 releases with objects, --from-status",
+            Specs::Chart,
+            true,
+            true,
+        ),
     ] {
-        let path = dir.join(format!("render-bench-{with_objects}.yaml"));
-        std::fs::write(&path, input(1000, with_objects)).expect("write input");
+        let path = dir.join(format!(
+            "render-bench-{}.yaml",
+            label.replace([' ', ',', '(', ')'], "_")
+        ));
+        std::fs::write(&path, input(1000, specs, with_objects)).expect("write input");
         let mut args = vec!["routes".to_string(), path.display().to_string()];
         if from_status {
             args.push("--from-status".into());

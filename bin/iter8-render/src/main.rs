@@ -145,6 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     }
     out.flush()?;
+    // The process exits next, and the OS takes its memory back at once: freeing thousands of
+    // parsed documents and decisions one by one was a tenth of the instructions of a render of
+    // 1,000 routemaps, all of it on one thread.
+    std::mem::forget(documents);
+    std::mem::forget(rendered);
     Ok(ok)
 }
 
