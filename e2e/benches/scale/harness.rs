@@ -240,9 +240,8 @@ pub fn app(i: usize) -> String {
 /// The routemap ConfigMap of release `i`, as `charts/release` renders a two-version canary.
 pub fn routemap(ns: &str, i: usize) -> Value {
     let app = app(i);
-    let spec = format!(
-        "strategy: canary\nroute:\n  name: {app}\n  parentRefs:\n  - {{group: \"\", kind: Service, name: {app}, port: 80}}\n  hostnames: [{app}, {app}.{ns}, {app}.{ns}.svc, {app}.{ns}.svc.cluster.local]\nversions:\n- name: {app}-0\n  port: 80\n  resources:\n  - {{gvrShort: svc, name: {app}-0, namespace: {ns}}}\n  - {{gvrShort: deploy, name: {app}-0, namespace: {ns}}}\n- name: {app}-1\n  port: 80\n  resources:\n  - {{gvrShort: svc, name: {app}-1, namespace: {ns}}}\n  - {{gvrShort: deploy, name: {app}-1, namespace: {ns}}}\n  matches:\n  - headers:\n    - {{name: traffic, value: test}}\n"
-    );
+    // One line of JSON, keys sorted, as the chart's `toJson` writes it.
+    let spec = format!("{}\n", canary_spec(&app, ns));
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {
@@ -254,6 +253,36 @@ pub fn routemap(ns: &str, i: usize) -> Value {
             },
         },
         "data": {"routemap.yaml": spec},
+    })
+}
+
+/// The spec of a two-version canary as `charts/release` builds it (before `toJson`).
+pub fn canary_spec(app: &str, ns: &str) -> Value {
+    let resources = |v: usize| {
+        json!([
+            {"gvrShort": "svc", "name": format!("{app}-{v}"), "namespace": ns},
+            {"gvrShort": "deploy", "name": format!("{app}-{v}"), "namespace": ns},
+        ])
+    };
+    json!({
+        "strategy": "canary",
+        "route": {
+            "name": app,
+            "parentRefs": [{"group": "", "kind": "Service", "name": app, "port": 80}],
+            "hostnames": [
+                app,
+                format!("{app}.{ns}"),
+                format!("{app}.{ns}.svc"),
+                format!("{app}.{ns}.svc.cluster.local"),
+            ],
+        },
+        "versions": [
+            {"name": format!("{app}-0"), "port": 80, "resources": resources(0)},
+            {
+                "name": format!("{app}-1"), "port": 80, "resources": resources(1),
+                "matches": [{"headers": [{"name": "traffic", "value": "test"}]}],
+            },
+        ],
     })
 }
 
