@@ -30,6 +30,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, CustomResourceExt};
 use routing_core::HttpRoute;
@@ -773,9 +774,14 @@ pub fn probe(api: Api<DynamicObject>, name: &str) -> mpsc::UnboundedReceiver<(In
     let (tx, rx) = mpsc::unbounded_channel();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, config);
+        // With backoff: once the API server is gone, a watcher without it fails and retries at
+        // once, forever, and the task never yields to let the runtime shut down.
+        let stream = watcher::watcher(api, config).default_backoff();
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
+            if tx.is_closed() {
+                return;
+            }
             let now = Instant::now();
             if let Ok(Event::Apply(o) | Event::InitApply(o)) = ev {
                 let rules = o.data["spec"]["rules"].as_array().map_or(0, Vec::len);
