@@ -80,6 +80,11 @@ fn benches(c: &mut Criterion) {
     c.bench_function("parse+validate canary spec", |b| {
         b.iter(|| RouteMapSpec::from_yaml(black_box(&text)))
     });
+    // The same spec as the release chart writes it: one line of JSON (the JSON fast path).
+    let json = serde_json::to_string(&canary()).expect("json");
+    c.bench_function("parse+validate canary spec (JSON)", |b| {
+        b.iter(|| RouteMapSpec::from_yaml(black_box(&json)))
+    });
 }
 
 criterion_group!(planner, benches);
