@@ -39,10 +39,11 @@ use tokio::time::Instant;
 
 use crate::index::{Change, Outcome, Summary};
 use crate::kube_types::{DynamicObject, GatewayHttpRoute, httproute_resource};
+use crate::live::share_equal;
 pub use crate::live::{KeptRoute, LiveRoute, RouteId, covers};
 use crate::metrics::Metrics;
 use crate::routemap::RouteMapKey;
-use crate::status::{RouteMapStatus, RouteResult, StatusWriter, report_route};
+use crate::status::{RouteMapStatus, RouteResult, StatusWriter, fnv1a, report_route};
 
 /// A failed API write.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -312,11 +313,8 @@ impl Writer {
                     Outcome::Desired { route, summary } => {
                         slot.route = route.as_ref().map(|r| {
                             let mut kept = KeptRoute::new(r);
-                            // One copy of the text when the live route already matches.
-                            if let Some(live) = self.live.get(&kept.id)
-                                && live.owned == kept.owned
-                            {
-                                kept.owned = live.owned.clone();
+                            if let Some(live) = self.live.get(&kept.id) {
+                                share_equal(&mut kept.owned, &live.owned);
                             }
                             kept
                         });
@@ -355,11 +353,8 @@ impl Writer {
                     if slot.echo.as_deref() == Some(route.resource_version.as_str()) {
                         slot.echo = None;
                     }
-                    // One copy of the text while the live route is as wanted.
-                    if let Some(kept) = &slot.route
-                        && kept.owned == route.owned
-                    {
-                        route.owned = kept.owned.clone();
+                    if let Some(kept) = &slot.route {
+                        share_equal(&mut route.owned, &kept.owned);
                     }
                 }
                 self.live.insert(id, route);
@@ -498,7 +493,7 @@ impl Writer {
         };
         // An invalid routemap keeps `route` (the last good one), so drift repair goes on.
         let id = route.id.clone();
-        let want_hash = text_hash(&route.owned);
+        let want_hash = fnv1a(route.owned.as_bytes());
         let live = self.live.get(&id);
         let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
         let matches = live.is_some_and(|l| {
@@ -531,9 +526,7 @@ impl Writer {
                 self.metrics.apply("applied");
                 tracing::info!(routemap = %key, route = %format!("{}/{}", id.namespace, id.name), "applied HTTPRoute");
                 let live = LiveRoute::from_json(&response).map(|mut l| {
-                    if l.owned == route.owned {
-                        l.owned = route.owned.clone();
-                    }
+                    share_equal(&mut l.owned, &route.owned);
                     l
                 });
                 let generation = live.as_ref().and_then(|l| l.generation);
@@ -641,14 +634,6 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// A 64-bit hash of a text, stable for the life of the process.
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]

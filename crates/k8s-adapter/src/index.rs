@@ -209,11 +209,6 @@ impl Index {
         self.routemaps.keys().cloned().collect()
     }
 
-    /// Decides one routemap now; a change only if the decision differs from the last one made.
-    pub fn redecide(&mut self, key: &RouteMapKey) -> Option<Change> {
-        self.recompute(key)
-    }
-
     /// The routemaps held, in namespace/name order.
     pub fn routemap_objects(&self) -> impl Iterator<Item = &RouteMapObject> {
         self.routemaps.values().map(|e| &e.object)
@@ -287,7 +282,7 @@ impl Index {
         }
         self.routemaps
             .insert(key.clone(), Box::new(Entry { object, refs, last }));
-        self.recompute(&key).into_iter().collect()
+        self.redecide(&key).into_iter().collect()
     }
 
     /// A routemap was deleted.
@@ -431,7 +426,7 @@ impl Index {
         let mut changes = Vec::new();
         for k in &referrers {
             if !self.availability_unchanged(k) {
-                changes.extend(self.recompute(k));
+                changes.extend(self.redecide(k));
             }
         }
         changes
@@ -463,7 +458,7 @@ impl Index {
     }
 
     /// Decides one routemap again; a change only if the decision differs from the last one.
-    fn recompute(&mut self, key: &RouteMapKey) -> Option<Change> {
+    pub fn redecide(&mut self, key: &RouteMapKey) -> Option<Change> {
         if !self.deciding {
             return None;
         }

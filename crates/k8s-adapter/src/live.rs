@@ -61,6 +61,14 @@ impl KeptRoute {
     }
 }
 
+/// Makes `text` share `other`'s allocation when they hold the same text: one copy of a route's
+/// text while the live route is as wanted.
+pub(crate) fn share_equal(text: &mut Arc<str>, other: &Arc<str>) {
+    if *text == *other && !Arc::ptr_eq(text, other) {
+        *text = other.clone();
+    }
+}
+
 /// What the HTTPRoute watch knows of one of our routes: only the fields we own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveRoute {

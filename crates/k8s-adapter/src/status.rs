@@ -285,7 +285,7 @@ fn fingerprint(route_json: Option<&str>, outcome: &Outcome, result: &RouteResult
 }
 
 /// FNV-1a, 64 bit: stable across builds and Rust versions (unlike `DefaultHasher`).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

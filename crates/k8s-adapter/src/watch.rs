@@ -141,27 +141,24 @@ pub async fn run_index(
                 index.end_relist(&kind)
             }
         };
+        metrics.sizes(index.routemap_count(), index.version_count());
         if let Some(a) = &awaiting {
             held.append(&mut changes);
             if !a.is_empty() {
-                metrics.sizes(index.routemap_count(), index.version_count());
                 continue;
             }
             awaiting = None;
-            changes = std::mem::take(&mut held);
-            changes.shrink_to_fit();
-            metrics.sizes(index.routemap_count(), index.version_count());
-            if !send_changes(&writer, changes) {
+            // The removals seen while paused, then every routemap decided once, one at a time.
+            let keys = index.resume();
+            if !send_changes(&writer, held.drain(..))
+                || !keys
+                    .iter()
+                    .all(|k| send_changes(&writer, index.redecide(k)))
+            {
                 return;
-            }
-            for key in index.resume() {
-                if !send_changes(&writer, index.redecide(&key)) {
-                    return;
-                }
             }
             continue;
         }
-        metrics.sizes(index.routemap_count(), index.version_count());
         if !send_changes(&writer, changes) {
             return;
         }
