@@ -29,10 +29,10 @@ use k8s_adapter::status::{RouteResult, STATUS_ANNOTATION, STATUS_FIELD_MANAGER, 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, CustomResourceExt};
 use routing_core::HttpRoute;
 use routing_core::ResourceFacts;
 use serde_json::{Value, json};
@@ -165,13 +165,7 @@ impl Server {
     }
 
     async fn install_crd(&self) -> Result<()> {
-        let official = repo_root().join("../shared/crds/gateway.networking.k8s.io_httproutes.yaml");
-        let crd: CustomResourceDefinition = if official.is_file() {
-            serde_saphyr::from_str(&std::fs::read_to_string(&official)?)
-                .with_context(|| format!("parsing {}", official.display()))?
-        } else {
-            gateway_api::apis::standard::httproutes::HttpRoute::crd()
-        };
+        let (crd, _) = iter8_e2e::httproute_crd()?;
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(

@@ -24,8 +24,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
 use routing_core::route::FilterType;
 use routing_core::{HttpRoute, Request};
 use serde_json::{Value, json};
@@ -239,18 +239,7 @@ impl Cluster {
     }
 
     async fn install_crd(&self) -> Result<()> {
-        let official = repo_root().join("../shared/crds/gateway.networking.k8s.io_httproutes.yaml");
-        let (crd, source) = if official.is_file() {
-            let text = std::fs::read_to_string(&official)?;
-            let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-                .with_context(|| format!("parsing {}", official.display()))?;
-            (crd, format!("official CRD {}", official.display()))
-        } else {
-            (
-                gateway_api::apis::standard::httproutes::HttpRoute::crd(),
-                "CRD generated from the gateway-api crate".to_string(),
-            )
-        };
+        let (crd, source) = iter8_e2e::httproute_crd()?;
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
