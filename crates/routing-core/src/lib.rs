@@ -37,6 +37,7 @@ pub mod readiness;
 pub mod route;
 pub mod spec;
 pub mod validate;
+pub mod yaml;
 
 pub use error::{PlanError, SpecError};
 pub use explain::{Explanation, Request, Share, explain};

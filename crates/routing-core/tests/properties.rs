@@ -177,6 +177,14 @@ proptest! {
     }
 
     #[test]
+    fn planned_routes_are_written_fast_and_as_saphyr_writes_them(c in case()) {
+        let route = planned(&c);
+        let fast = routing_core::yaml::to_block_yaml(&route);
+        prop_assert!(fast.is_some(), "a planned route fell back to serde-saphyr");
+        prop_assert_eq!(fast, Some(serde_saphyr::to_string(&route).expect("saphyr")));
+    }
+
+    #[test]
     fn spec_yaml_round_trips(c in case()) {
         let text = c.spec.to_yaml();
         prop_assert_eq!(RouteMapSpec::from_yaml(&text).expect("parses"), c.spec);
