@@ -5,6 +5,7 @@
 //! when a candidate becomes ready.
 
 use std::collections::HashSet;
+use std::fmt::Display;
 
 use crate::error::SpecError;
 use crate::spec::{MatchSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchSpec, VersionSpec};
@@ -54,7 +55,7 @@ pub fn validate(spec: &RouteMapSpec) -> Result {
 
 fn validate_route(spec: &RouteMapSpec) -> Result {
     let r = &spec.route;
-    check_dns_subdomain("route.name", &r.name)?;
+    check_dns_subdomain(&"route.name", &r.name)?;
     if r.parent_refs.is_empty() {
         return Err(SpecError::field(
             "route.parentRefs",
@@ -71,12 +72,12 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
         ));
     }
     for (i, p) in r.parent_refs.iter().enumerate() {
-        check_dns_subdomain(&format!("route.parentRefs[{i}].name"), &p.name)?;
+        check_dns_subdomain(&format_args!("route.parentRefs[{i}].name"), &p.name)?;
         if let Some(ns) = &p.namespace {
-            check_dns_label(&format!("route.parentRefs[{i}].namespace"), ns)?;
+            check_dns_label(&format_args!("route.parentRefs[{i}].namespace"), ns)?;
         }
         if let Some(port) = p.port {
-            check_port(&format!("route.parentRefs[{i}].port"), port)?;
+            check_port(&format_args!("route.parentRefs[{i}].port"), port)?;
         }
     }
     if r.hostnames.len() > MAX_HOSTNAMES {
@@ -89,15 +90,15 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
         ));
     }
     for (i, h) in r.hostnames.iter().enumerate() {
-        check_hostname(&format!("route.hostnames[{i}]"), h)?;
+        check_hostname(&format_args!("route.hostnames[{i}]"), h)?;
     }
     Ok(())
 }
 
 fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
     let at = |field: &str| format!("versions[{i}].{field}");
-    check_dns_label(&at("name"), &v.name)?;
-    check_port(&at("port"), v.port)?;
+    check_dns_label(&format_args!("versions[{i}].name"), &v.name)?;
+    check_port(&format_args!("versions[{i}].port"), v.port)?;
     if v.resources.is_empty() {
         return Err(SpecError::field(
             at("resources"),
@@ -111,9 +112,9 @@ fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
                 "must not be empty",
             ));
         }
-        check_dns_subdomain(&format!("versions[{i}].resources[{j}].name"), &r.name)?;
+        check_dns_subdomain(&format_args!("versions[{i}].resources[{j}].name"), &r.name)?;
         if let Some(ns) = &r.namespace {
-            check_dns_label(&format!("versions[{i}].resources[{j}].namespace"), ns)?;
+            check_dns_label(&format_args!("versions[{i}].resources[{j}].namespace"), ns)?;
         }
     }
     if let Some(w) = v.weight {
@@ -159,7 +160,7 @@ fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
                 ));
             }
             for (j, m) in ms.iter().enumerate() {
-                validate_match(&format!("versions[{i}].matches[{j}]"), m)?;
+                validate_match(&format_args!("versions[{i}].matches[{j}]"), m)?;
             }
             Ok(())
         }
@@ -174,14 +175,14 @@ fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
     }
 }
 
-fn validate_match(at: &str, m: &MatchSpec) -> Result {
+fn validate_match(at: &dyn Display, m: &MatchSpec) -> Result {
     if let Some(p) = &m.path {
         let kind = p.kind.unwrap_or(PathMatchType::PathPrefix);
         let value = p.value.as_deref().unwrap_or("/");
-        check_path(&format!("{at}.path.value"), kind, value)?;
+        check_path(&format_args!("{at}.path.value"), kind, value)?;
     }
-    check_value_matches(&format!("{at}.headers"), &m.headers, true)?;
-    check_value_matches(&format!("{at}.queryParams"), &m.query_params, false)?;
+    check_value_matches(&format_args!("{at}.headers"), &m.headers, true)?;
+    check_value_matches(&format_args!("{at}.queryParams"), &m.query_params, false)?;
     let catch_all_path = match &m.path {
         None => true,
         Some(p) => {
@@ -191,17 +192,17 @@ fn validate_match(at: &str, m: &MatchSpec) -> Result {
     };
     if catch_all_path && m.headers.is_empty() && m.query_params.is_empty() && m.method.is_none() {
         return Err(SpecError::field(
-            at,
+            at.to_string(),
             "matches every request and would take all traffic from the primary; add a header, query parameter, method or path condition",
         ));
     }
     Ok(())
 }
 
-fn check_value_matches(at: &str, list: &[ValueMatchSpec], header: bool) -> Result {
+fn check_value_matches(at: &dyn Display, list: &[ValueMatchSpec], header: bool) -> Result {
     if list.len() > MAX_HEADERS_PER_MATCH {
         return Err(SpecError::field(
-            at,
+            at.to_string(),
             format!(
                 "{} conditions; Gateway API allows at most {MAX_HEADERS_PER_MATCH}",
                 list.len()
@@ -210,8 +211,7 @@ fn check_value_matches(at: &str, list: &[ValueMatchSpec], header: bool) -> Resul
     }
     let mut seen = HashSet::new();
     for (k, h) in list.iter().enumerate() {
-        let here = format!("{at}[{k}]");
-        check_header_name(&format!("{here}.name"), &h.name)?;
+        check_header_name(&format_args!("{at}[{k}].name"), &h.name)?;
         let key = if header {
             h.name.to_ascii_lowercase()
         } else {
@@ -219,14 +219,14 @@ fn check_value_matches(at: &str, list: &[ValueMatchSpec], header: bool) -> Resul
         };
         if !seen.insert(key) {
             return Err(SpecError::field(
-                format!("{here}.name"),
+                format!("{at}[{k}].name"),
                 format!("{:?} is listed twice in one match", h.name),
             ));
         }
         let max = if header { 4096 } else { 1024 };
         if h.value.is_empty() || h.value.len() > max {
             return Err(SpecError::field(
-                format!("{here}.value"),
+                format!("{at}[{k}].value"),
                 format!("must be 1-{max} characters"),
             ));
         }
@@ -236,7 +236,7 @@ fn check_value_matches(at: &str, list: &[ValueMatchSpec], header: bool) -> Resul
             .all(|b| (b' '..=b'~').contains(&b) || b == b'\t');
         if !printable || h.value.starts_with([' ', '\t']) || h.value.ends_with([' ', '\t']) {
             return Err(SpecError::field(
-                format!("{here}.value"),
+                format!("{at}[{k}].value"),
                 format!(
                     "{:?} must be visible ASCII, without leading or trailing blanks",
                     h.value
@@ -246,7 +246,7 @@ fn check_value_matches(at: &str, list: &[ValueMatchSpec], header: bool) -> Resul
         if h.kind == Some(crate::spec::ValueMatchType::RegularExpression) {
             regex_lite::Regex::new(&h.value).map_err(|e| {
                 SpecError::field(
-                    format!("{here}.value"),
+                    format!("{at}[{k}].value"),
                     format!("invalid regular expression: {e}"),
                 )
             })?;
@@ -256,7 +256,7 @@ fn check_value_matches(at: &str, list: &[ValueMatchSpec], header: bool) -> Resul
 }
 
 /// Gateway API HeaderName: 1-256 token characters.
-fn check_header_name(at: &str, name: &str) -> Result {
+fn check_header_name(at: &dyn Display, name: &str) -> Result {
     let ok = !name.is_empty()
         && name.len() <= 256
         && name
@@ -266,20 +266,25 @@ fn check_header_name(at: &str, name: &str) -> Result {
         Ok(())
     } else {
         Err(SpecError::field(
-            at,
+            at.to_string(),
             format!("{name:?} is not a valid header name (1-256 of A-Z a-z 0-9 !#$%&'*+-.^_`|~)"),
         ))
     }
 }
 
-fn check_path(at: &str, kind: PathMatchType, value: &str) -> Result {
+fn check_path(at: &dyn Display, kind: PathMatchType, value: &str) -> Result {
     if value.is_empty() || value.len() > 1024 {
-        return Err(SpecError::field(at, "must be 1-1024 characters"));
+        return Err(SpecError::field(
+            at.to_string(),
+            "must be 1-1024 characters",
+        ));
     }
     match kind {
-        PathMatchType::RegularExpression => regex_lite::Regex::new(value)
-            .map(|_| ())
-            .map_err(|e| SpecError::field(at, format!("invalid regular expression: {e}"))),
+        PathMatchType::RegularExpression => {
+            regex_lite::Regex::new(value).map(|_| ()).map_err(|e| {
+                SpecError::field(at.to_string(), format!("invalid regular expression: {e}"))
+            })
+        }
         PathMatchType::Exact | PathMatchType::PathPrefix => {
             let bad = !value.starts_with('/')
                 || ["//", "/./", "/../", "%2f", "%2F", "#"]
@@ -292,7 +297,7 @@ fn check_path(at: &str, kind: PathMatchType, value: &str) -> Result {
                     .all(|b| b.is_ascii_alphanumeric() || b"-/._~!$&'()*+,;=:@%".contains(&b));
             if bad {
                 Err(SpecError::field(
-                    at,
+                    at.to_string(),
                     format!(
                         "{value:?} is not a valid path (must start with '/', no '//', '/./', '/../', '%2f' or '#')"
                     ),
@@ -350,24 +355,24 @@ fn validate_limits(spec: &RouteMapSpec) -> Result {
     }
 }
 
-fn check_port(at: &str, port: u32) -> Result {
+fn check_port(at: &dyn Display, port: u32) -> Result {
     if (1..=65535).contains(&port) {
         Ok(())
     } else {
         Err(SpecError::field(
-            at,
+            at.to_string(),
             format!("{port} is not a port (1-65535)"),
         ))
     }
 }
 
 /// RFC 1123 label: lowercase alphanumerics and '-', 1-63, alphanumeric at both ends.
-fn check_dns_label(at: &str, s: &str) -> Result {
+fn check_dns_label(at: &dyn Display, s: &str) -> Result {
     if is_dns_label(s) {
         Ok(())
     } else {
         Err(SpecError::field(
-            at,
+            at.to_string(),
             format!(
                 "{s:?} is not a valid name (lowercase letters, digits and '-', 1-63 characters, alphanumeric at both ends)"
             ),
@@ -386,12 +391,12 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
-fn check_dns_subdomain(at: &str, s: &str) -> Result {
+fn check_dns_subdomain(at: &dyn Display, s: &str) -> Result {
     if s.len() <= 253 && s.split('.').all(is_dns_label) {
         Ok(())
     } else {
         Err(SpecError::field(
-            at,
+            at.to_string(),
             format!(
                 "{s:?} is not a valid name (lowercase RFC 1123 subdomain, at most 253 characters)"
             ),
@@ -399,13 +404,13 @@ fn check_dns_subdomain(at: &str, s: &str) -> Result {
     }
 }
 
-fn check_hostname(at: &str, s: &str) -> Result {
+fn check_hostname(at: &dyn Display, s: &str) -> Result {
     let rest = s.strip_prefix("*.").unwrap_or(s);
     if s.len() <= 253 && rest.split('.').all(is_dns_label) {
         Ok(())
     } else {
         Err(SpecError::field(
-            at,
+            at.to_string(),
             format!("{s:?} is not a valid hostname (lowercase DNS name, optional leading '*.')"),
         ))
     }
