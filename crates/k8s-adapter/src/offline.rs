@@ -185,13 +185,24 @@ pub struct Rendered {
     pub outcome: Outcome,
 }
 
+/// Every routemap's decision, with the index that made them.
+#[derive(Debug)]
+pub struct Rendering {
+    /// One per routemap, in namespace/name order.
+    pub routemaps: Vec<Rendered>,
+    /// The index, handed back rather than dropped: freeing its thousands of small entries,
+    /// allocated on other threads, took longer than deciding them (a tenth of a 1,000-routemap
+    /// render), and a process about to exit can leave that to the OS.
+    pub index: Index,
+}
+
 /// Feeds the documents to an index and decides every routemap, in namespace/name order.
 pub fn render(
     config: &Config,
     default_namespace: &str,
     documents: &[Document],
     readiness: &Readiness,
-) -> Vec<Rendered> {
+) -> Rendering {
     let types = kinds(config);
     // Parsing routemap specs and extracting facts is per document: do it on all cores, then
     // feed the index in input order (later documents win, as with `kubectl apply`).
@@ -218,14 +229,15 @@ pub fn render(
             _ => index.outcome(object, &index),
         }
     });
-    objects
+    let routemaps = objects
         .iter()
         .zip(outcomes)
         .map(|(object, outcome)| Rendered {
             key: object.key.clone(),
             outcome,
         })
-        .collect()
+        .collect();
+    Rendering { routemaps, index }
 }
 
 /// What one document contributes to the index.
