@@ -142,29 +142,14 @@ fn split_documents(text: &str) -> Option<Vec<(usize, &str)>> {
     Some(docs)
 }
 
-/// Maps over items on all cores (scoped threads), keeping order.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads <= 1 || items.len() < 64 {
+/// Maps over items on all cores, keeping order. Work is shared out in small pieces (rayon's
+/// work stealing), so a core slowed by something else on the machine does not hold up the rest.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    if items.len() < 64 {
         return items.iter().map(f).collect();
     }
-    let per = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| match w.join() {
-                Ok(v) => v,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    items.par_iter().with_min_len(8).map(f).collect()
 }
 
 /// How readiness is judged offline.
