@@ -12,8 +12,9 @@ use k8s_adapter::index::Outcome;
 use k8s_adapter::offline::{self, Document, Readiness, Rendered};
 use routing_core::{Request, explain};
 
-/// Rendering allocates millions of small strings and maps on every core; mimalloc does that in
-/// about half the instructions of the system allocator (see `docs/performance.md`).
+/// Rendering allocates many small strings and maps on every core: with mimalloc a render of
+/// 1,000 routemaps takes a tenth fewer instructions and about a quarter less CPU time than with
+/// the system allocator (see `docs/performance.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -152,8 +153,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     out.flush()?;
     // The process exits next, and the OS takes its memory back at once: freeing thousands of
-    // parsed documents, index entries and decisions one by one, on one thread, was a fifth of
-    // the wall time of a render of 1,000 routemaps.
+    // parsed documents, index entries and decisions one by one, on one thread, took several
+    // milliseconds of a 40 ms render of 1,000 routemaps.
     std::mem::forget(documents);
     std::mem::forget(rendering);
     Ok(ok)
