@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
-use k8s_adapter::admin::{self, Readiness};
+use k8s_adapter::admin::{self, CacheSync};
 use k8s_adapter::apply::{Writer, WriterConfig};
-use k8s_adapter::config::{Config, parse_duration};
-use k8s_adapter::index::Index;
 use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings};
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
 use k8s_adapter::watch::{run_index, spawn_watches};
 use prometheus_client::registry::Registry;
+use routemap_index::config::{Config, parse_duration};
+use routemap_index::index::Index;
 use tokio::sync::{mpsc, watch};
 
 /// Canary-release controller for Kubernetes (Iter8 1.1 compatible): watches routemap
@@ -190,7 +190,7 @@ async fn main() -> Result<()> {
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let readiness = Readiness::default();
+    let readiness = CacheSync::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Admin server first, so probes answer while caches fill.

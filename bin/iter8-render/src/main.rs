@@ -1,5 +1,5 @@
 //! `iter8-render`: the HTTPRoutes the controller would write, and where a request would go,
-//! offline, from the same code as the controller (see `k8s_adapter::offline`).
+//! offline, from the same code as the controller (see `routemap_index::offline`).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -7,14 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use k8s_adapter::config::Config;
-use k8s_adapter::index::Outcome;
-use k8s_adapter::offline::{self, Document, Readiness, Rendered};
+use iter8_render::{Rayon, route_yaml};
+use routemap_index::config::Config;
+use routemap_index::index::Decision;
+use routemap_index::offline::{self, Availability, Document, Mapper, Rendered};
 use routing_core::{Request, explain};
 
-/// Rendering allocates many small strings and maps on every core: with mimalloc a render of
-/// 1,000 routemaps takes a tenth fewer instructions and about a quarter less CPU time than with
-/// the system allocator (see `docs/performance.md`).
+/// Rendering allocates many small strings and maps on every core, which mimalloc serves faster
+/// than the system allocator (measured in `docs/performance.md`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -114,21 +114,21 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         },
     };
     let documents = read_inputs(&input.files)?;
-    let readiness = Readiness {
+    let availability = Availability {
         from_status: input.from_status,
         unready: input.unready.iter().cloned().collect(),
     };
-    let rendering = offline::render(&config, &input.namespace, &documents, &readiness);
+    let rendering = offline::render(&config, &input.namespace, &documents, &availability, &Rayon);
     let rendered = &rendering.routemaps;
     let known = offline::version_names(rendered);
-    for name in &readiness.unready {
+    for name in &availability.unready {
         if !known.contains(name) {
             eprintln!("warning: --unready {name}: no routemap has a version of that name");
         }
     }
     let mut ok = true;
     for r in rendered {
-        if let Outcome::Invalid { error } = &r.outcome {
+        if let Decision::Invalid { error } = &r.decision {
             eprintln!("error: routemap {}: {error}", r.key);
             ok = false;
         }
@@ -152,9 +152,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     }
     out.flush()?;
-    // The process exits next, and the OS takes its memory back at once: freeing thousands of
-    // parsed documents, index entries and decisions one by one, on one thread, took several
-    // milliseconds of a 40 ms render of 1,000 routemaps.
+    // The process exits next, and the OS takes its memory back at once, faster than freeing
+    // thousands of documents, index entries and decisions one by one (docs/performance.md).
     std::mem::forget(documents);
     std::mem::forget(rendering);
     Ok(ok)
@@ -177,7 +176,7 @@ fn read_inputs(files: &[String]) -> anyhow::Result<Vec<Document>> {
         } else {
             std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
         };
-        docs.extend(offline::load_documents(file, &text)?);
+        docs.extend(offline::load_documents(file, &text, &Rayon)?);
     }
     Ok(docs)
 }
@@ -185,24 +184,24 @@ fn read_inputs(files: &[String]) -> anyhow::Result<Vec<Document>> {
 fn print_routes(out: &mut impl Write, rendered: &[Rendered], format: Format) -> anyhow::Result<()> {
     let routes: Vec<_> = rendered
         .iter()
-        .filter_map(|r| match &r.outcome {
-            Outcome::Desired {
+        .filter_map(|r| match &r.decision {
+            Decision::Desired {
                 route: Some(route), ..
             } => Some(route),
-            Outcome::Desired { route: None, .. } => {
+            Decision::Desired { route: None, .. } => {
                 eprintln!(
                     "note: routemap {}: strategy none, no route is written",
                     r.key
                 );
                 None
             }
-            Outcome::Invalid { .. } => None,
+            Decision::Invalid { .. } => None,
         })
         .collect();
     match format {
         Format::Yaml => {
             // Serializing is a large part of rendering thousands of routes: use every core.
-            let texts = offline::parallel_map(&routes, |r| r.to_yaml());
+            let texts = Rayon.map(&routes, |r| route_yaml(r));
             for (i, text) in texts.iter().enumerate() {
                 if i > 0 {
                     writeln!(out, "---")?;
@@ -234,16 +233,16 @@ fn print_explain(out: &mut impl Write, rendered: &[Rendered], req: &Request) -> 
         format!("{} {} [{}]", req.method, req.path, headers.join(", "))
     };
     for r in rendered {
-        let Outcome::Desired { route, summary } = &r.outcome else {
+        let Decision::Desired { route, traffic } = &r.decision else {
             continue;
         };
-        let unavailable: BTreeSet<&str> = summary
+        let unavailable: BTreeSet<&str> = traffic
             .versions
             .iter()
             .filter(|v| !v.available)
             .map(|v| v.name.as_str())
             .collect();
-        let verdict = match route {
+        let kept = match route {
             None => "no route (strategy none)".to_string(),
             Some(route) => match explain(route, req) {
                 None => "no rule matches (404)".to_string(),
@@ -275,7 +274,7 @@ fn print_explain(out: &mut impl Write, rendered: &[Rendered], req: &Request) -> 
             let names: Vec<&str> = unavailable.into_iter().collect();
             format!("  (unavailable: {})", names.join(", "))
         };
-        writeln!(out, "{}: {request} -> {verdict}{note}", r.key)?;
+        writeln!(out, "{}: {request} -> {kept}{note}", r.key)?;
     }
     Ok(())
 }

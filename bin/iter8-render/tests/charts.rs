@@ -251,7 +251,7 @@ fn routemap(docs: &[Value]) -> (&Value, RouteMapSpec) {
     let spec = RouteMapSpec::from_yaml(data)
         .unwrap_or_else(|e| panic!("routing-core rejects the rendered routemap: {e}\n{data}"));
     // The controller's path: the ConfigMap as JSON, labels checked, then the same parser.
-    let object = k8s_adapter::routemap::RouteMapObject::from_json(cm, "default");
+    let object = routemap_index::routemap::RouteMapObject::from_json(cm, "default");
     assert_eq!(
         object.spec.as_ref(),
         Ok(&spec),
@@ -259,7 +259,7 @@ fn routemap(docs: &[Value]) -> (&Value, RouteMapSpec) {
     );
     let labels: BTreeMap<String, String> =
         serde_json::from_value(cm["metadata"]["labels"].clone()).expect("string labels");
-    assert!(k8s_adapter::routemap::is_routemap(&labels));
+    assert!(routemap_index::routemap::is_routemap(&labels));
     (cm, spec)
 }
 
@@ -764,7 +764,7 @@ fn controller_deployment_and_config() {
             serde_saphyr::from_str(cm["data"]["config.yaml"].as_str().expect("config.yaml"))
                 .expect("config.yaml parses");
         // The controller's own parser accepts it.
-        let parsed = k8s_adapter::config::Config::from_yaml(
+        let parsed = routemap_index::config::Config::from_yaml(
             cm["data"]["config.yaml"].as_str().expect("config.yaml"),
         )
         .unwrap_or_else(|e| panic!("the controller rejects the rendered config: {e}"));

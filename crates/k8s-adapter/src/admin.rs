@@ -21,11 +21,11 @@ use crate::metrics::render;
 
 /// Which caches are still listing.
 #[derive(Debug, Default, Clone)]
-pub struct Readiness {
+pub struct CacheSync {
     pending: Arc<Mutex<BTreeSet<String>>>,
 }
 
-impl Readiness {
+impl CacheSync {
     /// Ready only after `name` is synced.
     pub fn expect(&self, name: &str) {
         self.lock().insert(name.to_string());
@@ -55,11 +55,11 @@ impl Readiness {
 #[derive(Debug)]
 struct AdminState {
     registry: Registry,
-    readiness: Readiness,
+    readiness: CacheSync,
 }
 
 /// The admin routes.
-pub fn router(registry: Registry, readiness: Readiness) -> Router {
+pub fn router(registry: Registry, readiness: CacheSync) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
@@ -99,7 +99,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 pub async fn bind(
     addr: SocketAddr,
     registry: Registry,
-    readiness: Readiness,
+    readiness: CacheSync,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -136,7 +136,7 @@ mod tests {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         metrics.set_leader(true);
-        let readiness = Readiness::default();
+        let readiness = CacheSync::default();
         readiness.expect("routemaps");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, serve) = bind(

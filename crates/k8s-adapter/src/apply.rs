@@ -37,76 +37,16 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::index::{Change, Outcome, Summary};
+use crate::error::WriteError;
 use crate::kube_types::{DynamicObject, GatewayHttpRoute, httproute_resource};
-use crate::live::share_equal;
-pub use crate::live::{KeptRoute, LiveRoute, RouteId, covers};
 use crate::metrics::Metrics;
-use crate::routemap::RouteMapKey;
-use crate::status::{RouteMapStatus, RouteResult, StatusWriter, fnv1a, report_route};
-
-/// A failed API write.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
-    /// No answer within the per-call timeout.
-    #[error("no answer from the API server within {0:?}")]
-    Timeout(Duration),
-    /// The API server is overloaded or failing (5xx, 429) or the write conflicted (409).
-    #[error("API server answered {code}: {message}")]
-    Unavailable {
-        /// HTTP status.
-        code: u16,
-        /// Server message.
-        message: String,
-    },
-    /// The API server refused the object (4xx other than 409/429).
-    #[error("API server rejected it ({code}): {message}")]
-    Rejected {
-        /// HTTP status.
-        code: u16,
-        /// Server message.
-        message: String,
-    },
-    /// The request did not reach the server or the answer was unreadable.
-    #[error("cannot reach the API server: {0}")]
-    Connection(String),
-    /// The planned route does not fit the Gateway API model (a bug: tested against).
-    #[error("route does not fit the gateway-api model: {0}")]
-    Encode(String),
-}
-
-impl WriteError {
-    /// Maps a kube client error.
-    pub fn from_kube(e: kube::Error) -> Self {
-        match e {
-            kube::Error::Api(status) => {
-                let code = status.code;
-                let message = status.message.clone();
-                if code >= 500 || code == 429 || code == 409 {
-                    WriteError::Unavailable { code, message }
-                } else {
-                    WriteError::Rejected { code, message }
-                }
-            }
-            other => WriteError::Connection(other.to_string()),
-        }
-    }
-
-    /// Worth retrying soon.
-    pub fn transient(&self) -> bool {
-        !matches!(self, WriteError::Rejected { .. } | WriteError::Encode(_))
-    }
-
-    /// A bounded label for metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            WriteError::Timeout(_) => "timeout",
-            WriteError::Unavailable { .. } | WriteError::Connection(_) => "api_transient",
-            WriteError::Rejected { .. } => "api_rejected",
-            WriteError::Encode(_) => "internal",
-        }
-    }
-}
+use crate::status::StatusWriter;
+use routemap_index::error::RouteMapError;
+use routemap_index::index::{Change, Decision, Traffic};
+use routemap_index::live::share_equal;
+pub use routemap_index::live::{KeptRoute, LiveRoute, RouteId, covers};
+use routemap_index::report::{RouteMapStatus, RouteResult, fnv1a, report_route};
+use routemap_index::routemap::RouteMapKey;
 
 /// A change of the HTTPRoute watch.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,22 +90,22 @@ pub struct WriterConfig {
     pub resync: Duration,
 }
 
-/// A decision without its route (the slot's `route`): an `Outcome` is as large as a typed
+/// A decision without its route (the slot's `route`): a `Decision` is as large as a typed
 /// route even when it holds none.
 #[derive(Debug)]
-enum Verdict {
-    Desired(Summary),
-    Invalid(String),
+enum KeptDecision {
+    Desired(Traffic),
+    Invalid(RouteMapError),
 }
 
-impl Verdict {
-    fn outcome(&self) -> Outcome {
+impl KeptDecision {
+    fn decision(&self) -> Decision {
         match self {
-            Verdict::Desired(summary) => Outcome::Desired {
+            KeptDecision::Desired(traffic) => Decision::Desired {
                 route: None,
-                summary: summary.clone(),
+                traffic: traffic.clone(),
             },
-            Verdict::Invalid(error) => Outcome::Invalid {
+            KeptDecision::Invalid(error) => Decision::Invalid {
                 error: error.clone(),
             },
         }
@@ -176,7 +116,7 @@ impl Verdict {
 struct Slot {
     owner: RouteMapRef,
     /// The last decision.
-    outcome: Option<Verdict>,
+    decision: Option<KeptDecision>,
     /// The route to have: the decided one, or the last good one while the routemap is invalid
     /// (drift repair goes on). Kept as text, shared with the live view: at 10,000 routemaps
     /// typed routes were the largest part of the writer's memory.
@@ -267,7 +207,7 @@ impl Writer {
                 let status = status
                     .as_deref()
                     .and_then(RouteMapStatus::parse)
-                    .map(|s| s.decision);
+                    .map(|s| s.fingerprint);
                 // Kept once: in the slot, or here until the routemap's first decision.
                 if let Some(slot) = self.slots.get_mut(&key) {
                     slot.resource_version = resource_version;
@@ -291,14 +231,14 @@ impl Writer {
             Change::Decided {
                 key,
                 owner,
-                outcome,
+                decision,
             } => {
                 self.metrics.reconcile();
                 let (rv, reported) = self.seen.remove(&key).unwrap_or_default();
                 let slot = self.slots.entry(key.clone()).or_insert_with(|| {
                     Box::new(Slot {
                         owner: owner.clone(),
-                        outcome: None,
+                        decision: None,
                         route: None,
                         applied: None,
                         echo: None,
@@ -309,8 +249,8 @@ impl Writer {
                     })
                 });
                 slot.owner = owner;
-                let verdict = match outcome {
-                    Outcome::Desired { route, summary } => {
+                let kept = match decision {
+                    Decision::Desired { route, traffic } => {
                         slot.route = route.as_ref().map(|r| {
                             let mut kept = KeptRoute::new(r);
                             if let Some(live) = self.live.get(&kept.id) {
@@ -319,12 +259,15 @@ impl Writer {
                             kept
                         });
                         slot.retry = None;
-                        Verdict::Desired(summary)
+                        KeptDecision::Desired(traffic)
                     }
                     // The live route stays as last decided: `slot.route` keeps it for drift repair.
-                    Outcome::Invalid { error } => Verdict::Invalid(error),
+                    Decision::Invalid { error } => {
+                        self.metrics.invalid_routemap(error.category());
+                        KeptDecision::Invalid(error)
+                    }
                 };
-                slot.outcome = Some(verdict);
+                slot.decision = Some(kept);
                 slot.unreported = true;
                 self.settle(&key).await;
             }
@@ -451,7 +394,7 @@ impl Writer {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let Some(verdict) = slot.outcome.as_ref() else {
+        let Some(kept) = slot.decision.as_ref() else {
             return;
         };
         let applied = matches!(result, RouteResult::Applied { .. });
@@ -463,7 +406,7 @@ impl Writer {
         let Some(report) = report_route(
             route.map(|r| r.id.name.as_str()),
             route_json.as_deref(),
-            &verdict.outcome(),
+            &kept.decision(),
             &result,
             slot.resource_version.as_deref(),
             slot.reported.as_deref(),
@@ -475,7 +418,7 @@ impl Writer {
         match self.status.publish(&owner, &report).await {
             Ok(()) => {
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.reported = Some(report.status.decision);
+                    slot.reported = Some(report.status.fingerprint);
                     slot.unreported = false;
                 }
             }

@@ -5,7 +5,7 @@
 //! file. It also converts `routing-core`'s canonical [`routing_core::HttpRoute`] into the
 //! `gateway-api` crate's generated type; a test checks that the conversion loses no field.
 
-use crate::config::ResourceType;
+use routemap_index::config::ResourceType;
 
 /// A ConfigMap (routemaps are ConfigMaps).
 pub type ConfigMap = k8s_openapi::api::core::v1::ConfigMap;
@@ -190,7 +190,7 @@ versions:
 
     #[test]
     fn api_resource_comes_from_config() {
-        let config = crate::config::Config::default();
+        let config = routemap_index::config::Config::default();
         let deploy = api_resource(&config.resource_types["deploy"]);
         assert_eq!(
             (

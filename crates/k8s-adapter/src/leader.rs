@@ -7,7 +7,7 @@
 //! that dies is replaced within the lease duration (plus under a second of jitter). A replica
 //! that stops releases the Lease at once, so a rolling update hands over without waiting.
 //!
-//! The outcome is a `watch` channel of `bool` (am I the leader?) that the writer follows:
+//! The decision is a `watch` channel of `bool` (am I the leader?) that the writer follows:
 //! followers keep their watches and index warm and write nothing.
 
 use kube::Client;

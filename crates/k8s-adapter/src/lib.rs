@@ -1,28 +1,25 @@
-//! # k8s-adapter: the Kubernetes side of the controller
+//! # k8s-adapter: the controller's side that talks to the API server
 //!
-//! Inputs: routemap ConfigMaps and version resources (from watches in the controller, from YAML
-//! documents in `iter8-render`). Outputs: server-side applies of HTTPRoutes, Events and a status
-//! annotation on routemaps.
+//! Inputs: watches of routemap ConfigMaps, version resources and the HTTPRoutes we own.
+//! Outputs: server-side applies of HTTPRoutes, Events and a status annotation on routemaps.
+//! Deciding is not done here: every event is handed to the pure `routemap-index`, whose
+//! changes this crate acts on.
 //!
 //! Steps:
-//! 1. [`config`]: the controller configuration (resource types, scope, resync, field manager).
-//! 2. [`routemap`]: a routemap ConfigMap becomes a [`routemap::RouteMapObject`] (identity plus
-//!    the parsed spec, or the reason it is invalid).
-//! 3. [`index`]: routemaps and the [`routing_core::ResourceFacts`] of version resources are kept
-//!    in memory; each event returns the routemaps whose decision changed, decided by
-//!    `routing-core` ([`index::decide`]). Pure: tested by calling it.
-//! 4. The kube side (watches, the applier, Events and status, leader election, metrics) feeds
-//!    the index and acts on its changes.
+//! 1. [`watch`]: one watch per routemap scope and resource type feeds the index; each index
+//!    call returns the routemaps whose decision changed.
+//! 2. [`apply`]: the writer task applies routes, publishes Events and writes the status
+//!    annotation ([`status`]) for those changes, leader only, with backoff.
+//! 3. [`leader`]: Lease leader election; [`admin`]: `/metrics`, `/livez`, `/readyz`;
+//!    [`metrics`]: the Prometheus metrics.
+//!
+//! [`kube_types`] is the one module that names `k8s_openapi` and `gateway_api` types.
 
 pub mod admin;
 pub mod apply;
-pub mod config;
-pub mod index;
+pub mod error;
 pub mod kube_types;
 pub mod leader;
-pub mod live;
 pub mod metrics;
-pub mod offline;
-pub mod routemap;
 pub mod status;
 pub mod watch;

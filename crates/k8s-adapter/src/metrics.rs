@@ -18,6 +18,7 @@ pub struct Metrics {
     reconciles: Counter,
     applies: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
+    invalid_routemaps: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     apply_latency: Histogram,
     routemaps: Gauge,
@@ -32,6 +33,7 @@ impl Default for Metrics {
             reconciles: Counter::default(),
             applies: Family::default(),
             errors: Family::default(),
+            invalid_routemaps: Family::default(),
             events: Family::default(),
             // 1 ms .. ~16 s.
             apply_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -59,8 +61,13 @@ impl Metrics {
         );
         r.register(
             "errors",
-            "Errors by category (invalid_routemap, api_transient, api_rejected, timeout, watch, event, status)",
+            "Failed API calls by category (route writes: api_transient, api_rejected, timeout, internal; watch; event; status)",
             self.errors.clone(),
+        );
+        r.register(
+            "invalid_routemaps",
+            "Decisions that found a routemap invalid, by category (format, yaml, spec, resource_type, namespace, internal)",
+            self.invalid_routemaps.clone(),
         );
         r.register(
             "events",
@@ -95,7 +102,7 @@ impl Metrics {
         self.reconciles.inc();
     }
 
-    /// One apply outcome.
+    /// One apply decision.
     pub fn apply(&self, result: &'static str) {
         self.applies
             .get_or_create(&vec![("result", result.into())])
@@ -105,6 +112,13 @@ impl Metrics {
     /// One error of a category.
     pub fn error(&self, category: &'static str) {
         self.errors
+            .get_or_create(&vec![("category", category.into())])
+            .inc();
+    }
+
+    /// A decision found a routemap invalid, for a reason of this category.
+    pub fn invalid_routemap(&self, category: &'static str) {
+        self.invalid_routemaps
             .get_or_create(&vec![("category", category.into())])
             .inc();
     }

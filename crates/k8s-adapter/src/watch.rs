@@ -26,20 +26,19 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use routing_core::ResourceFacts;
-use routing_core::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use routing_core::spec::{ROUTEMAP_KIND_LABEL, WATCH_LABEL};
+use routing_core::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_KIND_LABEL, WATCH_LABEL};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::admin::Readiness;
+use crate::admin::CacheSync;
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
-use crate::config::Config;
-use crate::index::{Change, Index};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
-use crate::routemap::{RouteMapKey, RouteMapObject};
-use crate::status::STATUS_ANNOTATION;
+use routemap_index::config::Config;
+use routemap_index::index::{Change, Index};
+use routemap_index::routemap::{RouteMapKey, RouteMapObject};
+use routing_core::keys::STATUS_ANNOTATION;
 
 /// What the watches tell the index task.
 #[derive(Debug)]
@@ -151,9 +150,7 @@ pub async fn run_index(
             // The removals seen while paused, then every routemap decided once, one at a time.
             let keys = index.resume();
             if !send_changes(&writer, held.drain(..))
-                || !keys
-                    .iter()
-                    .all(|k| send_changes(&writer, index.redecide(k)))
+                || !keys.iter().all(|k| send_changes(&writer, index.recheck(k)))
             {
                 return;
             }
@@ -233,7 +230,7 @@ async fn drive<K, M, S, F>(
     mut convert: F,
     on_missing: impl Fn() -> Option<M>,
     metrics: Metrics,
-    readiness: Readiness,
+    readiness: CacheSync,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
@@ -335,7 +332,7 @@ pub fn spawn_watches(
     index: mpsc::Sender<IndexMsg>,
     writer: mpsc::UnboundedSender<WriterMsg>,
     metrics: &Metrics,
-    readiness: &Readiness,
+    readiness: &CacheSync,
 ) -> Vec<JoinHandle<()>> {
     let scope = namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
     let mut tasks = Vec::new();
@@ -559,11 +556,11 @@ mod tests {
         while let Ok(msg) = decisions.try_recv() {
             if let WriterMsg::Change(change) = msg
                 && let Change::Decided {
-                    outcome: crate::index::Outcome::Desired { summary, .. },
+                    decision: routemap_index::index::Decision::Desired { traffic, .. },
                     ..
                 } = *change
             {
-                available.push(summary.available().join(","));
+                available.push(traffic.available().join(","));
             }
         }
         assert_eq!(

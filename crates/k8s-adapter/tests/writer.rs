@@ -5,20 +5,21 @@
 //! different call, and after the writer is dropped it fails on any call left over or missing.
 //! Decisions come from the real index, so the routes are what the controller would plan.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::{Request, Response};
 use k8s_adapter::apply::{KeptRoute, LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
-use k8s_adapter::config::Config;
-use k8s_adapter::index::{Change, Index, Outcome};
 use k8s_adapter::metrics::Metrics;
-use k8s_adapter::routemap::{RouteMapKey, RouteMapObject};
-use k8s_adapter::status::{self, RouteResult, StatusWriter};
+use k8s_adapter::status::StatusWriter;
 use kube::Client;
 use kube::client::Body;
+use routemap_index::config::Config;
+use routemap_index::index::{Change, Decision, Index};
+use routemap_index::report::{self, RouteResult};
+use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::ResourceFacts;
 use serde_json::{Value, json};
+use test_builders::{RouteMap, watched};
 use tokio::task::JoinHandle;
 
 const NS: &str = "test";
@@ -197,34 +198,18 @@ versions:
 "#;
 
 fn routemap(yaml: &str) -> RouteMapObject {
-    let labels = BTreeMap::from([
-        ("iter8.tools/kind".to_string(), "routemap".to_string()),
-        ("iter8.tools/version".to_string(), "v2".to_string()),
-    ]);
-    let data = BTreeMap::from([("routemap.yaml".to_string(), yaml.to_string())]);
-    RouteMapObject::from_parts(
-        RouteMapKey::new(NS, "app-routemap"),
-        "uid-1".into(),
-        Some("5".into()),
-        &labels,
-        Some(&data),
-    )
-}
-
-fn ready() -> ResourceFacts {
-    ResourceFacts {
-        watched: true,
-        ..Default::default()
-    }
+    RouteMap::new(NS, "app-routemap", yaml)
+        .resource_version("5")
+        .object()
 }
 
 /// The index's decision for the canary routemap with `app-0` ready (and `app-1` if asked).
 fn decided(candidate_ready: bool) -> Change {
     let mut index = Index::new(&Config::default());
     index.upsert_routemap(routemap(CANARY));
-    index.upsert_resource("svc", NS, "app-0", ready());
+    index.upsert_resource("svc", NS, "app-0", watched());
     let mut changes = if candidate_ready {
-        index.upsert_resource("svc", NS, "app-1", ready())
+        index.upsert_resource("svc", NS, "app-1", watched())
     } else {
         index.upsert_resource(
             "svc",
@@ -232,7 +217,7 @@ fn decided(candidate_ready: bool) -> Change {
             "app-0",
             ResourceFacts {
                 generation: Some(1),
-                ..ready()
+                ..watched()
             },
         )
     };
@@ -241,8 +226,8 @@ fn decided(candidate_ready: bool) -> Change {
             .routemap_objects()
             .map(|object| Change::Decided {
                 key: object.key.clone(),
-                owner: k8s_adapter::index::owner_of(object),
-                outcome: index.outcome(object, &index),
+                owner: routemap_index::index::owner_of(object),
+                decision: index.decide(object, &index),
             })
             .collect();
     }
@@ -252,7 +237,7 @@ fn decided(candidate_ready: bool) -> Change {
 fn desired_json(change: &Change) -> Value {
     match change {
         Change::Decided {
-            outcome: Outcome::Desired { route: Some(r), .. },
+            decision: Decision::Desired { route: Some(r), .. },
             ..
         } => r.to_json(),
         other => panic!("not a route: {other:?}"),
@@ -265,7 +250,7 @@ fn kept_route_rebuilds_the_planned_route_exactly() {
     // fingerprint it reports are rebuilt from it and must not differ by a byte.
     for change in [decided(true), decided(false)] {
         let Change::Decided {
-            outcome: Outcome::Desired { route: Some(r), .. },
+            decision: Decision::Desired { route: Some(r), .. },
             ..
         } = &change
         else {
@@ -350,13 +335,13 @@ async fn new_decision_is_applied_once_with_the_exact_request() {
 async fn restart_with_everything_in_place_writes_nothing() {
     let change = decided(true);
     let route = desired_json(&change);
-    let Change::Decided { outcome, .. } = &change else {
+    let Change::Decided { decision, .. } = &change else {
         unreachable!()
     };
     // What the previous run reported, as the routemap's annotation shows it.
-    let reported = status::report(
+    let reported = report::report(
         Some("app"),
-        outcome,
+        decision,
         &RouteResult::Applied {
             generation: Some(1),
         },
@@ -422,7 +407,7 @@ async fn invalid_routemap_warns_and_leaves_the_route_alone() {
     assert!(matches!(
         &change,
         Change::Decided {
-            outcome: Outcome::Invalid { .. },
+            decision: Decision::Invalid { .. },
             ..
         }
     ));

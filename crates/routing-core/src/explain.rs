@@ -7,8 +7,9 @@
 
 use regex_lite::Regex;
 
+use crate::keys::APP_VERSION_HEADER;
 use crate::route::{FilterType, HttpRoute, Match};
-use crate::spec::{APP_VERSION_HEADER, PathMatchType, ValueMatchType};
+use crate::spec::{PathMatchType, ValueMatchType};
 
 /// A request to explain.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,12 +32,13 @@
 
 pub mod error;
 pub mod explain;
+pub mod keys;
+pub mod parse;
 pub mod plan;
 pub mod readiness;
 pub mod route;
 pub mod spec;
 pub mod validate;
-pub mod yaml;
 
 pub use error::{PlanError, SpecError};
 pub use explain::{Explanation, Request, Share, explain};

@@ -3,23 +3,14 @@
 use std::collections::BTreeMap;
 
 use crate::error::PlanError;
+use crate::keys::{APP_VERSION_HEADER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_LABEL};
 use crate::readiness::VersionState;
 use crate::route::{
     BackendRef, Filter, FilterType, GATEWAY_GROUP, HTTPROUTE_API_VERSION, HeaderModifier,
     HeaderValue, HttpRoute, HttpRouteSpec, Match, MirrorBackendRef, OwnerReference, ParentRef,
     PathMatch, RequestMirror, RouteMeta, Rule, ValueMatch,
 };
-use crate::spec::{
-    APP_VERSION_HEADER, MatchSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchType,
-    VersionSpec,
-};
-
-/// Label on every route this crate plans: who manages it.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY_VALUE: &str = "iter8-controller";
-/// Label on every route naming the routemap it comes from.
-pub const ROUTEMAP_LABEL: &str = "iter8.tools/routemap";
+use crate::spec::{MatchSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchType, VersionSpec};
 
 /// Identity of the routemap ConfigMap: where the route goes and who owns it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

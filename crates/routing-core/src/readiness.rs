@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::spec::{RouteMapSpec, VersionSpec, WATCH_LABEL, WEIGHT_ANNOTATION};
+use crate::keys::{WATCH_LABEL, WEIGHT_ANNOTATION};
+use crate::spec::{RouteMapSpec, VersionSpec};
 use crate::validate::MAX_WEIGHT;
 
 /// One status condition, as far as readiness cares.
@@ -223,7 +224,7 @@ pub fn version_state(
     let mut state = VersionState::available();
     for r in &version.resources {
         let ns = r.namespace.as_deref().unwrap_or(namespace);
-        let verdict = match source.conditions(&r.gvr_short) {
+        let kept = match source.conditions(&r.gvr_short) {
             None => Err(NotReady::UnknownType),
             Some(conds) => match source.facts(&r.gvr_short, ns, &r.name) {
                 None => Err(NotReady::Missing),
@@ -241,7 +242,7 @@ pub fn version_state(
                 }
             },
         };
-        if let Err(why) = verdict
+        if let Err(why) = kept
             && state.available
         {
             state.available = false;

@@ -252,11 +252,9 @@ pub struct MirrorBackendRef {
 }
 
 impl HttpRoute {
-    /// The route as YAML (stable field and list order), as `serde-saphyr` writes it; the
-    /// common shapes are written by [`crate::yaml::to_block_yaml`], which is much faster.
+    /// The route as YAML (stable field and list order), as `serde-saphyr` writes it.
     pub fn to_yaml(&self) -> String {
-        crate::yaml::to_block_yaml(self)
-            .unwrap_or_else(|| serde_saphyr::to_string(self).unwrap_or_default())
+        serde_saphyr::to_string(self).unwrap_or_default()
     }
 
     /// The route as a JSON value (the body of a server-side apply).

@@ -7,23 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::SpecError;
-
-/// The data key of a routemap ConfigMap that holds the spec.
-pub const ROUTEMAP_DATA_KEY: &str = "routemap.yaml";
-/// The label that marks a ConfigMap as a routemap (value `routemap`).
-pub const ROUTEMAP_KIND_LABEL: &str = "iter8.tools/kind";
-/// The label that names the routemap format version.
-pub const ROUTEMAP_VERSION_LABEL: &str = "iter8.tools/version";
-/// The routemap format version this crate reads.
-pub const ROUTEMAP_FORMAT_VERSION: &str = "v2";
-/// The label on version resources that the controller watches.
-pub const WATCH_LABEL: &str = "iter8.tools/watch";
-/// The annotation on a version resource that overrides the version's weight.
-pub const WEIGHT_ANNOTATION: &str = "iter8.tools/weight";
-/// The response header that names the version that answered.
-pub const APP_VERSION_HEADER: &str = "app-version";
-
 /// How traffic is shared between the versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -230,66 +213,7 @@ impl Method {
     }
 }
 
-/// The first line of a parser message, without its `error: ` prefix (the rest is a snippet).
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message);
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
-}
-
 impl RouteMapSpec {
-    /// Parses a spec from YAML (the routemap's `routemap.yaml` value) and validates it.
-    ///
-    /// Errors name the field path (`versions[1].port: ...`) or, for YAML syntax, the line.
-    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
-        // JSON is YAML, and the release chart writes specs as JSON: parsed with serde_json, a
-        // spec takes a tenth of the time. Any JSON parse error falls through to the YAML parse,
-        // so errors read the same whichever way the spec is written.
-        if text.trim_start().starts_with('{')
-            && let Ok(spec) = serde_json::from_str::<Self>(text)
-        {
-            return spec.checked();
-        }
-        // YAML 1.2 booleans, and typed parsing: `value: yes` or `name: y` are strings here.
-        let mut options = serde_saphyr::Options::default();
-        options.strict_booleans = true;
-        match serde_saphyr::from_str_with_options::<Option<Self>>(text, options.clone()) {
-            Ok(Some(spec)) => spec.checked(),
-            Ok(None) => Err(SpecError::field(ROUTEMAP_DATA_KEY, "the spec is empty")),
-            // Parse again untyped to name the field path of the problem.
-            Err(typed) => {
-                match serde_saphyr::from_str_with_options::<serde_json::Value>(text, options) {
-                    Err(e) => Err(SpecError::Syntax(first_line(&e.to_string()))),
-                    Ok(value) => match Self::from_json_value(value) {
-                        Err(e) => Err(e),
-                        Ok(_) => Err(SpecError::Syntax(first_line(&typed.to_string()))),
-                    },
-                }
-            }
-        }
-    }
-
-    /// Parses a spec from an already-decoded JSON value and validates it.
-    pub fn from_json_value(value: serde_json::Value) -> Result<Self, SpecError> {
-        if value.is_null() {
-            return Err(SpecError::field(ROUTEMAP_DATA_KEY, "the spec is empty"));
-        }
-        let spec: Self = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            SpecError::Field {
-                path: if path == "." { "spec".into() } else { path },
-                reason: e.into_inner().to_string(),
-            }
-        })?;
-        spec.checked()
-    }
-
-    /// A parsed spec, validated and without spare capacity.
-    fn checked(mut self) -> Result<Self, SpecError> {
-        self.validate()?;
-        self.shrink_to_fit();
-        Ok(self)
-    }
-
     /// Gives back the spare capacity parsing leaves in every list (a list of two versions is
     /// parsed into room for four): a controller keeps one spec per routemap, 10,000 of them.
     pub fn shrink_to_fit(&mut self) {
@@ -306,11 +230,6 @@ impl RouteMapSpec {
                 }
             }
         }
-    }
-
-    /// Checks everything the planner and the Gateway API rely on. See [`crate::validate`].
-    pub fn validate(&self) -> Result<(), SpecError> {
-        crate::validate::validate(self)
     }
 
     /// Serializes the spec back to YAML (used by the release chart tests and `iter8-render`).

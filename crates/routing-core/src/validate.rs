@@ -415,3 +415,10 @@ fn check_hostname(at: &dyn Display, s: &str) -> Result {
         ))
     }
 }
+
+impl RouteMapSpec {
+    /// Checks everything the planner and the Gateway API rely on. See the module doc.
+    pub fn validate(&self) -> Result {
+        validate(self)
+    }
+}

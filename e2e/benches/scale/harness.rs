@@ -20,12 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
 use iter8_e2e::{free_port, http_get, repo_root};
-use k8s_adapter::apply::covers;
-use k8s_adapter::config::Config;
-use k8s_adapter::index::{Index, Outcome};
 use k8s_adapter::kube_types::{httproute_resource, to_gateway};
-use k8s_adapter::routemap::{RouteMapKey, RouteMapObject};
-use k8s_adapter::status::{RouteResult, STATUS_ANNOTATION, STATUS_FIELD_MANAGER, report};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -33,8 +28,14 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use routemap_index::config::Config;
+use routemap_index::index::{Decision, Index};
+use routemap_index::live::covers;
+use routemap_index::report::{RouteResult, report};
+use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::HttpRoute;
 use routing_core::ResourceFacts;
+use routing_core::keys::{STATUS_ANNOTATION, STATUS_FIELD_MANAGER};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -349,7 +350,7 @@ pub struct Fleet {
     /// Route name -> the route itself.
     pub routes: HashMap<String, HttpRoute>,
     /// Route name -> the decision.
-    pub outcomes: HashMap<String, Outcome>,
+    pub decisions: HashMap<String, Decision>,
 }
 
 /// The fields of a route the controller owns (as `k8s_adapter::apply` compares them).
@@ -418,7 +419,7 @@ pub async fn seed(server: &Server, ns: &str, n: usize) -> Result<Fleet> {
         releases,
         want: HashMap::new(),
         routes: HashMap::new(),
-        outcomes: HashMap::new(),
+        decisions: HashMap::new(),
     };
     fleet.plan(true)?;
     Ok(fleet)
@@ -443,18 +444,18 @@ impl Fleet {
         for r in &self.releases {
             let a = app(r.i);
             let key = RouteMapKey::new(&self.ns, format!("{a}-routemap"));
-            let outcome = index
-                .decision(&key)
+            let decision = index
+                .current_decision(&key)
                 .ok_or_else(|| anyhow!("no decision for {a}"))?;
-            let Outcome::Desired {
+            let Decision::Desired {
                 route: Some(route), ..
-            } = &outcome
+            } = &decision
             else {
-                bail!("{a}: no route decided: {outcome:?}");
+                bail!("{a}: no route decided: {decision:?}");
             };
             self.want.insert(a.clone(), owned_view(&route.to_json()));
             self.routes.insert(a.clone(), route.clone());
-            self.outcomes.insert(a, outcome);
+            self.decisions.insert(a, decision);
         }
         Ok(())
     }
@@ -462,21 +463,21 @@ impl Fleet {
     /// Applies the routes (and the status annotation) of `which` releases exactly as the
     /// controller would have: same body, same field managers.
     pub async fn preapply(&self, server: &Server, which: &[usize]) -> Result<()> {
-        let items: Vec<(String, HttpRoute, Outcome, Value)> = which
+        let items: Vec<(String, HttpRoute, Decision, Value)> = which
             .iter()
             .map(|&i| {
                 let a = app(i);
                 (
                     a.clone(),
                     self.routes[&a].clone(),
-                    self.outcomes[&a].clone(),
+                    self.decisions[&a].clone(),
                     self.releases[i].routemap.clone(),
                 )
             })
             .collect();
         let client = server.client.clone();
         let ns = self.ns.clone();
-        concurrently(items, |(name, route, outcome, cm)| {
+        concurrently(items, |(name, route, decision, cm)| {
             let client = client.clone();
             let ns = ns.clone();
             async move {
@@ -494,7 +495,7 @@ impl Fleet {
                 let rv = cm["metadata"]["resourceVersion"].as_str();
                 let report = report(
                     Some(&name),
-                    &outcome,
+                    &decision,
                     &RouteResult::Applied { generation },
                     rv,
                     None,

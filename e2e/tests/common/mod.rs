@@ -729,7 +729,7 @@ impl Live {
             .unwrap_or_default()
     }
 
-    /// One-line summary: `rule 0 [traffic=test] -> httpbin-1 w1; rule 1 [/] -> httpbin-0 w1`.
+    /// One-line traffic: `rule 0 [traffic=test] -> httpbin-1 w1; rule 1 [/] -> httpbin-0 w1`.
     pub fn describe(&self) -> String {
         let rules: Vec<String> = self
             .route

@@ -1,12 +1,10 @@
 //! The index, tested by calling it: feed objects made by small builders, assert exactly which
 //! decisions come out.
 
-use std::collections::BTreeMap;
-
-use k8s_adapter::config::Config;
-use k8s_adapter::index::{Change, Index, Outcome};
-use k8s_adapter::routemap::{RouteMapKey, RouteMapObject};
-use routing_core::readiness::{ConditionFact, ResourceFacts};
+use routemap_index::config::Config;
+use routemap_index::index::{Change, Decision, Index};
+use routemap_index::routemap::{RouteMapKey, RouteMapObject};
+use test_builders::{RouteMap, deployment, watched, with_weight};
 
 const CANARY: &str = r#"
 strategy: canary
@@ -36,47 +34,16 @@ versions:
 "#;
 
 fn routemap(spec: &str) -> RouteMapObject {
-    routemap_labeled(spec, "v2")
+    RouteMap::new("test", "httpbin-routemap", spec)
+        .resource_version("1")
+        .object()
 }
 
 fn routemap_labeled(spec: &str, version: &str) -> RouteMapObject {
-    let labels = BTreeMap::from([
-        ("iter8.tools/kind".to_string(), "routemap".to_string()),
-        ("iter8.tools/version".to_string(), version.to_string()),
-    ]);
-    let data = BTreeMap::from([("routemap.yaml".to_string(), spec.to_string())]);
-    RouteMapObject::from_parts(
-        RouteMapKey::new("test", "httpbin-routemap"),
-        "uid-1".into(),
-        Some("1".into()),
-        &labels,
-        Some(&data),
-    )
-}
-
-fn watched() -> ResourceFacts {
-    ResourceFacts {
-        watched: true,
-        ..Default::default()
-    }
-}
-
-fn deployment(available: bool) -> ResourceFacts {
-    ResourceFacts {
-        generation: Some(1),
-        observed_generation: Some(1),
-        conditions: Some(vec![ConditionFact {
-            kind: "Available".into(),
-            status: if available { "True" } else { "False" }.into(),
-            observed_generation: None,
-        }]),
-        ..watched()
-    }
-}
-
-fn with_weight(mut f: ResourceFacts, w: &str) -> ResourceFacts {
-    f.weight_annotation = Some(w.into());
-    f
+    RouteMap::new("test", "httpbin-routemap", spec)
+        .resource_version("1")
+        .format_version(version)
+        .object()
 }
 
 fn index() -> Index {
@@ -88,7 +55,7 @@ fn rules(changes: &[Change]) -> Vec<Vec<(String, u32)>> {
     assert_eq!(changes.len(), 1, "expected one change, got {changes:#?}");
     match &changes[0] {
         Change::Decided {
-            outcome: Outcome::Desired { route: Some(r), .. },
+            decision: Decision::Desired { route: Some(r), .. },
             ..
         } => r
             .spec
@@ -106,14 +73,14 @@ fn rules(changes: &[Change]) -> Vec<Vec<(String, u32)>> {
 }
 
 /// The error of the single invalid decision in `changes`.
-fn invalid_error(changes: &[Change]) -> &str {
+fn invalid_error(changes: &[Change]) -> String {
     match changes {
         [
             Change::Decided {
-                outcome: Outcome::Invalid { error },
+                decision: Decision::Invalid { error },
                 ..
             },
-        ] => error,
+        ] => error.to_string(),
         other => panic!("expected one invalid decision, got {other:#?}"),
     }
 }
@@ -144,14 +111,14 @@ fn candidate_rule_appears_only_when_candidate_is_ready() {
     let changes = ix.upsert_resource("svc", "test", "httpbin-1", watched());
     assert_eq!(rules(&changes), vec![vec![("httpbin-0".to_string(), 1)]]);
     let Change::Decided {
-        outcome: Outcome::Desired { summary, .. },
+        decision: Decision::Desired { traffic, .. },
         ..
     } = &changes[0]
     else {
         panic!("expected a decision");
     };
     assert_eq!(
-        summary.versions[1].reason.as_deref(),
+        traffic.versions[1].reason.as_deref(),
         Some("deploy/httpbin-1 not found")
     );
     let changes = ix.upsert_resource("deploy", "test", "httpbin-1", deployment(true));
@@ -186,7 +153,7 @@ fn an_event_that_changes_no_fact_decides_nothing() {
         ix.upsert_resource("deploy", "test", "httpbin-0", deployment(true))
             .is_empty()
     );
-    // A status update that keeps the verdict and its reason decides nothing either.
+    // A status update that keeps the kept and its reason decides nothing either.
     ix.upsert_resource("deploy", "test", "httpbin-1", deployment(false));
     let mut later = deployment(false);
     later.generation = Some(2);
@@ -270,16 +237,16 @@ fn invalid_weight_annotation_is_ignored_with_a_warning() {
         ]]
     );
     let Change::Decided {
-        outcome: Outcome::Desired { summary, .. },
+        decision: Decision::Desired { traffic, .. },
         ..
     } = &changes[0]
     else {
         panic!("expected a decision");
     };
     assert!(
-        summary.warnings[0].contains("\"lots\""),
+        traffic.warnings[0].contains("\"lots\""),
         "{:?}",
-        summary.warnings
+        traffic.warnings
     );
 }
 
@@ -340,11 +307,11 @@ fn invalid_routemap_reports_the_field_and_keeps_no_route() {
     match &changes[..] {
         [
             Change::Decided {
-                outcome: Outcome::Invalid { error },
+                decision: Decision::Invalid { error },
                 ..
             },
         ] => assert_eq!(
-            error,
+            error.to_string(),
             "data[routemap.yaml].versions[1].matches: a canary candidate needs at least one match; without one it would take all traffic"
         ),
         other => panic!("expected invalid, got {other:#?}"),

@@ -1,56 +1,26 @@
 //! The index at scale: 10,000 two-version canary routemaps and 40,000 resource events.
 //! Reports events per second (median of 5 rounds) and the process's peak RSS.
-//! Run: `cargo bench -p k8s-adapter --bench index`.
+//! Run: `cargo bench -p routemap-index --bench index`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use k8s_adapter::config::Config;
-use k8s_adapter::index::Index;
-use k8s_adapter::routemap::{RouteMapKey, RouteMapObject};
-use routing_core::readiness::{ConditionFact, ResourceFacts};
+use routemap_index::config::Config;
+use routemap_index::index::Index;
+use routemap_index::routemap::RouteMapObject;
+use test_builders::{RouteMap, canary_spec, deployment, watched};
 
 const RELEASES: usize = 10_000;
 
 fn routemap(i: usize) -> RouteMapObject {
     let app = format!("app{i}");
-    let spec = format!(
-        "strategy: canary\nroute:\n  name: {app}\n  parentRefs: [{{group: \"\", kind: Service, name: {app}, port: 80}}]\nversions:\n- name: {app}-0\n  resources: [{{gvrShort: svc, name: {app}-0}}, {{gvrShort: deploy, name: {app}-0}}]\n- name: {app}-1\n  resources: [{{gvrShort: svc, name: {app}-1}}, {{gvrShort: deploy, name: {app}-1}}]\n  matches: [{{headers: [{{name: traffic, value: test}}]}}]\n"
-    );
-    let labels = BTreeMap::from([
-        ("iter8.tools/kind".to_string(), "routemap".to_string()),
-        ("iter8.tools/version".to_string(), "v2".to_string()),
-    ]);
-    let data = BTreeMap::from([("routemap.yaml".to_string(), spec)]);
-    RouteMapObject::from_parts(
-        RouteMapKey::new(format!("ns{}", i % 100), format!("{app}-routemap")),
-        format!("uid-{i}"),
-        None,
-        &labels,
-        Some(&data),
+    RouteMap::new(
+        &format!("ns{}", i % 100),
+        &format!("{app}-routemap"),
+        canary_spec(&app),
     )
-}
-
-fn deployment(available: bool) -> ResourceFacts {
-    ResourceFacts {
-        watched: true,
-        generation: Some(1),
-        observed_generation: Some(1),
-        conditions: Some(vec![ConditionFact {
-            kind: "Available".into(),
-            status: if available { "True" } else { "False" }.into(),
-            observed_generation: None,
-        }]),
-        ..Default::default()
-    }
-}
-
-fn service() -> ResourceFacts {
-    ResourceFacts {
-        watched: true,
-        ..Default::default()
-    }
+    .uid(format!("uid-{i}"))
+    .object()
 }
 
 /// One round: returns (time for the 40,000 resource events, decisions emitted, index).
@@ -65,7 +35,7 @@ fn round(releases: usize) -> (Duration, usize, Index) {
         let ns = format!("ns{}", i % 100);
         for v in 0..2 {
             let name = format!("app{i}-{v}");
-            changes += index.upsert_resource("svc", &ns, &name, service()).len();
+            changes += index.upsert_resource("svc", &ns, &name, watched()).len();
             changes += index
                 .upsert_resource("deploy", &ns, &name, deployment(true))
                 .len();

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use routing_core::RouteMapSpec;
-use routing_core::spec::{
+use routing_core::keys::{
     ROUTEMAP_DATA_KEY, ROUTEMAP_FORMAT_VERSION, ROUTEMAP_KIND_LABEL, ROUTEMAP_VERSION_LABEL,
 };
 use serde_json::Value;
+
+use crate::error::RouteMapError;
 
 /// Namespace and name of a routemap.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,7 +49,7 @@ pub struct RouteMapObject {
     /// Its resourceVersion, reported back in status.
     pub resource_version: Option<String>,
     /// The spec, or the reason it cannot be used (field path and reason).
-    pub spec: Result<RouteMapSpec, String>,
+    pub spec: Result<RouteMapSpec, RouteMapError>,
 }
 
 /// Whether labels mark a ConfigMap as a routemap (the controller's watch selector).
@@ -103,26 +105,18 @@ impl RouteMapObject {
 fn parse_spec(
     labels: &BTreeMap<String, String>,
     data: Option<&BTreeMap<String, String>>,
-) -> Result<RouteMapSpec, String> {
+) -> Result<RouteMapSpec, RouteMapError> {
     match labels.get(ROUTEMAP_VERSION_LABEL).map(String::as_str) {
         Some(ROUTEMAP_FORMAT_VERSION) => {}
         Some(other) => {
-            return Err(format!(
-                "metadata.labels[{ROUTEMAP_VERSION_LABEL}]: format {other:?} is not supported (this controller reads {ROUTEMAP_FORMAT_VERSION}; Iter8 1.1 template routemaps must be re-rendered with charts/release)"
-            ));
+            return Err(RouteMapError::UnsupportedFormat {
+                found: other.to_string(),
+            });
         }
-        None => {
-            return Err(format!(
-                "metadata.labels[{ROUTEMAP_VERSION_LABEL}]: missing (expected {ROUTEMAP_FORMAT_VERSION})"
-            ));
-        }
+        None => return Err(RouteMapError::MissingFormat),
     }
     let text = data
         .and_then(|d| d.get(ROUTEMAP_DATA_KEY))
-        .ok_or_else(|| format!("data[{ROUTEMAP_DATA_KEY}]: missing"))?;
-    RouteMapSpec::from_yaml(text).map_err(|e| match e.path() {
-        // Field paths are relative to the spec; say where the spec lives.
-        Some(_) => format!("data[{ROUTEMAP_DATA_KEY}].{e}"),
-        None => format!("data[{ROUTEMAP_DATA_KEY}]: {e}"),
-    })
+        .ok_or(RouteMapError::MissingSpec)?;
+    RouteMapSpec::from_yaml(text).map_err(RouteMapError::Spec)
 }

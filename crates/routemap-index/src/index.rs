@@ -15,13 +15,14 @@ use routing_core::readiness::{ObjectSource, ResourceFacts};
 use routing_core::{HttpRoute, RouteMapRef, RouteMapSpec, Strategy};
 
 use crate::config::Config;
+use crate::error::RouteMapError;
 use crate::routemap::{RouteMapKey, RouteMapObject};
 
 /// A version resource: canonical type short name, namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
     /// Canonical short name of the type (the first configured name for its group/resource).
-    pub kind: String,
+    pub short_name: String,
     /// Namespace.
     pub namespace: String,
     /// Name.
@@ -30,7 +31,7 @@ pub struct ObjectKey {
 
 /// One version as decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionSummary {
+pub struct VersionTraffic {
     /// Version name.
     pub name: String,
     /// Available now.
@@ -43,16 +44,16 @@ pub struct VersionSummary {
 
 /// What was decided for a routemap, for Events and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub struct Traffic {
     /// Strategy.
     pub strategy: Strategy,
     /// Per version, in order.
-    pub versions: Vec<VersionSummary>,
+    pub versions: Vec<VersionTraffic>,
     /// Problems that did not change the decision (e.g. an invalid weight annotation).
     pub warnings: Vec<String>,
 }
 
-impl Summary {
+impl Traffic {
     /// Names of the available versions.
     pub fn available(&self) -> Vec<&str> {
         self.versions
@@ -67,18 +68,18 @@ impl Summary {
 // Most routemaps are valid, so the large variant is the common one; boxing would not save memory.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Decision {
     /// The route to have (`None` for strategy `none`).
     Desired {
         /// The route.
         route: Option<HttpRoute>,
         /// Why.
-        summary: Summary,
+        traffic: Traffic,
     },
     /// The routemap cannot be used; the live route must stay as it is.
     Invalid {
         /// Field path and reason.
-        error: String,
+        error: RouteMapError,
     },
 }
 
@@ -93,7 +94,7 @@ pub enum Change {
         /// Its identity (owner of the route).
         owner: RouteMapRef,
         /// The decision.
-        outcome: Outcome,
+        decision: Decision,
     },
     /// A routemap is gone.
     Removed {
@@ -106,34 +107,34 @@ pub enum Change {
 struct Entry {
     object: RouteMapObject,
     refs: Vec<ObjectKey>,
-    last: Option<Memo>,
+    last: Option<DecisionDigest>,
 }
 
 /// What the index remembers of the last decision: enough to tell whether a new one differs.
 /// The route itself is not kept (it is most of a decision's memory at 10,000 releases): it is
 /// a deterministic function of the spec, which is kept, and of these fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Memo {
+enum DecisionDigest {
     Desired {
         /// Per version: available, effective weight, reason.
         versions: Vec<(bool, u32, Option<String>)>,
         warnings: Vec<String>,
     },
-    Invalid(String),
+    Invalid(RouteMapError),
 }
 
-impl Memo {
-    fn of(outcome: &Outcome) -> Self {
-        match outcome {
-            Outcome::Desired { summary, .. } => Memo::Desired {
-                versions: summary
+impl DecisionDigest {
+    fn of(decision: &Decision) -> Self {
+        match decision {
+            Decision::Desired { traffic, .. } => DecisionDigest::Desired {
+                versions: traffic
                     .versions
                     .iter()
                     .map(|v| (v.available, v.weight, v.reason.clone()))
                     .collect(),
-                warnings: summary.warnings.clone(),
+                warnings: traffic.warnings.clone(),
             },
-            Outcome::Invalid { error } => Memo::Invalid(error.clone()),
+            Decision::Invalid { error } => DecisionDigest::Invalid(error.clone()),
         }
     }
 }
@@ -187,7 +188,7 @@ impl Index {
     }
 
     /// An index that collects routemaps and facts but decides nothing as they arrive: the
-    /// caller decides once at the end with [`Index::outcome`] (offline rendering).
+    /// caller decides once at the end with [`Index::decide`] (offline rendering).
     pub fn collecting(config: &Config) -> Self {
         Index {
             deciding: false,
@@ -203,7 +204,7 @@ impl Index {
     }
 
     /// Decides as objects arrive again. Returns every routemap, in namespace/name order, for the
-    /// caller to decide one at a time with [`Index::redecide`] (no list of routes is built).
+    /// caller to decide one at a time with [`Index::recheck`] (no list of routes is built).
     pub fn resume(&mut self) -> Vec<RouteMapKey> {
         self.deciding = true;
         self.routemaps.keys().cloned().collect()
@@ -216,11 +217,11 @@ impl Index {
 
     /// Decides one routemap with version facts from `source` (the index itself, or an
     /// assumption layered on it): the decision function of the controller and `iter8-render`.
-    pub fn outcome(&self, object: &RouteMapObject, source: &impl ObjectSource) -> Outcome {
+    pub fn decide(&self, object: &RouteMapObject, source: &impl ObjectSource) -> Decision {
         match &object.spec {
-            Err(e) => Outcome::Invalid { error: e.clone() },
+            Err(e) => Decision::Invalid { error: e.clone() },
             Ok(spec) => match self.check_references(&object.key, spec) {
-                Err(error) => Outcome::Invalid { error },
+                Err(error) => Decision::Invalid { error },
                 Ok(()) => decide(&owner_of(object), spec, source),
             },
         }
@@ -246,9 +247,9 @@ impl Index {
     }
 
     /// The decision for one routemap, from what the index holds now.
-    pub fn decision(&self, key: &RouteMapKey) -> Option<Outcome> {
+    pub fn current_decision(&self, key: &RouteMapKey) -> Option<Decision> {
         let entry = self.routemaps.get(key)?;
-        Some(self.outcome(&entry.object, self))
+        Some(self.decide(&entry.object, self))
     }
 
     /// The parsed spec of a valid routemap.
@@ -282,7 +283,7 @@ impl Index {
         }
         self.routemaps
             .insert(key.clone(), Box::new(Entry { object, refs, last }));
-        self.redecide(&key).into_iter().collect()
+        self.recheck(&key).into_iter().collect()
     }
 
     /// A routemap was deleted.
@@ -316,18 +317,18 @@ impl Index {
             .collect()
     }
 
-    /// A version resource was added or changed. `kind` is any configured short name of its type.
+    /// A version resource was added or changed. `short_name` is any configured short name of its type.
     pub fn upsert_resource(
         &mut self,
-        kind: &str,
+        short_name: &str,
         namespace: &str,
         name: &str,
         facts: ResourceFacts,
     ) -> Vec<Change> {
-        let Some(key) = self.object_key(kind, namespace, name) else {
+        let Some(key) = self.object_key(short_name, namespace, name) else {
             return Vec::new();
         };
-        if let Some(seen) = self.relisting.get_mut(&key.kind) {
+        if let Some(seen) = self.relisting.get_mut(&key.short_name) {
             seen.insert(key.clone());
         }
         if !self.referenced_by.contains_key(&key) {
@@ -343,8 +344,13 @@ impl Index {
     }
 
     /// A version resource was deleted.
-    pub fn delete_resource(&mut self, kind: &str, namespace: &str, name: &str) -> Vec<Change> {
-        let Some(key) = self.object_key(kind, namespace, name) else {
+    pub fn delete_resource(
+        &mut self,
+        short_name: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<Change> {
+        let Some(key) = self.object_key(short_name, namespace, name) else {
             return Vec::new();
         };
         if self.facts.remove(&key).is_none() {
@@ -355,15 +361,15 @@ impl Index {
 
     /// Starts a re-list of one type: objects not upserted before [`Self::end_relist`] are
     /// deleted then (a watch that expired and listed again).
-    pub fn begin_relist(&mut self, kind: &str) {
-        if let Some(canon) = self.canonical.get(kind) {
+    pub fn begin_relist(&mut self, short_name: &str) {
+        if let Some(canon) = self.canonical.get(short_name) {
             self.relisting.insert(canon.clone(), HashSet::new());
         }
     }
 
     /// Ends a re-list of one type.
-    pub fn end_relist(&mut self, kind: &str) -> Vec<Change> {
-        let Some(canon) = self.canonical.get(kind).cloned() else {
+    pub fn end_relist(&mut self, short_name: &str) -> Vec<Change> {
+        let Some(canon) = self.canonical.get(short_name).cloned() else {
             return Vec::new();
         };
         let Some(seen) = self.relisting.remove(&canon) else {
@@ -372,19 +378,19 @@ impl Index {
         let gone: Vec<ObjectKey> = self
             .facts
             .keys()
-            .filter(|k| k.kind == canon && !seen.contains(*k))
+            .filter(|k| k.short_name == canon && !seen.contains(*k))
             .cloned()
             .collect();
         let mut changes = Vec::new();
         for k in gone {
-            changes.extend(self.delete_resource(&k.kind, &k.namespace, &k.name));
+            changes.extend(self.delete_resource(&k.short_name, &k.namespace, &k.name));
         }
         changes
     }
 
-    fn object_key(&self, kind: &str, namespace: &str, name: &str) -> Option<ObjectKey> {
+    fn object_key(&self, short_name: &str, namespace: &str, name: &str) -> Option<ObjectKey> {
         Some(ObjectKey {
-            kind: self.canonical.get(kind)?.clone(),
+            short_name: self.canonical.get(short_name)?.clone(),
             namespace: namespace.into(),
             name: name.into(),
         })
@@ -426,7 +432,7 @@ impl Index {
         let mut changes = Vec::new();
         for k in &referrers {
             if !self.availability_unchanged(k) {
-                changes.extend(self.redecide(k));
+                changes.extend(self.recheck(k));
             }
         }
         changes
@@ -439,7 +445,7 @@ impl Index {
         let Some(entry) = self.routemaps.get(key) else {
             return true;
         };
-        let (Ok(spec), Some(Memo::Desired { versions, warnings })) =
+        let (Ok(spec), Some(DecisionDigest::Desired { versions, warnings })) =
             (&entry.object.spec, &entry.last)
         else {
             return false;
@@ -458,14 +464,14 @@ impl Index {
     }
 
     /// Decides one routemap again; a change only if the decision differs from the last one.
-    pub fn redecide(&mut self, key: &RouteMapKey) -> Option<Change> {
+    pub fn recheck(&mut self, key: &RouteMapKey) -> Option<Change> {
         if !self.deciding {
             return None;
         }
         let entry = self.routemaps.get(key)?;
         let owner = owner_of(&entry.object);
-        let outcome = self.outcome(&entry.object, self);
-        let memo = Memo::of(&outcome);
+        let decision = self.decide(&entry.object, self);
+        let memo = DecisionDigest::of(&decision);
         let entry = self.routemaps.get_mut(key)?;
         if entry.last.as_ref() == Some(&memo) {
             return None;
@@ -474,31 +480,38 @@ impl Index {
         Some(Change::Decided {
             key: key.clone(),
             owner,
-            outcome,
+            decision,
         })
     }
 
     /// Types must be configured; a namespace-scoped controller only reads its own namespace.
-    fn check_references(&self, key: &RouteMapKey, spec: &RouteMapSpec) -> Result<(), String> {
-        for (i, v) in spec.versions.iter().enumerate() {
-            for (j, r) in v.resources.iter().enumerate() {
+    fn check_references(
+        &self,
+        key: &RouteMapKey,
+        spec: &RouteMapSpec,
+    ) -> Result<(), RouteMapError> {
+        for (version, v) in spec.versions.iter().enumerate() {
+            for (resource, r) in v.resources.iter().enumerate() {
                 if !self.canonical.contains_key(&r.gvr_short) {
                     let mut known: Vec<&str> = self.canonical.keys().map(String::as_str).collect();
                     known.sort_unstable();
-                    return Err(format!(
-                        "data[routemap.yaml].versions[{i}].resources[{j}].gvrShort: {:?} is not a configured resource type (configured: {})",
-                        r.gvr_short,
-                        known.join(", ")
-                    ));
+                    return Err(RouteMapError::UnknownType {
+                        version,
+                        resource,
+                        short_name: r.gvr_short.clone(),
+                        configured: known.join(", "),
+                    });
                 }
                 if let Some(ns) = &r.namespace
                     && !self.cluster_scoped
                     && ns != &key.namespace
                 {
-                    return Err(format!(
-                        "data[routemap.yaml].versions[{i}].resources[{j}].namespace: {ns:?} differs from the routemap's namespace {:?}, and the controller is namespace-scoped (install it with clusterScoped=true)",
-                        key.namespace
-                    ));
+                    return Err(RouteMapError::OtherNamespace {
+                        version,
+                        resource,
+                        namespace: ns.clone(),
+                        routemap_namespace: key.namespace.clone(),
+                    });
                 }
             }
         }
@@ -528,10 +541,10 @@ pub fn owner_of(object: &RouteMapObject) -> RouteMapRef {
 
 /// Observes the versions and plans the route: the one decision function of the controller and
 /// of `iter8-render`.
-pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSource) -> Outcome {
+pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSource) -> Decision {
     let states = routing_core::version_states(&owner.namespace, spec, source);
     let weights = routing_core::effective_weights(spec, &states);
-    let summary = Summary {
+    let traffic = Traffic {
         strategy: spec.strategy,
         warnings: states.iter().flat_map(|s| s.warnings.clone()).collect(),
         versions: spec
@@ -539,7 +552,7 @@ pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSour
             .iter()
             .zip(&states)
             .zip(&weights)
-            .map(|((v, s), w)| VersionSummary {
+            .map(|((v, s), w)| VersionTraffic {
                 name: v.name.clone(),
                 available: s.available,
                 weight: *w,
@@ -548,9 +561,9 @@ pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSour
             .collect(),
     };
     match routing_core::plan(owner, spec, &states) {
-        Ok(route) => Outcome::Desired { route, summary },
-        Err(e) => Outcome::Invalid {
-            error: e.to_string(),
+        Ok(route) => Decision::Desired { route, traffic },
+        Err(e) => Decision::Invalid {
+            error: RouteMapError::Plan(e),
         },
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use routing_core::HttpRoute;
-use routing_core::plan::ROUTEMAP_LABEL;
+use routing_core::keys::ROUTEMAP_LABEL;
 use routing_core::route::HTTPROUTE_API_VERSION;
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ impl KeptRoute {
 
 /// Makes `text` share `other`'s allocation when they hold the same text: one copy of a route's
 /// text while the live route is as wanted.
-pub(crate) fn share_equal(text: &mut Arc<str>, other: &Arc<str>) {
+pub fn share_equal(text: &mut Arc<str>, other: &Arc<str>) {
     if *text == *other && !Arc::ptr_eq(text, other) {
         *text = other.clone();
     }

@@ -12,7 +12,7 @@ use routing_core::{RouteMapSpec, Strategy};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::index::{Index, Outcome};
+use crate::index::{Decision, Index};
 use crate::routemap::{RouteMapKey, RouteMapObject, is_routemap};
 
 /// Input that cannot be read.
@@ -38,11 +38,17 @@ pub struct Document {
 }
 
 /// Splits a multi-document YAML stream into objects; empty documents are skipped, and a
-/// `kind: List` is unpacked. Documents are parsed in parallel (YAML parsing is most of the cost
-/// of `iter8-render`); a syntax error names the file and the line in the whole stream.
-pub fn load_documents(file: &str, text: &str) -> Result<Vec<Document>, LoadError> {
+/// `kind: List` is unpacked. Each document is parsed by its own `mapper` step (YAML parsing is
+/// most of the cost of `iter8-render`); a syntax error names the file and the line in the whole
+/// stream.
+pub fn load_documents(
+    file: &str,
+    text: &str,
+    mapper: &impl Mapper,
+) -> Result<Vec<Document>, LoadError> {
     let docs: Vec<Value> = match split_documents(text) {
-        Some(chunks) => parallel_map(&chunks, |(offset, chunk)| parse_one(file, *offset, chunk))
+        Some(chunks) => mapper
+            .map(&chunks, |(offset, chunk)| parse_one(file, *offset, chunk))
             .into_iter()
             .collect::<Result<Vec<Value>, LoadError>>()?,
         None => serde_saphyr::from_multiple_with_options(text, yaml_options())
@@ -142,19 +148,26 @@ fn split_documents(text: &str) -> Option<Vec<(usize, &str)>> {
     Some(docs)
 }
 
-/// Maps over items on all cores, keeping order. Work is shared out in small pieces (rayon's
-/// work stealing), so a core slowed by something else on the machine does not hold up the rest.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
-    use rayon::prelude::*;
-    if items.len() < 64 {
-        return items.iter().map(f).collect();
+/// How the per-document and per-routemap steps are run. The steps are independent, so a caller
+/// may run them on several threads; the result keeps the input order either way.
+pub trait Mapper {
+    /// `items.iter().map(f)`, collected in order.
+    fn map<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R>;
+}
+
+/// Runs every step on the calling thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InOrder;
+
+impl Mapper for InOrder {
+    fn map<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+        items.iter().map(f).collect()
     }
-    items.par_iter().with_min_len(8).map(f).collect()
 }
 
 /// How readiness is judged offline.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness {
+pub struct Availability {
     /// Judge each version by the status of its objects in the input.
     pub from_status: bool,
     /// Otherwise: these versions (by name) are unavailable; all others are available.
@@ -167,7 +180,7 @@ pub struct Rendered {
     /// Which routemap.
     pub key: RouteMapKey,
     /// Its decision: a route (or none for strategy `none`), or why it is invalid.
-    pub outcome: Outcome,
+    pub decision: Decision,
 }
 
 /// Every routemap's decision, with the index that made them.
@@ -175,9 +188,8 @@ pub struct Rendered {
 pub struct Rendering {
     /// One per routemap, in namespace/name order.
     pub routemaps: Vec<Rendered>,
-    /// The index, handed back rather than dropped: freeing its thousands of small entries,
-    /// allocated on other threads, took about as long as deciding them (some 5 ms of a
-    /// 1,000-routemap render), and a process about to exit can leave that to the OS.
+    /// The index, handed back rather than dropped, so that a process about to exit can leave
+    /// freeing it to the OS (see `docs/performance.md`).
     pub index: Index,
 }
 
@@ -186,12 +198,13 @@ pub fn render(
     config: &Config,
     default_namespace: &str,
     documents: &[Document],
-    readiness: &Readiness,
+    readiness: &Availability,
+    mapper: &impl Mapper,
 ) -> Rendering {
     let types = kinds(config);
-    // Parsing routemap specs and extracting facts is per document: do it on all cores, then
-    // feed the index in input order (later documents win, as with `kubectl apply`).
-    let prepared = parallel_map(documents, |doc| {
+    // Parsing routemap specs and extracting facts is per document, so the mapper may share it
+    // out; the index is then fed in input order (later documents win, as with `kubectl apply`).
+    let prepared = mapper.map(documents, |doc| {
         prepare(&doc.object, &types, default_namespace)
     });
     let mut index = Index::collecting(config);
@@ -203,23 +216,23 @@ pub fn render(
             index.upsert_resource(&short, &namespace, &name, facts);
         }
     }
-    // Every routemap decided once, on all cores, by the index's own decision function.
+    // Every routemap decided once, by the index's own decision function.
     let objects: Vec<&RouteMapObject> = index.routemap_objects().collect();
-    let outcomes = parallel_map(&objects, |object| {
+    let decisions = mapper.map(&objects, |object| {
         match (&object.spec, readiness.from_status) {
             (Ok(spec), false) => {
                 let assumed = Assumed::new(&index, &object.key.namespace, spec, &readiness.unready);
-                index.outcome(object, &assumed)
+                index.decide(object, &assumed)
             }
-            _ => index.outcome(object, &index),
+            _ => index.decide(object, &index),
         }
     });
     let routemaps = objects
         .iter()
-        .zip(outcomes)
-        .map(|(object, outcome)| Rendered {
+        .zip(decisions)
+        .map(|(object, decision)| Rendered {
             key: object.key.clone(),
-            outcome,
+            decision,
         })
         .collect();
     Rendering { routemaps, index }
@@ -268,19 +281,19 @@ fn prepare(
 pub fn version_names(rendered: &[Rendered]) -> BTreeSet<String> {
     rendered
         .iter()
-        .filter_map(|r| match &r.outcome {
-            Outcome::Desired { summary, .. } => {
-                Some(summary.versions.iter().map(|v| v.name.clone()))
+        .filter_map(|r| match &r.decision {
+            Decision::Desired { traffic, .. } => {
+                Some(traffic.versions.iter().map(|v| v.name.clone()))
             }
-            Outcome::Invalid { .. } => None,
+            Decision::Invalid { .. } => None,
         })
         .flatten()
         .collect()
 }
 
 /// Whether a routemap's strategy writes no route.
-pub fn is_none_strategy(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Desired { route: None, summary } if summary.strategy == Strategy::None)
+pub fn is_none_strategy(decision: &Decision) -> bool {
+    matches!(decision, Decision::Desired { route: None, traffic } if traffic.strategy == Strategy::None)
 }
 
 fn labels(meta: &Value) -> BTreeMap<String, String> {
@@ -303,7 +316,7 @@ fn kinds(config: &Config) -> HashMap<(String, String), String> {
         .collect()
 }
 
-/// Readiness assumed offline: every resource of a version is ready unless the version is named
+/// Availability assumed offline: every resource of a version is ready unless the version is named
 /// unready; weight annotations of objects present in the input still apply.
 struct Assumed<'a> {
     index: &'a Index,

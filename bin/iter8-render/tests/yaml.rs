@@ -1,8 +1,9 @@
-//! The fast route writer (`routing_core::yaml`) against `serde-saphyr`, on arbitrary routes:
+//! The fast route writer (`iter8_render::yaml`) against `serde-saphyr`, on arbitrary routes:
 //! whatever path writes a route, the bytes are the ones `serde-saphyr` writes.
 
 use std::collections::BTreeMap;
 
+use iter8_render::yaml::{is_name_like, to_block_yaml};
 use proptest::prelude::*;
 use routing_core::HttpRoute;
 use routing_core::route::{
@@ -11,7 +12,6 @@ use routing_core::route::{
     ValueMatch,
 };
 use routing_core::spec::{Method, PathMatchType, ValueMatchType};
-use routing_core::yaml::{is_name_like, to_block_yaml};
 
 /// Strings of every kind a route can carry: names, and what needs quoting or folding.
 fn text() -> impl Strategy<Value = String> {
@@ -182,7 +182,7 @@ proptest! {
         if let Some(fast) = to_block_yaml(&route) {
             prop_assert_eq!(&fast, &saphyr);
         }
-        prop_assert_eq!(route.to_yaml(), saphyr);
+        prop_assert_eq!(iter8_render::route_yaml(&route), saphyr);
     }
 
     #[test]
@@ -228,5 +228,42 @@ fn yaml_words_are_not_name_like() {
             format!("{w}\n"),
             "{w}"
         );
+    }
+}
+
+/// Routes as the planner writes them (canary with and without an available candidate,
+/// blue-green over up to 16 versions) always take the fast writer, and match serde-saphyr.
+#[test]
+fn planned_routes_are_written_fast_and_as_saphyr_writes_them() {
+    use routing_core::{RouteMapRef, RouteMapSpec, VersionState, plan};
+    let owner = RouteMapRef {
+        namespace: "test".into(),
+        name: "app-routemap".into(),
+        uid: "uid-1".into(),
+    };
+    let mut specs = vec![test_builders::canary_spec("app")];
+    for n in [1, 2, 5, 16] {
+        specs.push(test_builders::blue_green_spec("app", &vec![7; n]));
+    }
+    for text in specs {
+        let spec = RouteMapSpec::from_yaml(&text).expect("valid");
+        for available in 0..(1u32 << spec.versions.len().min(4)) {
+            let states: Vec<VersionState> = (0..spec.versions.len())
+                .map(|i| VersionState {
+                    available: i >= 4 || available & (1 << i) != 0,
+                    ..Default::default()
+                })
+                .collect();
+            let Some(route) = plan(&owner, &spec, &states).expect("plans") else {
+                continue;
+            };
+            let fast = to_block_yaml(&route);
+            assert!(
+                fast.is_some(),
+                "a planned route fell back:\n{}",
+                route.to_yaml()
+            );
+            assert_eq!(fast, Some(serde_saphyr::to_string(&route).expect("saphyr")));
+        }
     }
 }

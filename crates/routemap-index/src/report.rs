@@ -1,0 +1,481 @@
+//! What users see: Events and a status annotation on the routemap ConfigMap.
+//!
+//! [`report`] is pure: from a decision, how its route write went, and the status last written
+//! (read back from the routemap's annotation, so a restart or a new leader remembers it), it
+//! says which Event to publish and which status to write, or nothing when the decision is
+//! unchanged. The controller's writer (crate `k8s-adapter`) performs the two calls, as the
+//! leader only.
+//!
+//! | Event | type | when |
+//! |---|---|---|
+//! | `RouteApplied` | Normal | the HTTPRoute was written; names available versions and weights |
+//! | `VersionsChanged` | Normal | availability or weights changed without a route write (e.g. strategy `none`) |
+//! | `InvalidRouteMap` | Warning | the routemap cannot be used; names the field path and reason; the live route is kept |
+//! | `ApplyFailed` | Warning | the API server refused the route or kept failing; retried with backoff |
+//!
+//! The annotation `iter8.tools/status` holds compact JSON (see [`RouteMapStatus`]). It is
+//! written by server-side apply with its own field manager (`iter8-controller-status`), owning
+//! that one annotation only, so it never conflicts with Helm, which owns the data and labels.
+//! The apply carries the routemap's uid: if the routemap was deleted meanwhile the call fails
+//! instead of creating an empty ConfigMap.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::{Decision, Traffic};
+
+/// Longest Event note the API accepts.
+const MAX_NOTE: usize = 1024;
+
+/// How the route write for a decision went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteResult {
+    /// The route was written; its `metadata.generation` afterwards.
+    Applied {
+        /// Route generation.
+        generation: Option<i64>,
+    },
+    /// The live route already matched.
+    Unchanged {
+        /// Route generation.
+        generation: Option<i64>,
+    },
+    /// Nothing to write (strategy `none`, or an invalid routemap).
+    NoRoute,
+    /// The write failed.
+    Failed {
+        /// Bounded category of the error.
+        category: &'static str,
+        /// The error.
+        message: String,
+    },
+}
+
+/// The compact status kept in the routemap's `iter8.tools/status` annotation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMapStatus {
+    /// Fingerprint of the decision reported; equal fingerprints are not reported again.
+    #[serde(rename = "decision")]
+    pub fingerprint: String,
+    /// The routemap's resourceVersion the decision was made from (ConfigMaps have no generation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_resource_version: Option<String>,
+    /// Strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// Versions receiving traffic.
+    #[serde(default)]
+    pub available_versions: Vec<String>,
+    /// Effective weight per version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, u32>,
+    /// `metadata.generation` of the HTTPRoute after the last write or check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_generation: Option<i64>,
+    /// The last error, if the decision is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl RouteMapStatus {
+    /// Reads the annotation value; `None` when absent or not ours.
+    pub fn parse(annotation: &str) -> Option<Self> {
+        serde_json::from_str(annotation).ok()
+    }
+}
+
+/// One Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventNote {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// `RouteApplied`, `VersionsChanged`, `InvalidRouteMap` or `ApplyFailed`.
+    pub reason: &'static str,
+    /// The message users read.
+    pub note: String,
+}
+
+/// What to tell users about a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The Event, if any.
+    pub event: Option<EventNote>,
+    /// The status to write.
+    pub status: RouteMapStatus,
+}
+
+/// Decides what to report (see the module doc). `None`: the decision was already reported.
+pub fn report(
+    route_name: Option<&str>,
+    decision: &Decision,
+    result: &RouteResult,
+    observed_resource_version: Option<&str>,
+    previous_decision: Option<&str>,
+) -> Option<Report> {
+    let route_json = match decision {
+        Decision::Desired {
+            route: Some(route), ..
+        } => Some(route.to_json().to_string()),
+        _ => None,
+    };
+    report_route(
+        route_name,
+        route_json.as_deref(),
+        decision,
+        result,
+        observed_resource_version,
+        previous_decision,
+    )
+}
+
+/// [`report`] for a caller that keeps the decided route as its compact JSON text
+/// (`route.to_json().to_string()`) instead of in the decision, as the writer does.
+pub fn report_route(
+    route_name: Option<&str>,
+    route_json: Option<&str>,
+    decision: &Decision,
+    result: &RouteResult,
+    observed_resource_version: Option<&str>,
+    previous_decision: Option<&str>,
+) -> Option<Report> {
+    let fingerprint = fingerprint(route_json, decision, result);
+    if previous_decision == Some(fingerprint.as_str()) {
+        return None;
+    }
+    let mut status = RouteMapStatus {
+        fingerprint,
+        observed_resource_version: observed_resource_version.map(str::to_string),
+        ..Default::default()
+    };
+    let route = route_name.unwrap_or("-");
+    let event = match (decision, result) {
+        (Decision::Invalid { error }, _) => {
+            status.last_error = Some(error.to_string());
+            EventNote {
+                warning: true,
+                reason: "InvalidRouteMap",
+                note: format!("{error}; the live HTTPRoute {route} is left as it is"),
+            }
+        }
+        (Decision::Desired { traffic, .. }, result) => {
+            status.strategy = Some(traffic.strategy.as_str().to_string());
+            status.available_versions = traffic
+                .available()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            status.weights = traffic
+                .versions
+                .iter()
+                .map(|v| (v.name.clone(), v.weight))
+                .collect();
+            match result {
+                RouteResult::Failed { message, .. } => {
+                    status.last_error = Some(message.clone());
+                    EventNote {
+                        warning: true,
+                        reason: "ApplyFailed",
+                        note: format!("HTTPRoute {route}: {message}; retrying with backoff"),
+                    }
+                }
+                RouteResult::Applied { generation } => {
+                    status.route_generation = *generation;
+                    EventNote {
+                        warning: false,
+                        reason: "RouteApplied",
+                        note: format!(
+                            "HTTPRoute {route} ({}): {}",
+                            traffic.strategy.as_str(),
+                            describe(traffic)
+                        ),
+                    }
+                }
+                RouteResult::Unchanged { generation } => {
+                    status.route_generation = *generation;
+                    versions_changed(traffic)
+                }
+                RouteResult::NoRoute => versions_changed(traffic),
+            }
+        }
+    };
+    Some(Report {
+        event: Some(EventNote {
+            note: truncate(event.note, MAX_NOTE),
+            ..event
+        }),
+        status,
+    })
+}
+
+fn versions_changed(traffic: &Traffic) -> EventNote {
+    EventNote {
+        warning: false,
+        reason: "VersionsChanged",
+        note: format!(
+            "{} ({}): {}",
+            "versions",
+            traffic.strategy.as_str(),
+            describe(traffic)
+        ),
+    }
+}
+
+/// `httpbin-0 weight 1, httpbin-1 weight 1; unavailable: httpbin-2 (deploy/httpbin-2 ...)`.
+fn describe(traffic: &Traffic) -> String {
+    let available: Vec<String> = traffic
+        .versions
+        .iter()
+        .filter(|v| v.available)
+        .map(|v| format!("{} weight {}", v.name, v.weight))
+        .collect();
+    let unavailable: Vec<String> = traffic
+        .versions
+        .iter()
+        .filter(|v| !v.available)
+        .map(|v| match &v.reason {
+            Some(r) => format!("{} ({r})", v.name),
+            None => v.name.clone(),
+        })
+        .collect();
+    let mut text = if available.is_empty() {
+        "no version available".to_string()
+    } else {
+        format!("available {}", available.join(", "))
+    };
+    if !unavailable.is_empty() {
+        text.push_str(&format!("; unavailable {}", unavailable.join(", ")));
+    }
+    text
+}
+
+/// A stable fingerprint of what users are told: the route, availability and weights, or the
+/// error (any apply failure of one decision is one report, however often it is retried).
+fn fingerprint(route_json: Option<&str>, decision: &Decision, result: &RouteResult) -> String {
+    let text = match decision {
+        Decision::Invalid { error } => format!("invalid\n{error}"),
+        Decision::Desired { traffic, .. } => {
+            let mut t = route_json.unwrap_or_default().to_string();
+            for v in &traffic.versions {
+                t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
+            }
+            if let RouteResult::Failed { .. } = result {
+                t.push_str("\nfailed");
+            }
+            t
+        }
+    };
+    format!("{:016x}", fnv1a(text.as_bytes()))
+}
+
+/// FNV-1a, 64 bit: stable across builds and Rust versions (unlike `DefaultHasher`).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RouteMapError;
+    use crate::index::VersionTraffic;
+    use routing_core::{SpecError, Strategy};
+
+    fn traffic(available: &[bool]) -> Traffic {
+        Traffic {
+            strategy: Strategy::Canary,
+            warnings: vec![],
+            versions: available
+                .iter()
+                .enumerate()
+                .map(|(i, a)| VersionTraffic {
+                    name: format!("app-{i}"),
+                    available: *a,
+                    weight: u32::from(*a),
+                    reason: (!a).then(|| format!("deploy/app-{i} condition Available is False")),
+                })
+                .collect(),
+        }
+    }
+
+    fn desired(available: &[bool]) -> Decision {
+        Decision::Desired {
+            route: None,
+            traffic: traffic(available),
+        }
+    }
+
+    #[test]
+    fn applied_route_names_versions_and_weights() {
+        let r = report(
+            Some("app"),
+            &desired(&[true, false]),
+            &RouteResult::Applied {
+                generation: Some(2),
+            },
+            Some("7"),
+            None,
+        )
+        .expect("first decision is reported");
+        let e = r.event.expect("an event");
+        assert_eq!((e.warning, e.reason), (false, "RouteApplied"));
+        assert_eq!(
+            e.note,
+            "HTTPRoute app (canary): available app-0 weight 1; unavailable app-1 (deploy/app-1 condition Available is False)"
+        );
+        assert_eq!(r.status.available_versions, vec!["app-0".to_string()]);
+        assert_eq!(r.status.route_generation, Some(2));
+        assert_eq!(r.status.observed_resource_version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn unchanged_decision_is_not_reported_again() {
+        let first = report(
+            Some("app"),
+            &desired(&[true]),
+            &RouteResult::Applied {
+                generation: Some(1),
+            },
+            None,
+            None,
+        )
+        .expect("reported");
+        // Read back from the annotation, as after a restart: same decision, nothing to say.
+        let stored = RouteMapStatus::parse(&serde_json::to_string(&first.status).expect("json"))
+            .expect("parses");
+        assert_eq!(
+            report(
+                Some("app"),
+                &desired(&[true]),
+                &RouteResult::Unchanged {
+                    generation: Some(1)
+                },
+                None,
+                Some(stored.fingerprint.as_str())
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn availability_change_without_write_is_versions_changed() {
+        let first = report(
+            None,
+            &desired(&[true, true]),
+            &RouteResult::NoRoute,
+            None,
+            None,
+        )
+        .expect("reported");
+        let second = report(
+            None,
+            &desired(&[true, false]),
+            &RouteResult::NoRoute,
+            None,
+            Some(first.status.fingerprint.as_str()),
+        )
+        .expect("changed availability is reported");
+        assert_eq!(second.event.expect("event").reason, "VersionsChanged");
+    }
+
+    #[test]
+    fn invalid_routemap_is_a_warning_with_the_field_path() {
+        let decision = Decision::Invalid {
+            error: RouteMapError::Spec(SpecError::Field {
+                path: "versions[1].port".into(),
+                reason: "0 is not in 1-65535".into(),
+            }),
+        };
+        let r =
+            report(Some("app"), &decision, &RouteResult::NoRoute, None, None).expect("reported");
+        let e = r.event.expect("event");
+        assert_eq!((e.warning, e.reason), (true, "InvalidRouteMap"));
+        assert!(
+            e.note.starts_with("data[routemap.yaml].versions[1].port"),
+            "{}",
+            e.note
+        );
+        assert_eq!(
+            r.status.last_error.as_deref(),
+            Some("data[routemap.yaml].versions[1].port: 0 is not in 1-65535")
+        );
+        // The same error again is the same decision.
+        assert_eq!(
+            report(
+                Some("app"),
+                &decision,
+                &RouteResult::NoRoute,
+                None,
+                Some(r.status.fingerprint.as_str())
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn retries_of_one_failure_are_one_report() {
+        let failed = |m: &str| RouteResult::Failed {
+            category: "api_transient",
+            message: m.into(),
+        };
+        let first = report(
+            Some("app"),
+            &desired(&[true]),
+            &failed("503 unavailable"),
+            None,
+            None,
+        )
+        .expect("reported");
+        assert_eq!(first.event.as_ref().map(|e| e.reason), Some("ApplyFailed"));
+        assert_eq!(
+            report(
+                Some("app"),
+                &desired(&[true]),
+                &failed("timed out"),
+                None,
+                Some(first.status.fingerprint.as_str())
+            ),
+            None
+        );
+        // Recovery is news.
+        let ok = report(
+            Some("app"),
+            &desired(&[true]),
+            &RouteResult::Applied {
+                generation: Some(1),
+            },
+            None,
+            Some(first.status.fingerprint.as_str()),
+        );
+        assert_eq!(
+            ok.and_then(|r| r.event).map(|e| e.reason),
+            Some("RouteApplied")
+        );
+    }
+
+    #[test]
+    fn long_notes_are_cut_at_the_api_limit() {
+        let decision = Decision::Invalid {
+            error: RouteMapError::UnsupportedFormat {
+                found: "é".repeat(2000),
+            },
+        };
+        let r = report(None, &decision, &RouteResult::NoRoute, None, None).expect("reported");
+        let note = r.event.expect("event").note;
+        assert!(note.len() <= MAX_NOTE && note.ends_with("..."));
+    }
+}
