@@ -152,20 +152,66 @@ fn invalid_routemap_fails_with_its_field_path_and_prints_nothing() {
     check("invalid-routemap", out);
 }
 
+/// A routemap `test/broken-routemap` whose candidate misspells `headers` as `header`.
+const BROKEN_ROUTEMAP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: broken-routemap
+  namespace: test
+  labels: {iter8.tools/kind: routemap, iter8.tools/version: v2}
+data:
+  routemap.yaml: |
+    strategy: canary
+    route: {name: broken, parentRefs: [{name: gw}]}
+    versions:
+    - name: broken-0
+      resources: [{gvrShort: svc, name: broken-0}]
+    - name: broken-1
+      resources: [{gvrShort: svc, name: broken-1}]
+      matches: [{header: [{name: traffic, value: test}]}]
+"#;
+
+/// The stdout and stderr sections of a transcript made by [`run`].
+fn sections(transcript: &str) -> (&str, &str) {
+    let (head, stderr) = transcript
+        .split_once("--- stderr\n")
+        .expect("transcript has stderr");
+    let (_, stdout) = head
+        .split_once("--- stdout\n")
+        .expect("transcript has stdout");
+    (stdout, stderr)
+}
+
 #[test]
 fn invalid_routemap_does_not_hide_valid_ones() {
+    // Two different routemaps: test/broken-routemap (invalid, on stdin) and
+    // test/httpbin-routemap (valid, in a file).
     let out = run(
-        &[
-            "routes",
-            "fixtures/routing/invalid-unknown-field/routemap.yaml",
-            "--namespace",
-            "other",
-            "fixtures/render/weight-annotation.yaml",
-        ],
-        None,
+        &["routes", "-", "fixtures/render/weight-annotation.yaml"],
+        Some(BROKEN_ROUTEMAP),
     );
-    // Same routemap name in both files: the later valid one wins, as `kubectl apply` would.
-    assert!(out.contains("exit: 0"), "{out}");
+    let (stdout, stderr) = sections(&out);
+    // The valid routemap's route is still printed in full: one bad release must not hide the
+    // others' routes.
+    assert!(
+        stdout.contains("kind: HTTPRoute\nmetadata:\n  name: httpbin\n  namespace: test\n"),
+        "{out}"
+    );
+    assert!(stdout.contains("    name: httpbin-routemap\n"), "{out}");
+    assert!(
+        !stdout.contains("broken"),
+        "nothing is printed for the invalid routemap:\n{out}"
+    );
+    // The invalid one is named, with the field path, so the user knows what to fix.
+    assert!(
+        stderr.contains(
+            "error: routemap test/broken-routemap: data[routemap.yaml].versions[1].matches[0].header: unknown field `header`"
+        ),
+        "{out}"
+    );
+    assert!(!stderr.contains("httpbin-routemap"), "{out}");
+    // Any invalid routemap fails the run, so scripts and CI notice.
+    assert!(out.contains("\nexit: 1\n"), "{out}");
 }
 
 #[test]
