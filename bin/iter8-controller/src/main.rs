@@ -10,12 +10,14 @@ use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
 use k8s_adapter::admin::{self, CacheSync};
 use k8s_adapter::apply::{Writer, WriterConfig};
+use k8s_adapter::index_task::run_index;
+use k8s_adapter::kube_types::go_duration;
 use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings};
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
-use k8s_adapter::watch::{run_index, spawn_watches};
+use k8s_adapter::watch::spawn_watches;
 use prometheus_client::registry::Registry;
-use routemap_index::config::{Config, parse_duration};
+use routemap_index::config::Config;
 use routemap_index::index::Index;
 use tokio::sync::{mpsc, watch};
 
@@ -80,12 +82,8 @@ struct Args {
     leader_election: bool,
 
     /// Timeout of each API write.
-    #[arg(long, env = "ITER8_API_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "ITER8_API_TIMEOUT", default_value = "10s", value_parser = go_duration)]
     api_timeout: Duration,
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 10s or 1m"))
 }
 
 fn load_config(args: &Args) -> Result<Config> {
@@ -168,7 +166,8 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let config = load_config(&args)?;
     init_logging(&config);
-    let resync = config.resync_period()?;
+    let resync =
+        go_duration(&config.default_resync).map_err(|e| anyhow::anyhow!("defaultResync: {e}"))?;
     let admin_addr: SocketAddr = config
         .admin_addr
         .parse()

@@ -379,8 +379,19 @@ impl Writer {
         }
     }
 
-    /// Brings one routemap's route and status in line with its decision (leader only).
+    /// Brings one routemap's route and status in line with its decision (leader only), in a
+    /// span named after the routemap.
     async fn settle(&mut self, key: &RouteMapKey) {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "write",
+            routemap.namespace = %key.namespace,
+            routemap.name = %key.name
+        );
+        self.settle_in_span(key).instrument(span).await;
+    }
+
+    async fn settle_in_span(&mut self, key: &RouteMapKey) {
         if !self.leader || !self.live_synced {
             if !self.leader {
                 self.metrics.apply("skipped_follower");
@@ -423,7 +434,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::warn!(routemap = %key, error = %e, "cannot write routemap status; retried at the next change or resync")
+                tracing::warn!(error = %e, "cannot write routemap status; retried at the next change or resync")
             }
         }
     }
@@ -467,7 +478,7 @@ impl Writer {
         match self.apply(&id, &route).await {
             Ok(response) => {
                 self.metrics.apply("applied");
-                tracing::info!(routemap = %key, route = %format!("{}/{}", id.namespace, id.name), "applied HTTPRoute");
+                tracing::info!(route.namespace = %id.namespace, route.name = %id.name, "applied HTTPRoute");
                 let live = LiveRoute::from_json(&response).map(|mut l| {
                     share_equal(&mut l.owned, &route.owned);
                     l
@@ -489,7 +500,7 @@ impl Writer {
             Err(e) => {
                 self.metrics.apply("failed");
                 self.metrics.error(e.category());
-                tracing::warn!(routemap = %key, route = %format!("{}/{}", id.namespace, id.name), error = %e, transient = e.transient(), "cannot apply HTTPRoute");
+                tracing::warn!(route.namespace = %id.namespace, route.name = %id.name, category = e.category(), error = %e, transient = e.transient(), "cannot apply HTTPRoute");
                 if let Some(slot) = self.slots.get_mut(key) {
                     if e.transient() {
                         let (_, mut b) = slot
@@ -576,25 +587,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_are_classified_for_retry() {
-        let api = |code: u16| {
-            WriteError::from_kube(kube::Error::Api(Box::new(kube::core::Status {
-                code,
-                message: "m".into(),
-                ..Default::default()
-            })))
-        };
-        assert!(api(503).transient() && api(429).transient() && api(409).transient());
-        assert!(!api(422).transient() && !api(403).transient());
-        assert_eq!(api(422).category(), "api_rejected");
-        assert!(WriteError::Timeout(Duration::from_secs(1)).transient());
     }
 }

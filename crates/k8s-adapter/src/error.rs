@@ -64,3 +64,23 @@ impl WriteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_for_retry() {
+        let api = |code: u16| {
+            WriteError::from_kube(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: "m".into(),
+                ..Default::default()
+            })))
+        };
+        assert!(api(503).transient() && api(429).transient() && api(409).transient());
+        assert!(!api(422).transient() && !api(403).transient());
+        assert_eq!(api(422).category(), "api_rejected");
+        assert!(WriteError::Timeout(Duration::from_secs(1)).transient());
+    }
+}

@@ -23,6 +23,38 @@ pub type ObjectMeta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
 /// A core/v1 Event (what `kubectl describe` and `kubectl get events` show).
 pub type CoreEvent = k8s_openapi::api::core::v1::Event;
 
+/// An instant, as Kubernetes timestamps hold it.
+pub type Timestamp = k8s_openapi::jiff::Timestamp;
+
+/// A `coordination.k8s.io/v1` Lease (leader election).
+pub type Lease = k8s_openapi::api::coordination::v1::Lease;
+
+/// When `identity`'s hold on the Lease ends: its last renewal plus the lease duration, or `None`
+/// when someone else (or nobody) holds it. The holder writes `renewTime` with its own clock, so
+/// the holder may compare it with its own clock.
+pub fn lease_held_until(lease: &Lease, identity: &str) -> Option<std::time::SystemTime> {
+    let spec = lease.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return None;
+    }
+    let renewed = spec.renew_time.as_ref()?.0;
+    let seconds = u64::try_from(spec.lease_duration_seconds?).ok()?;
+    let renewed = std::time::SystemTime::from(renewed);
+    Some(renewed + std::time::Duration::from_secs(seconds))
+}
+
+/// A Go-style duration (`90s`, `15m`, `1h30m`, `1.5h`, `500ms`), as Kubernetes and Iter8 write
+/// them, read by kube's own parser; a negative one is refused.
+pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed: kube::core::Duration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 30s, 15m or 1h30m ({e})"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    Ok(parsed.into())
+}
+
 /// A new core/v1 Event about `regarding`, named uniquely by the time it happened.
 pub fn core_event(
     regarding: &ObjectReference,
@@ -65,7 +97,7 @@ pub fn core_event(
 }
 
 /// The current time, as Kubernetes timestamps want it.
-pub fn now() -> k8s_openapi::jiff::Timestamp {
+pub fn now() -> Timestamp {
     k8s_openapi::jiff::Timestamp::now()
 }
 
@@ -110,6 +142,18 @@ pub fn configmap_reference(namespace: &str, name: &str, uid: &str) -> ObjectRefe
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_are_read_as_go_writes_them() {
+        use std::time::Duration;
+        assert_eq!(super::go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(super::go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(super::go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(super::go_duration("m").is_err());
+        assert!(super::go_duration("5x").is_err());
+        assert!(super::go_duration("soon").is_err());
+        assert!(super::go_duration("-1s").is_err());
+    }
+
     use super::*;
     use routing_core::{RouteMapRef, RouteMapSpec, VersionState, plan};
 

@@ -9,11 +9,23 @@
 //!
 //! The decision is a `watch` channel of `bool` (am I the leader?) that the writer follows:
 //! followers keep their watches and index warm and write nothing.
+//!
+//! The lease manager keeps saying "leader" while its renewals fail (it retries with backoff and
+//! only reports a change it has seen on the Lease). So while the manager says "leader", a guard
+//! reads the Lease every renewal period and steps down as soon as the hold it last saw
+//! (`renewTime` + duration) has run out by this replica's own clock, the clock the holder wrote
+//! `renewTime` with: a replica cut off from the API server stops writing before another can
+//! take over.
+
+use std::time::{Duration, SystemTime};
 
 use kube::Client;
+use kube::api::Api;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::kube_types::{Lease, lease_held_until};
 
 /// Default Lease name.
 pub const DEFAULT_LEASE_NAME: &str = "iter8-controller-leader";
@@ -62,6 +74,7 @@ pub struct Election {
     /// `true` while this replica holds the Lease.
     pub is_leader: watch::Receiver<bool>,
     task: Option<JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>>,
+    guard: Option<JoinHandle<()>>,
     /// The flag's sender when there is no Lease (the flag then stays `true`).
     _fixed: Option<watch::Sender<bool>>,
 }
@@ -73,13 +86,14 @@ impl Election {
         Election {
             is_leader: rx,
             task: None,
+            guard: None,
             _fixed: Some(tx),
         }
     }
 
     /// Starts competing for the Lease.
     pub async fn start(client: Client, settings: &LeaderSettings) -> Result<Self, LeaderError> {
-        let manager = LeaseManagerBuilder::new(client, &settings.lease_name)
+        let manager = LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
             .with_namespace(&settings.namespace)
             .with_identity(&settings.identity)
             .with_duration(LEASE_DURATION_SECS)
@@ -92,11 +106,26 @@ impl Election {
                 name: settings.lease_name.clone(),
                 source,
             })?;
-        let (is_leader, task) = manager.watch().await;
-        tracing::info!(lease = %format!("{}/{}", settings.namespace, settings.lease_name), identity = %settings.identity, "competing for leadership");
+        let (manager_says, task) = manager.watch().await;
+        let (tx, is_leader) = watch::channel(false);
+        let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
+        let guard = tokio::spawn(guard(
+            manager_says,
+            tx,
+            api,
+            settings.lease_name.clone(),
+            settings.identity.clone(),
+        ));
+        tracing::info!(
+            lease.namespace = %settings.namespace,
+            lease.name = %settings.lease_name,
+            identity = %settings.identity,
+            "competing for leadership"
+        );
         Ok(Election {
             is_leader,
             task: Some(task),
+            guard: Some(guard),
             _fixed: None,
         })
     }
@@ -105,9 +134,17 @@ impl Election {
     /// Every other clone of [`Self::is_leader`] must be dropped first.
     pub async fn release(self, timeout: std::time::Duration) {
         let Election {
-            is_leader, task, ..
+            is_leader,
+            task,
+            guard,
+            ..
         } = self;
         drop(is_leader);
+        // The guard ends when the flag's last receiver is gone, dropping the manager's receiver,
+        // which makes the manager release the Lease.
+        if let Some(guard) = guard {
+            let _ = tokio::time::timeout(timeout, guard).await;
+        }
         if let Some(task) = task {
             match tokio::time::timeout(timeout, task).await {
                 Ok(Ok(Ok(_))) => tracing::info!("leader Lease released"),
@@ -116,5 +153,106 @@ impl Election {
                 Err(_) => tracing::warn!("leader Lease not released in time; it expires by itself"),
             }
         }
+    }
+}
+
+/// What this replica last saw of its hold on the Lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Not read since the manager said "leader" (it has just taken or renewed the Lease).
+    Unknown,
+    /// Ours until then.
+    Until(SystemTime),
+    /// The Lease names another holder.
+    Lost,
+}
+
+/// Whether to act as the leader: the lease manager says so and the hold last seen has not run
+/// out by `now`.
+pub fn still_leader(manager_says: bool, hold: Hold, now: SystemTime) -> bool {
+    manager_says
+        && match hold {
+            Hold::Unknown => true,
+            Hold::Until(end) => now < end,
+            Hold::Lost => false,
+        }
+}
+
+/// Follows the manager's flag and, while it says "leader", the Lease itself (see the module
+/// doc); publishes the result on `tx` until every receiver is gone.
+async fn guard(
+    mut manager_says: watch::Receiver<bool>,
+    tx: watch::Sender<bool>,
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+) {
+    let renew_every = Duration::from_secs(RENEW_EVERY_SECS);
+    let mut hold = Hold::Unknown;
+    let mut next_read = tokio::time::Instant::now() + renew_every;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            changed = manager_says.changed() => {
+                if changed.is_err() {
+                    tx.send_replace(false);
+                    return;
+                }
+                hold = Hold::Unknown;
+                next_read = tokio::time::Instant::now() + renew_every;
+            }
+            _ = tick.tick() => {}
+        }
+        let says = *manager_says.borrow();
+        if says && tokio::time::Instant::now() >= next_read {
+            next_read = tokio::time::Instant::now() + renew_every;
+            match tokio::time::timeout(renew_every, api.get(&name)).await {
+                Ok(Ok(lease)) => {
+                    hold = lease_held_until(&lease, &identity).map_or(Hold::Lost, Hold::Until);
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "reading the leader Lease failed"),
+                Err(_) => tracing::debug!("reading the leader Lease timed out"),
+            }
+        }
+        let leader = still_leader(says, hold, SystemTime::now());
+        if *tx.borrow() != leader {
+            if says && !leader {
+                tracing::warn!(
+                    lease = %name,
+                    "the leader Lease was not renewed in time by this replica's clock: stepping down"
+                );
+            }
+            tx.send_replace(leader);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_steps_down_once_its_hold_runs_out_by_its_own_clock() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let held = Hold::Until(t0 + Duration::from_secs(LEASE_DURATION_SECS));
+        assert!(still_leader(true, held, t0));
+        assert!(still_leader(true, held, t0 + Duration::from_secs(14)));
+        // Renewals failed for the whole lease duration: another replica may now take over.
+        assert!(!still_leader(true, held, t0 + Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn only_the_managers_leader_with_a_hold_leads() {
+        let now = SystemTime::UNIX_EPOCH;
+        assert!(still_leader(true, Hold::Unknown, now));
+        assert!(!still_leader(false, Hold::Unknown, now));
+        assert!(!still_leader(true, Hold::Lost, now));
+        assert!(!still_leader(
+            false,
+            Hold::Until(now + Duration::from_secs(5)),
+            now
+        ));
     }
 }

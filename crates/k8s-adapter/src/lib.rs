@@ -6,8 +6,8 @@
 //! changes this crate acts on.
 //!
 //! Steps:
-//! 1. [`watch`]: one watch per routemap scope and resource type feeds the index; each index
-//!    call returns the routemaps whose decision changed.
+//! 1. [`watch`]: one watch per routemap scope and resource type; [`index_task`]: the one task
+//!    that owns the index, feeds it what the watches saw and sends each change of decision on.
 //! 2. [`apply`]: the writer task applies routes, publishes Events and writes the status
 //!    annotation ([`status`]) for those changes, leader only, with backoff.
 //! 3. [`leader`]: Lease leader election; [`admin`]: `/metrics`, `/livez`, `/readyz`;
@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod apply;
 pub mod error;
+pub mod index_task;
 pub mod kube_types;
 pub mod leader;
 pub mod metrics;

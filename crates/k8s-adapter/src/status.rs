@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::error::WriteError;
 use crate::kube_types::{
-    CoreEvent, DynamicObject, configmap_reference, configmap_resource, core_event, now,
+    CoreEvent, DynamicObject, Timestamp, configmap_reference, configmap_resource, core_event, now,
 };
 use crate::metrics::Metrics;
 
@@ -28,6 +28,8 @@ pub struct StatusWriter {
     instance: Option<String>,
     timeout: Duration,
     metrics: Metrics,
+    /// The wall clock Events are stamped with (fixed in tests, so their bodies are exact).
+    clock: fn() -> Timestamp,
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -51,7 +53,13 @@ impl StatusWriter {
             client,
             timeout,
             metrics,
+            clock: now,
         }
+    }
+
+    /// The same writer stamping Events with `clock` instead of the system clock.
+    pub fn with_clock(self, clock: fn() -> Timestamp) -> Self {
+        StatusWriter { clock, ..self }
     }
 
     /// Publishes the report's Event, then writes its status annotation.
@@ -65,7 +73,7 @@ impl StatusWriter {
                 &event.note,
                 REPORTING_CONTROLLER,
                 self.instance.as_deref(),
-                now(),
+                (self.clock)(),
             );
             let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), &owner.namespace);
             match tokio::time::timeout(self.timeout, events.create(&Default::default(), &ev)).await
@@ -77,11 +85,11 @@ impl StatusWriter {
                 // An Event that cannot be published is logged and counted; status still goes on.
                 Ok(Err(e)) => {
                     self.metrics.error("event");
-                    tracing::warn!(routemap = %format!("{}/{}", owner.namespace, owner.name), reason = event.reason, error = %e, "cannot publish Event");
+                    tracing::warn!(reason = event.reason, error = %e, "cannot publish Event");
                 }
                 Err(_) => {
                     self.metrics.error("event");
-                    tracing::warn!(routemap = %format!("{}/{}", owner.namespace, owner.name), reason = event.reason, "publishing Event timed out");
+                    tracing::warn!(reason = event.reason, "publishing Event timed out");
                 }
             }
         }

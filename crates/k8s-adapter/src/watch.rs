@@ -9,13 +9,12 @@
 //!   straight to the writer, to repair drift.
 //!
 //! Whole objects are dropped as soon as they are converted. All index updates go through ONE
-//! task ([`run_index`]) over a channel, so the index needs no lock; a watch restart (`Init`,
+//! task ([`crate::index_task::run_index`]) over a channel; a watch restart (`Init`,
 //! `InitApply`..., `InitDone`) maps to the index's re-list calls, which delete what was not
 //! listed again. A configured type whose CRD is not installed is reported once (a warning and
 //! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
 //! until it appears; it does not fail the process or flood the log.
 
-use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -25,7 +24,6 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
-use routing_core::ResourceFacts;
 use routing_core::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_KIND_LABEL, WATCH_LABEL};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -33,177 +31,11 @@ use tokio::task::JoinHandle;
 
 use crate::admin::CacheSync;
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
+use crate::index_task::{IndexMsg, resource_message, routemap_message};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
 use routemap_index::config::Config;
-use routemap_index::index::{Change, Index};
-use routemap_index::routemap::{RouteMapKey, RouteMapObject};
-use routing_core::keys::STATUS_ANNOTATION;
-
-/// What the watches tell the index task.
-#[derive(Debug)]
-pub enum IndexMsg {
-    /// A routemap was listed, added or changed; with its status annotation.
-    RouteMap(Box<RouteMapObject>, Option<String>),
-    /// A routemap was deleted.
-    RouteMapDeleted(RouteMapKey),
-    /// The routemap watch restarted.
-    RouteMapsRelisting,
-    /// The routemap list is complete.
-    RouteMapsSynced,
-    /// A version resource was listed, added or changed (`Some`) or deleted (`None`).
-    Resource {
-        /// Short name of its type.
-        kind: String,
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-        /// Its facts.
-        facts: Option<ResourceFacts>,
-    },
-    /// A resource watch restarted.
-    ResourcesRelisting(String),
-    /// A resource list is complete.
-    ResourcesSynced(String),
-    /// Sent first by [`spawn_watches`]: the watches (`routemaps` and each resource type's short
-    /// name) whose initial list must complete before any decision reaches the writer.
-    AwaitInitialLists(Vec<String>),
-}
-
-/// The one task that owns the index: applies watch messages, forwards decisions to the writer.
-///
-/// Until every watch named by [`IndexMsg::AwaitInitialLists`] has listed once, the index is
-/// paused and decides nothing: a routemap listed before its Deployments would otherwise be
-/// decided with its versions "not found", and a restarted controller would write a route
-/// without its candidates and then write it back. When the last list is in, every routemap is
-/// decided once and each decision sent on its own (no list of 10,000 routes is built).
-pub async fn run_index(
-    mut index: Index,
-    mut rx: mpsc::Receiver<IndexMsg>,
-    writer: mpsc::UnboundedSender<WriterMsg>,
-    metrics: Metrics,
-) {
-    let mut awaiting: Option<HashSet<String>> = None;
-    // Removals seen while paused (decisions are not made then).
-    let mut held: Vec<Change> = Vec::new();
-    while let Some(msg) = rx.recv().await {
-        let mut changes = match msg {
-            IndexMsg::AwaitInitialLists(names) => {
-                index.pause();
-                awaiting = Some(names.into_iter().collect());
-                Vec::new()
-            }
-            IndexMsg::RouteMap(object, status) => {
-                // The writer learns what was last reported before it hears the decision.
-                let seen = WriterMsg::Seen {
-                    key: object.key.clone(),
-                    resource_version: object.resource_version.clone(),
-                    status,
-                };
-                if writer.send(seen).is_err() {
-                    break;
-                }
-                index.upsert_routemap(*object)
-            }
-            IndexMsg::RouteMapDeleted(key) => index.delete_routemap(&key.namespace, &key.name),
-            IndexMsg::RouteMapsRelisting => {
-                index.begin_routemap_relist();
-                Vec::new()
-            }
-            IndexMsg::RouteMapsSynced => {
-                if let Some(a) = awaiting.as_mut() {
-                    a.remove("routemaps");
-                }
-                index.end_routemap_relist()
-            }
-            IndexMsg::Resource {
-                kind,
-                namespace,
-                name,
-                facts: Some(facts),
-            } => index.upsert_resource(&kind, &namespace, &name, facts),
-            IndexMsg::Resource {
-                kind,
-                namespace,
-                name,
-                facts: None,
-            } => index.delete_resource(&kind, &namespace, &name),
-            IndexMsg::ResourcesRelisting(kind) => {
-                index.begin_relist(&kind);
-                Vec::new()
-            }
-            IndexMsg::ResourcesSynced(kind) => {
-                if let Some(a) = awaiting.as_mut() {
-                    a.remove(&kind);
-                }
-                index.end_relist(&kind)
-            }
-        };
-        metrics.sizes(index.routemap_count(), index.version_count());
-        if let Some(a) = &awaiting {
-            held.append(&mut changes);
-            if !a.is_empty() {
-                continue;
-            }
-            awaiting = None;
-            // The removals seen while paused, then every routemap decided once, one at a time.
-            let keys = index.resume();
-            if !send_changes(&writer, held.drain(..))
-                || !keys.iter().all(|k| send_changes(&writer, index.recheck(k)))
-            {
-                return;
-            }
-            continue;
-        }
-        if !send_changes(&writer, changes) {
-            return;
-        }
-    }
-}
-
-/// Sends changes to the writer; false once the writer is gone.
-fn send_changes(
-    writer: &mpsc::UnboundedSender<WriterMsg>,
-    changes: impl IntoIterator<Item = Change>,
-) -> bool {
-    changes
-        .into_iter()
-        .all(|c| writer.send(WriterMsg::Change(Box::new(c))).is_ok())
-}
-
-/// A routemap ConfigMap as the index wants it.
-pub fn routemap_message(cm: &ConfigMap) -> IndexMsg {
-    let meta = &cm.metadata;
-    let empty = Default::default();
-    let object = RouteMapObject::from_parts(
-        RouteMapKey::new(
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        ),
-        meta.uid.clone().unwrap_or_default(),
-        meta.resource_version.clone(),
-        meta.labels.as_ref().unwrap_or(&empty),
-        cm.data.as_ref(),
-    );
-    let status = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(STATUS_ANNOTATION))
-        .cloned();
-    IndexMsg::RouteMap(Box::new(object), status)
-}
-
-/// A version resource as the index wants it.
-pub fn resource_message(kind: &str, obj: &DynamicObject, deleted: bool) -> IndexMsg {
-    IndexMsg::Resource {
-        kind: kind.to_string(),
-        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-        name: obj.metadata.name.clone().unwrap_or_default(),
-        facts: (!deleted)
-            .then(|| ResourceFacts::from_json(&serde_json::to_value(obj).unwrap_or_default())),
-    }
-}
+use routemap_index::routemap::RouteMapKey;
 
 fn live_route(obj: &DynamicObject) -> Option<LiveRoute> {
     LiveRoute::from_json(&serde_json::to_value(obj).ok()?)
@@ -449,127 +281,68 @@ where
             .labels(selector)
             .page_size(LIST_PAGE_SIZE),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::new())
+}
+
+/// Delays between attempts of a failed watch: 100 ms doubling to 500 ms, each with up to as much
+/// again of jitter, so the route follows within a second of an API server coming back. kube's
+/// default grows to 30 s, which left routes behind for seconds after a short outage; a retry a
+/// second against a server that is down costs it nothing.
+#[derive(Debug)]
+struct WatchBackoff {
+    builder: backon::ExponentialBuilder,
+    current: backon::ExponentialBackoff,
+}
+
+impl WatchBackoff {
+    fn new() -> Self {
+        use backon::BackoffBuilder;
+        let builder = backon::ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_millis(500))
+            .with_jitter()
+            .without_max_times();
+        WatchBackoff {
+            builder,
+            current: builder.build(),
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.current.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        use backon::BackoffBuilder;
+        self.current = self.builder.build();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
     #[test]
-    fn routemap_configmap_becomes_object_and_status() {
-        let cm: ConfigMap = serde_json::from_value(json!({
-            "metadata": {
-                "name": "app-routemap", "namespace": "test", "uid": "u1", "resourceVersion": "9",
-                "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"},
-                "annotations": {"iter8.tools/status": "{\"decision\":\"x\"}"}
-            },
-            "data": {"routemap.yaml": "strategy: none\nroute: {name: app, parentRefs: [{name: gw}]}\nversions: [{name: app-0, resources: [{gvrShort: svc, name: app-0}]}]\n"}
-        }))
-        .expect("configmap");
-        let IndexMsg::RouteMap(object, status) = routemap_message(&cm) else {
-            panic!("not a routemap message");
-        };
-        assert_eq!(object.key, RouteMapKey::new("test", "app-routemap"));
-        assert_eq!(
-            (object.uid.as_str(), object.resource_version.as_deref()),
-            ("u1", Some("9"))
+    fn a_failed_watch_is_retried_within_a_second() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = WatchBackoff::new();
+        let delays: Vec<Duration> = backoff.by_ref().take(50).collect();
+        assert_eq!(delays.len(), 50, "never gives up");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(1)),
+            "{delays:?}"
         );
-        assert!(object.spec.is_ok(), "{:?}", object.spec);
-        assert_eq!(status.as_deref(), Some("{\"decision\":\"x\"}"));
-    }
-
-    #[test]
-    fn dynamic_resource_becomes_facts() {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "app-0", "namespace": "test", "generation": 2,
-                         "labels": {"iter8.tools/watch": "true"}, "annotations": {"iter8.tools/weight": "30"}},
-            "spec": {"replicas": 1},
-            "status": {"observedGeneration": 2, "conditions": [{"type": "Available", "status": "True"}]}
-        }))
-        .expect("object");
-        let IndexMsg::Resource {
-            kind,
-            namespace,
-            name,
-            facts,
-        } = resource_message("deploy", &obj, false)
-        else {
-            panic!("not a resource message");
-        };
-        assert_eq!(
-            (kind.as_str(), namespace.as_str(), name.as_str()),
-            ("deploy", "test", "app-0")
-        );
-        let facts = facts.expect("facts");
-        assert!(facts.ready(&["Available".to_string()]).is_ok());
-        assert_eq!(facts.weight_annotation.as_deref(), Some("30"));
-        let IndexMsg::Resource { facts: None, .. } = resource_message("deploy", &obj, true) else {
-            panic!("a deletion carries no facts");
-        };
+        backoff.reset();
+        assert!(backoff.next().expect("a delay") <= Duration::from_millis(200));
     }
 
     /// A restarted controller listing its routemap before the Deployments must not decide
     /// "candidate not found" (a write without the candidate, then a write back).
-    #[tokio::test]
-    async fn decisions_wait_for_every_initial_list() {
-        let cm: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "app-routemap", "namespace": "test", "uid": "u1",
-                         "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"}},
-            "data": {"routemap.yaml": "strategy: canary\nroute: {name: app, parentRefs: [{name: gw}]}\nversions:\n- {name: app-0, resources: [{gvrShort: deploy, name: app-0}]}\n- {name: app-1, resources: [{gvrShort: deploy, name: app-1}], matches: [{headers: [{name: traffic, value: test}]}]}\n"}
-        }))
-        .expect("configmap");
-        let deploy = |name: &str| -> DynamicObject {
-            serde_json::from_value(json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": name, "namespace": "test", "generation": 1,
-                             "labels": {"iter8.tools/watch": "true"}},
-                "status": {"observedGeneration": 1, "conditions": [{"type": "Available", "status": "True"}]}
-            }))
-            .expect("deployment")
-        };
-        let (tx, rx) = mpsc::channel(16);
-        let (writer, mut decisions) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run_index(
-            Index::new(&Config::default()),
-            rx,
-            writer,
-            Metrics::default(),
-        ));
-        for msg in [
-            IndexMsg::AwaitInitialLists(vec!["routemaps".into(), "deploy".into()]),
-            IndexMsg::RouteMapsRelisting,
-            routemap_message(&cm),
-            IndexMsg::RouteMapsSynced,
-            IndexMsg::ResourcesRelisting("deploy".into()),
-            resource_message("deploy", &deploy("app-0"), false),
-            resource_message("deploy", &deploy("app-1"), false),
-            IndexMsg::ResourcesSynced("deploy".into()),
-        ] {
-            tx.send(msg).await.expect("index task alive");
-        }
-        drop(tx);
-        task.await.expect("index task");
-        let mut available = Vec::new();
-        while let Ok(msg) = decisions.try_recv() {
-            if let WriterMsg::Change(change) = msg
-                && let Change::Decided {
-                    decision: routemap_index::index::Decision::Desired { traffic, .. },
-                    ..
-                } = *change
-            {
-                available.push(traffic.available().join(","));
-            }
-        }
-        assert_eq!(
-            available,
-            ["app-0,app-1"],
-            "one decision, made from complete lists"
-        );
-    }
-
     #[test]
     fn missing_crd_is_recognised() {
         let status = kube::core::Status {

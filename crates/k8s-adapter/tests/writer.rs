@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use k8s_adapter::apply::{KeptRoute, LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
+use k8s_adapter::kube_types::Timestamp;
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
 use kube::Client;
@@ -65,6 +66,13 @@ fn event(kind: &'static str, reason: &'static str, note_part: &'static str) -> E
             assert_eq!(got["involvedObject"]["kind"], "ConfigMap");
             assert_eq!(got["involvedObject"]["name"], "app-routemap");
             assert_eq!(got["involvedObject"]["uid"], "uid-1");
+            // Stamped with the writer's clock, and named after it (unique per instant).
+            assert_eq!(got["eventTime"], "2026-05-28T20:26:40.000000Z");
+            assert_eq!(got["firstTimestamp"], "2026-05-28T20:26:40Z");
+            assert_eq!(
+                got["metadata"]["name"],
+                format!("app-routemap.{:x}", event_clock().as_nanosecond())
+            );
             let note = got["message"].as_str().unwrap_or_default();
             assert!(
                 note.contains(note_part),
@@ -179,9 +187,15 @@ fn writer(client: Client) -> Writer {
             timeout,
             resync: Duration::from_secs(3600),
         },
-        StatusWriter::new(client, Some("iter8-0".into()), timeout, metrics.clone()),
+        StatusWriter::new(client, Some("iter8-0".into()), timeout, metrics.clone())
+            .with_clock(event_clock),
         metrics,
     )
+}
+
+/// The clock Events are stamped with: fixed, so that their bodies are exact.
+fn event_clock() -> Timestamp {
+    Timestamp::from_second(1_780_000_000).expect("a valid instant")
 }
 
 const CANARY: &str = r#"
@@ -452,7 +466,8 @@ async fn follower_writes_nothing_until_elected() {
     finish(w, server).await;
 }
 
-#[tokio::test]
+// The clock is paused: the backoff is waited out at once, with no real sleep.
+#[tokio::test(start_paused = true)]
 async fn transient_failure_is_retried_with_backoff() {
     let change = decided(false);
     let route = desired_json(&change);

@@ -4,7 +4,6 @@
 //! including Iter8's capitalised `Group`/`Version`/`Resource`, so existing `--set` lines work.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -192,7 +191,6 @@ impl Config {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.resync_period()?;
         for (short, t) in &self.resource_types {
             if t.version.is_empty() || t.resource.is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -209,16 +207,6 @@ impl Config {
         Ok(())
     }
 
-    /// The resync period.
-    pub fn resync_period(&self) -> Result<Duration, ConfigError> {
-        parse_duration(&self.default_resync).ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "defaultResync: {:?} is not a duration like 30s, 15m or 1h",
-                self.default_resync
-            ))
-        })
-    }
-
     /// One entry per distinct group/resource, named by its first short name, for watching each
     /// API resource once even when several short names point at it (`svc` and `service`).
     pub fn watched_types(&self) -> Vec<(String, ResourceType)> {
@@ -231,36 +219,6 @@ impl Config {
     }
 }
 
-/// Parses `90s`, `15m`, `1h30m`, `500ms`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return None,
-        };
-        total += unit;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +227,6 @@ mod tests {
     fn empty_config_takes_defaults() {
         let c = Config::from_yaml("").expect("defaults");
         assert_eq!(c, Config::default());
-        assert_eq!(c.resync_period().expect("period"), Duration::from_secs(900));
     }
 
     #[test]
@@ -287,8 +244,6 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = Config::from_yaml("defaultResync: soon").expect_err("invalid");
-        assert!(e.to_string().contains("defaultResync"), "{e}");
         let e = Config::from_yaml("logFormat: xml").expect_err("invalid");
         assert!(e.to_string().contains("logFormat"), "{e}");
     }
@@ -302,13 +257,5 @@ mod tests {
             .filter(|(_, t)| t.resource == "services")
             .collect();
         assert_eq!(services.len(), 1);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration("5x"), None);
     }
 }
