@@ -19,10 +19,11 @@ demo: tools
 fmt:
     cargo fmt --all
 
-# Formatting and clippy, warnings are errors.
+# Formatting, clippy (warnings are errors), and which crates may link what.
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    bash scripts/check-deps.sh
 
 # Unit, property, golden, request-exact and chart tests (no API server).
 unit: tools
@@ -48,7 +49,7 @@ test: unit e2e
 # Benchmarks: planner, index, and the iter8-render binary (figures in docs/performance.md).
 bench:
     cargo bench -p routing-core --bench planner
-    cargo bench -p k8s-adapter --bench index
+    cargo bench -p routemap-index --bench index
     cargo bench -p iter8-render --bench render
 
 # The controller against the real API server: reaction latency, cold start, churn, memory.
