@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 use support::{CONTROLLER_CASES, assert_rejected, case, documents, find, lint, render};
@@ -23,7 +23,12 @@ fn controller_docs(name: &str) -> Vec<Value> {
     documents(&render(case(name)))
 }
 
-fn rules(doc: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
+/// One permission: API group, resource, verb.
+type Grant = (String, String, String);
+
+/// The grants of a Role or ClusterRole, each once (a grant given twice fails the test: the
+/// rules must read as one list of distinct permissions).
+fn grants(role: &Value) -> BTreeSet<Grant> {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|a| {
@@ -33,106 +38,104 @@ fn rules(doc: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
             })
             .unwrap_or_default()
     };
-    doc["rules"]
-        .as_array()
-        .expect("rules")
+    let mut grants = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        let groups = strings(&rule["apiGroups"]);
+        assert_eq!(groups.len(), 1, "one API group per rule: {rule}");
+        assert!(
+            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+            "{rule}"
+        );
+        for resource in strings(&rule["resources"]) {
+            for verb in strings(&rule["verbs"]) {
+                let grant = (groups[0].clone(), resource.clone(), verb);
+                assert!(grants.insert(grant.clone()), "{grant:?} granted twice");
+            }
+        }
+    }
+    grants
+}
+
+/// `group/resource` may `verbs`.
+fn grant(group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
+    verbs
         .iter()
-        .map(|r| {
-            (
-                strings(&r["apiGroups"]),
-                strings(&r["resources"]),
-                strings(&r["verbs"]),
-            )
-        })
+        .map(|v| (group.to_string(), resource.to_string(), v.to_string()))
         .collect()
 }
 
+/// Every grant is one the controller uses: the expected rules below list the API calls in
+/// `crates/k8s-adapter` (and the Lease library it drives), one comment per rule naming the
+/// call. A grant no code uses, or a call with no grant, fails here.
 #[test]
 fn controller_rbac_is_least_privilege() {
-    for (name, role_kind, binding_kind) in [
-        ("controller-namespace-scoped", "Role", "RoleBinding"),
+    for (name, role_kind, binding_kind, extra_type) in [
+        (
+            "controller-namespace-scoped",
+            "Role",
+            "RoleBinding",
+            // The chart's default KServe type.
+            ("serving.kserve.io", "inferenceservices"),
+        ),
         (
             "controller-cluster-scoped",
             "ClusterRole",
             "ClusterRoleBinding",
+            // The values replace KServe with a Knative type.
+            ("serving.knative.dev", "services"),
         ),
     ] {
         let docs = controller_docs(name);
         let role = find(&docs, role_kind, "iter8");
         let binding = find(&docs, binding_kind, "iter8");
         assert_eq!(binding["roleRef"]["kind"], role_kind);
+        assert_eq!(binding["roleRef"]["name"], "iter8");
         assert_eq!(binding["subjects"][0]["name"], "iter8");
         assert_eq!(binding["subjects"][0]["namespace"], "iter8-system");
 
-        let mut verbs: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for (groups, resources, vs) in rules(role) {
-            assert_eq!(groups.len(), 1, "one API group per rule");
-            for r in resources {
-                let entry = verbs.entry((groups[0].clone(), r)).or_default();
-                for v in &vs {
-                    assert!(entry.insert(v.clone()), "verb {v} granted twice");
-                }
-            }
-        }
-        let set = |vs: &[&str]| vs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        let key = |g: &str, r: &str| (g.to_string(), r.to_string());
-        assert_eq!(verbs[&key("", "services")], set(&["get", "list", "watch"]));
-        assert_eq!(
-            verbs[&key("apps", "deployments")],
-            set(&["get", "list", "watch"])
-        );
-        assert_eq!(
-            verbs[&key("", "configmaps")],
-            set(&["get", "list", "watch", "patch"])
-        );
-        assert_eq!(
-            verbs[&key("gateway.networking.k8s.io", "httproutes")],
-            set(&["get", "list", "watch", "create", "patch"])
-        );
-        assert_eq!(verbs[&key("", "events")], set(&["create", "patch"]));
-        assert_eq!(
-            verbs[&key("events.k8s.io", "events")],
-            set(&["create", "patch"])
-        );
-        for ((g, r), vs) in &verbs {
-            assert_ne!(r, "secrets", "nothing on Secrets");
-            assert!(
-                !vs.contains("delete") && !vs.contains("*"),
-                "{g}/{r}: {vs:?}"
-            );
-            assert!(
-                !vs.contains("update"),
-                "{g}/{r}: server-side apply needs no update"
-            );
-        }
-        if name == "controller-cluster-scoped" {
-            assert!(verbs.contains_key(&key("serving.knative.dev", "services")));
-            assert!(!verbs.contains_key(&key("serving.kserve.io", "inferenceservices")));
-        } else {
-            assert_eq!(
-                verbs[&key("serving.kserve.io", "inferenceservices")],
-                set(&["get", "list", "watch"])
-            );
-        }
+        let expected: BTreeSet<Grant> = [
+            // watch.rs `spawn_watches`: one watch (an initial list, then watch) per configured
+            // resource type, labelled `iter8.tools/watch=true`; `svc` and `service` share one.
+            grant("", "services", &["list", "watch"]),
+            grant("apps", "deployments", &["list", "watch"]),
+            grant(extra_type.0, extra_type.1, &["list", "watch"]),
+            // watch.rs `spawn_watches`: the routemap ConfigMaps (`iter8.tools/kind=routemap`),
+            // also the `cm` type; status.rs `StatusWriter::publish`: server-side apply (PATCH)
+            // of the status annotation, never a create (the body carries the routemap's uid).
+            grant("", "configmaps", &["list", "watch", "patch"]),
+            // watch.rs `spawn_watches`: the HTTPRoutes we own, for drift repair; apply.rs
+            // `Writer::apply`: server-side apply (PATCH), which the API server also authorizes
+            // as `create` when the route does not exist yet (the first write of every route).
+            grant(
+                "gateway.networking.k8s.io",
+                "httproutes",
+                &["list", "watch", "patch", "create"],
+            ),
+            // status.rs `StatusWriter::publish`: one new core/v1 Event per decision (POST).
+            grant("", "events", &["create"]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(grants(role), expected, "{name}: {role_kind} iter8");
 
-        // Leases: always a namespaced Role in the controller's namespace.
+        // Leases: always a namespaced Role in the controller's namespace, whatever the scope.
         let lease_role = find(&docs, "Role", "iter8-leader-election");
         assert_eq!(lease_role["metadata"]["namespace"], "iter8-system");
+        let lease_grants: BTreeSet<Grant> =
+            // leader.rs `Election::start`, through kube-lease-manager: reads the Lease (GET),
+            // creates it when it is missing (POST), takes, renews and releases it (PATCH).
+            grant("coordination.k8s.io", "leases", &["get", "create", "patch"])
+                .into_iter()
+                .collect();
         assert_eq!(
-            rules(lease_role),
-            [(
-                vec!["coordination.k8s.io".to_string()],
-                vec!["leases".to_string()],
-                vec![
-                    "get".to_string(),
-                    "create".to_string(),
-                    "update".to_string(),
-                    "patch".to_string()
-                ]
-            )]
+            grants(lease_role),
+            lease_grants,
+            "{name}: Role iter8-leader-election"
         );
         let lease_binding = find(&docs, "RoleBinding", "iter8-leader-election");
         assert_eq!(lease_binding["roleRef"]["name"], "iter8-leader-election");
+        assert_eq!(lease_binding["subjects"][0]["name"], "iter8");
     }
 }
 

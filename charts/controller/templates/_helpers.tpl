@@ -61,9 +61,11 @@ resource or version, and on Secrets (the controller never reads them).
 
 {{/*
 RBAC rules for the cluster-wide or namespace-wide role (leases are in a separate Role), as YAML.
-Least privilege: get/list/watch on the watched types, one rule per API group; configmaps also
-patch (status annotation on routemaps, which are always watched); httproutes also create/patch
-(server-side apply); events create/patch. Nothing else, no delete, no Secrets.
+Only what the controller calls (crates/k8s-adapter; tests/chart_controller.rs names the call
+behind each rule): list/watch on the watched types, one rule per API group; configmaps also
+patch (server-side apply of the status annotation on routemaps, which are always watched);
+httproutes also patch and create (server-side apply; the API server checks create when an apply
+creates the route); events create (core/v1). No get, update or delete, no Secrets.
 */}}
 {{- define "controller.rules" -}}
 {{- $types := include "controller.resourceTypes" . | fromJson -}}
@@ -77,18 +79,15 @@ patch (status annotation on routemaps, which are always watched); httproutes als
 {{- range $group := keys $byGroup | sortAlpha }}
 - apiGroups: [{{ $group | quote }}]
   resources: [{{ get $byGroup $group | uniq | sortAlpha | join ", " }}]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- end }}
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: [httproutes]
-  verbs: [get, list, watch, create, patch]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: ["events.k8s.io"]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
