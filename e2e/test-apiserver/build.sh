@@ -2,9 +2,11 @@
 # Build the e2e test API server from Debian sid's packaged Kubernetes Go libraries.
 #
 # - A PRIVATE apt configuration under $CACHE/apt (own sources list naming `sid main`, own
-#   lists/cache/state dirs, the system's debian-archive-keyring). The system's apt state is
-#   never touched and nothing is installed: packages are only `apt-get download`ed and unpacked
-#   with `dpkg-deb -x` into $CACHE/root.
+#   lists/cache/state dirs, the system's debian-archive-keyring). The archive is the one this
+#   machine's apt already uses for Debian (the first main-archive URI in /etc/apt/sources.list,
+#   sources.list.d/*.list or sources.list.d/*.sources), so a mirror or proxy set up for the
+#   machine is used here too. The system's apt state is never touched and nothing is installed:
+#   packages are only `apt-get download`ed and unpacked with `dpkg-deb -x` into $CACHE/root.
 # - The versions used are in PACKAGES.lock beside this script. When it exists, exactly those
 #   versions are fetched; if the archive no longer has one of them (sid moves on), or with
 #   ITER8_E2E_REFRESH=1, the set is resolved afresh and PACKAGES.lock is rewritten.
@@ -39,6 +41,66 @@ done
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 [ -r "$KEYRING" ] || die "$KEYRING missing (package debian-archive-keyring)"
 
+APT_SOURCES_DIR="${APT_SOURCES_DIR:-/etc/apt}"   # where the machine's apt sources are read
+
+apt_source_files() { # the machine's apt source files that exist, one per line
+  local f
+  for f in "$APT_SOURCES_DIR/sources.list" "$APT_SOURCES_DIR"/sources.list.d/*.list \
+           "$APT_SOURCES_DIR"/sources.list.d/*.sources; do
+    [ -r "$f" ] && echo "$f"
+  done
+  return 0
+}
+
+apt_source_entries() { # prints "type uri suite components..." for every enabled source entry
+  local f
+  while read -r f; do
+    case "$f" in
+      *.sources) ;;
+      *) # one-line style: deb [options] uri suite [component...]
+         awk '{ sub(/#.*/, ""); gsub(/\[[^]]*\]/, "") } NF >= 3 { print }' "$f"
+         continue ;;
+    esac
+    # deb822 style: stanzas of Types/URIs/Suites/Components fields separated by blank lines;
+    # one line per type x uri x suite
+    awk '
+      function flush(   i, j, k, nt, nu, ns, t, u, s) {
+        if (enabled != "no" && types != "" && uris != "" && suites != "") {
+          nt = split(types, t, " "); nu = split(uris, u, " "); ns = split(suites, s, " ")
+          for (i = 1; i <= nt; i++) for (j = 1; j <= nu; j++) for (k = 1; k <= ns; k++)
+            print t[i], u[j], s[k], comps
+        }
+        types = uris = suites = comps = enabled = ""
+      }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      /^[ \t]/ { next }   # continuation of a multi-line field (an inline Signed-By key)
+      { key = tolower($0); sub(/[ \t]*:.*/, "", key); val = $0; sub(/^[^:]*:[ \t]*/, "", val) }
+      key == "types" { types = val }
+      key == "uris" { uris = val }
+      key == "suites" { suites = val }
+      key == "components" { comps = val }
+      key == "enabled" { enabled = tolower(val) }
+      END { flush() }' "$f"
+  done < <(apt_source_files)
+}
+
+debian_archive_uri() { # the first Debian main-archive URI (not the security archive) apt uses
+  local type uri suite comps base
+  while read -r type uri suite comps; do
+    [ "$type" = deb ] || continue
+    case "$uri" in http://*|https://*) ;; *) continue ;; esac
+    case "$uri" in *security*) continue ;; esac
+    case " $comps " in *" main "*) ;; *) continue ;; esac
+    base=${suite%-updates}; base=${base%-backports}; base=${base%-proposed-updates}
+    case "$base" in
+      sid|unstable|experimental|testing|stable|oldstable|oldoldstable|buster|bullseye|bookworm|trixie|forky|duke)
+        echo "${uri%/}"; return 0 ;;
+    esac
+  done < <(apt_source_entries)
+  return 1
+}
+
 src_hash() {
   # Everything that determines the binary: our Go sources, this script, the lock.
   (cd "$HERE" && { cat build.sh; [ ! -f PACKAGES.lock ] || cat PACKAGES.lock;
@@ -68,7 +130,12 @@ fi
 
 START=$(date +%s)
 mkdir -p "$APTDIR"/{etc/apt.conf.d,etc/preferences.d,etc/trusted.gpg.d,etc/sources.list.d,lists/partial,cache/archives/partial,state} "$DEBS" "$BIN"
-echo "deb [signed-by=$KEYRING] http://deb.debian.org/debian sid main" > "$APTDIR/etc/sources.list"
+if ! ARCHIVE=$(debian_archive_uri); then
+  READ=$(apt_source_files | paste -sd ' ' -)
+  die "no Debian main archive in the machine's apt sources. Files read: ${READ:-none (no $APT_SOURCES_DIR/sources.list, sources.list.d/*.list or sources.list.d/*.sources exists)}. Looked for a 'deb' entry (one-line or deb822 URIs:) of a Debian suite with component main, other than the security archive."
+fi
+log "Debian archive (from the machine's apt sources): $ARCHIVE"
+echo "deb [signed-by=$KEYRING] $ARCHIVE sid main" > "$APTDIR/etc/sources.list"
 [ -f "$APTDIR/state/status" ] || : > "$APTDIR/state/status"
 APTOPTS=(
   -o "Dir::Etc::SourceList=$APTDIR/etc/sources.list"
