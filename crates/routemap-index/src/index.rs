@@ -111,8 +111,8 @@ struct Entry {
 }
 
 /// What the index remembers of the last decision: enough to tell whether a new one differs.
-/// The route itself is not kept (it is most of a decision's memory at 10,000 releases): it is
-/// a deterministic function of the spec, which is kept, and of these fields.
+/// The route itself is not kept (it would be most of a decision's memory, held for every
+/// routemap): it is a deterministic function of the spec, which is kept, and of these fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum DecisionDigest {
     Desired {
@@ -197,8 +197,8 @@ impl Index {
     }
 
     /// Stops deciding as objects arrive, as [`Index::collecting`] does, until [`Index::resume`]:
-    /// the controller pauses while its initial lists run, so that 10,000 routemaps are planned
-    /// once each instead of once per version resource listed.
+    /// the controller pauses while its initial lists run, so that each routemap is planned once,
+    /// with all its resources known, rather than once per version resource listed.
     pub fn pause(&mut self) {
         self.deciding = false;
     }

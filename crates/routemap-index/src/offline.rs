@@ -38,9 +38,9 @@ pub struct Document {
 }
 
 /// Splits a multi-document YAML stream into objects; empty documents are skipped, and a
-/// `kind: List` is unpacked. Each document is parsed by its own `mapper` step (YAML parsing is
-/// most of the cost of `iter8-render`); a syntax error names the file and the line in the whole
-/// stream.
+/// `kind: List` is unpacked. Each document is parsed by its own `mapper` step, so that parsing,
+/// the bulk of `iter8-render`'s work (docs/performance.md), can be spread over the cores; a
+/// syntax error names the file and the line in the whole stream.
 pub fn load_documents(
     file: &str,
     text: &str,
@@ -73,7 +73,8 @@ pub fn load_documents(
     Ok(out)
 }
 
-/// Large inputs (10,000 releases) are fine; aliases stay bounded by the default budget.
+/// No limit on the size of the input, which may hold every release of a cluster; aliases stay
+/// bounded by the default budget.
 fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     if let Some(budget) = options.budget.as_mut() {

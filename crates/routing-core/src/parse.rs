@@ -16,9 +16,10 @@ impl RouteMapSpec {
     ///
     /// Errors name the field path (`versions[1].port: ...`) or, for YAML syntax, the line.
     pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
-        // JSON is YAML, and the release chart writes specs as JSON: parsed with serde_json, a
-        // spec takes a tenth of the time. Any JSON parse error falls through to the YAML parse,
-        // so errors read the same whichever way the spec is written.
+        // JSON is YAML, and the release chart writes specs as JSON, which serde_json reads
+        // without a YAML parser's work (figures in docs/performance.md). Any JSON parse error
+        // falls through to the YAML parse, so errors read the same whichever way the spec is
+        // written.
         if text.trim_start().starts_with('{')
             && let Ok(spec) = serde_json::from_str::<Self>(text)
         {

@@ -214,8 +214,8 @@ impl Method {
 }
 
 impl RouteMapSpec {
-    /// Gives back the spare capacity parsing leaves in every list (a list of two versions is
-    /// parsed into room for four): a controller keeps one spec per routemap, 10,000 of them.
+    /// Gives back the spare capacity parsing leaves in every list: a controller keeps one spec
+    /// per routemap for as long as it runs, so spare room is paid for once per routemap.
     pub fn shrink_to_fit(&mut self) {
         self.route.parent_refs.shrink_to_fit();
         self.route.hostnames.shrink_to_fit();
