@@ -115,6 +115,7 @@ tas_start_apiserver() {
   setsid bash -c 'echo $$ > "$0/apiserver.pid.tmp"; exec "$@"' "$dir" \
     "$TAS_APISERVER" --etcd-servers "http://127.0.0.1:$ETCD_PORT" --bind-address 127.0.0.1 \
     --secure-port "$APISERVER_PORT" --cert-dir "$dir/certs" --v "${TEST_APISERVER_V:-1}" \
+    --token-auth-file "$dir/tokens.csv" ${TEST_APISERVER_ARGS:-} \
     </dev/null >>"$dir/apiserver.log" 2>&1 &
   for _ in $(seq 1 50); do [ -s "$dir/apiserver.pid.tmp" ] && break; sleep 0.05; done
   APISERVER_PID=$(cat "$dir/apiserver.pid.tmp"); rm -f "$dir/apiserver.pid.tmp"
@@ -138,6 +139,12 @@ tas_start_apiserver() {
 
 tas_write_kubeconfig() {
   local dir=$1
+  # The tests' administrator (system:masters: never throttled), and an ordinary identity the
+  # tests may give a controller so that the API server's limits apply to it.
+  [ -f "$dir/tokens.csv" ] || cat > "$dir/tokens.csv" <<EOF
+test-apiserver-allows-everyone,admin,admin,"system:masters"
+test-apiserver-controller,system:serviceaccount:default:iter8-controller,iter8-controller,"system:serviceaccounts,system:serviceaccounts:default"
+EOF
   cat > "$dir/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config

@@ -5,9 +5,12 @@
 // It is ONE generic API server: the apiextensions server (CRDs) with the legacy core group
 // (/api/v1: namespaces, configmaps, services, events) and the apps/v1 (deployments) and
 // coordination.k8s.io/v1 (leases) groups installed on the same underlying server, so that
-// discovery and OpenAPI cover everything. Authentication, authorization and admission are off
-// (every request is the user "admin" in system:masters and is allowed), priority-and-fairness is
-// off, it binds to loopback only and serves a self-signed certificate for 127.0.0.1.
+// discovery and OpenAPI cover everything. Authentication is by static bearer tokens
+// (--token-auth-file); a request without a token is the user "admin" in system:masters.
+// Authorization allows everything and admission is off. Priority-and-fairness is off, so
+// k8s.io/apiserver's max-in-flight filter limits requests (--max-requests-inflight,
+// --max-mutating-requests-inflight) and answers 429 with Retry-After past the limit, except to
+// system:masters. It binds to loopback only and serves a self-signed certificate for 127.0.0.1.
 //
 // There is no defaulting, no spec validation beyond object metadata, no garbage collector and no
 // controllers (a Deployment never rolls out: tests write its status through /status).
@@ -62,6 +65,9 @@ type flags struct {
 	certDir     string
 	etcdPrefix  string
 	verbosity   string
+	tokenFile   string
+	maxInFlight int
+	maxMutating int
 }
 
 func main() {
@@ -73,6 +79,9 @@ func main() {
 	fs.StringVar(&f.certDir, "cert-dir", "", "directory for the self-signed serving certificate (apiserver.crt/.key)")
 	fs.StringVar(&f.etcdPrefix, "etcd-prefix", "/registry", "etcd key prefix")
 	fs.StringVar(&f.verbosity, "v", "1", "klog verbosity")
+	fs.StringVar(&f.tokenFile, "token-auth-file", "", "bearer tokens, as kube-apiserver's --token-auth-file (token,user,uid,\"groups\"); requests without a token stay the administrator")
+	fs.IntVar(&f.maxInFlight, "max-requests-inflight", 400, "read requests in flight before 429 (k8s.io/apiserver's max-in-flight filter; system:masters is exempt)")
+	fs.IntVar(&f.maxMutating, "max-mutating-requests-inflight", 200, "write requests in flight before 429 (system:masters is exempt)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
 	if *showVersion {
@@ -116,6 +125,8 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 
 	runOpts := genericoptions.NewServerRunOptions()
 	runOpts.AdvertiseAddress = ip
+	runOpts.MaxRequestsInFlight = f.maxInFlight
+	runOpts.MaxMutatingRequestsInFlight = f.maxMutating
 	if err := runOpts.ComponentGlobalsRegistry.Set(); err != nil {
 		return fmt.Errorf("component globals: %w", err)
 	}
@@ -150,6 +161,13 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 
 	// authn/authz/admission: always allow; priority-and-fairness stays off (FlowControl nil)
 	cfg.Authentication.Authenticator = allowAll
+	if f.tokenFile != "" {
+		tokens, err := staticTokens(f.tokenFile)
+		if err != nil {
+			return fmt.Errorf("token file: %w", err)
+		}
+		cfg.Authentication.Authenticator = authenticate(tokens)
+	}
 	cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
 	cfg.AdmissionControl = admission.NewChainHandler()
 	cfg.FlowControl = nil

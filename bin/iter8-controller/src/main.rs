@@ -81,6 +81,11 @@ struct Args {
     #[arg(long, env = "ITER8_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
     leader_election: bool,
 
+    /// Writes (route applies, deletes, Events with status) in flight at once, at most one per
+    /// routemap (overrides maxWritesInFlight).
+    #[arg(long, env = "ITER8_MAX_WRITES_IN_FLIGHT")]
+    max_writes_in_flight: Option<usize>,
+
     /// Timeout of each API write.
     #[arg(long, env = "ITER8_API_TIMEOUT", default_value = "10s", value_parser = go_duration)]
     api_timeout: Duration,
@@ -112,6 +117,9 @@ fn load_config(args: &Args) -> Result<Config> {
     }
     if let Some(v) = &args.admin_addr {
         config.admin_addr = v.clone();
+    }
+    if let Some(v) = args.max_writes_in_flight {
+        config.max_writes_in_flight = v;
     }
     config.validate()?;
     Ok(config)
@@ -218,7 +226,8 @@ async fn main() -> Result<()> {
     };
 
     let (index_tx, index_rx) = mpsc::channel(1024);
-    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+    // Bounded: a burst of decisions waits in the index task while the writer is busy.
+    let (writer_tx, writer_rx) = mpsc::channel(256);
     let index_task = tokio::spawn(run_index(
         Index::new(&config),
         index_rx,
@@ -239,7 +248,8 @@ async fn main() -> Result<()> {
             metrics.clone(),
         ),
         metrics.clone(),
-    );
+    )
+    .with_max_in_flight(config.max_writes_in_flight);
     let writer_task =
         tokio::spawn(writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()));
     let watches = spawn_watches(

@@ -104,12 +104,13 @@ fn controller_rbac_is_least_privilege() {
             // of the status annotation, never a create (the body carries the routemap's uid).
             grant("", "configmaps", &["list", "watch", "patch"]),
             // watch.rs `spawn_watches`: the HTTPRoutes we own, for drift repair; apply.rs
-            // `Writer::apply`: server-side apply (PATCH), which the API server also authorizes
-            // as `create` when the route does not exist yet (the first write of every route).
+            // `apply`: server-side apply (PATCH), which the API server also authorizes as
+            // `create` when the route does not exist yet (the first write of every route);
+            // apply.rs `delete`: a route its routemap no longer writes after a rename.
             grant(
                 "gateway.networking.k8s.io",
                 "httproutes",
-                &["list", "watch", "patch", "create"],
+                &["list", "watch", "patch", "create", "delete"],
             ),
             // status.rs `StatusWriter::publish`: one new core/v1 Event per decision (POST).
             grant("", "events", &["create"]),
@@ -227,10 +228,12 @@ fn controller_deployment_and_config() {
                 "fieldManager",
                 "logFormat",
                 "logLevel",
+                "maxWritesInFlight",
                 "resourceTypes"
             ]
         );
         assert_eq!(config["clusterScoped"], cluster_scoped);
+        assert_eq!(parsed.max_writes_in_flight, 16);
         assert_eq!(config["adminAddr"], "0.0.0.0:8080");
         assert_eq!(config["fieldManager"], "iter8-controller");
         let deploy_type = &config["resourceTypes"]["deploy"];
@@ -290,6 +293,11 @@ fn controller_rejects_bad_values() {
         "controller",
         "logFormat: xml\n",
         "logFormat must be one of the following",
+    );
+    assert_rejected(
+        "controller",
+        "maxWritesInFlight: 0\n",
+        "maxWritesInFlight: Must be greater than or equal to 1",
     );
     assert_rejected(
         "controller",

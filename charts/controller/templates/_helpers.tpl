@@ -65,7 +65,9 @@ Only what the controller calls (crates/k8s-adapter; tests/chart_controller.rs na
 behind each rule): list/watch on the watched types, one rule per API group; configmaps also
 patch (server-side apply of the status annotation on routemaps, which are always watched);
 httproutes also patch and create (server-side apply; the API server checks create when an apply
-creates the route); events create (core/v1). No get, update or delete, no Secrets.
+creates the route) and delete (a route its routemap no longer writes after a rename, only when
+it carries that routemap's label and uid as owner); events create (core/v1). No get or update,
+no Secrets.
 */}}
 {{- define "controller.rules" -}}
 {{- $types := include "controller.resourceTypes" . | fromJson -}}
@@ -86,7 +88,7 @@ creates the route); events create (core/v1). No get, update or delete, no Secret
   verbs: [list, watch, patch]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: [httproutes]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

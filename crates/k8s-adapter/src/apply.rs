@@ -1,65 +1,43 @@
-//! The writer: the one task that writes to the API server.
+//! The writer: makes the writes the planner (`routemap_index::write_plan`) decides, several
+//! routemaps at a time.
 //!
-//! Inputs ([`WriterMsg`]): the index's [`Change`]s, what the routemap watch saw of each
-//! routemap's status annotation, and the HTTPRoute watch's view of the routes we own
-//! ([`LiveEvent`]); plus leadership flips, a periodic resync and retry timers.
-//! Outputs: server-side applies of HTTPRoutes (`fieldManager` from the config, `force=true`,
-//! a timeout per call), and through [`crate::status`] Events and the status annotation.
+//! Inputs ([`WriterMsg`]): the index's changes, what the routemap watch saw of each routemap's
+//! status annotation, and the HTTPRoute watch's view of the routes we own ([`LiveEvent`]); plus
+//! leadership flips, a periodic resync and retry timers. Outputs: server-side applies of
+//! HTTPRoutes (`fieldManager` from the config, `force=true`, a timeout per call), deletes of
+//! routes a routemap no longer writes, and through [`crate::status`] Events and the status
+//! annotation.
 //!
-//! Write only on real change. For every routemap the writer keeps the last good desired route
-//! (as the text of the fields we own, shared with the live view while they are equal) and a
-//! hash of what it last applied; the HTTPRoute watch (and each apply's response) keeps the live
-//! route. A route is written when the live route does not carry the fields we own (our labels,
-//! our owner reference, the spec) as desired, so an event that changes nothing, a resync, or a
-//! restart with everything in place makes no write, while someone else's edit of our fields is
-//! repaired. While the watch has not yet delivered the echo of our own last write, a stale live
-//! view of an unchanged desired route does not trigger a second write.
-//! Fields someone else adds that we never set (say `spec.hostnames` on a route planned without
-//! hostnames) are theirs under server-side apply: re-applying would not remove them, so they are
-//! not drift; edits and removals of what we set are.
-//!
-//! What is never done: writing as a follower (only the Lease holder writes; followers keep their
-//! view warm and catch up when elected); touching a route while its routemap is invalid (the last
-//! good route stays); deleting routes. Strategy `none` writes nothing, and a deleted routemap
-//! needs nothing: the route's owner reference makes Kubernetes garbage-collect it.
-//!
-//! Transient failures (5xx, 429, timeouts, connection errors, conflicts) retry with exponential
-//! backoff and jitter; a rejected route (other 4xx) waits for a new decision or the next resync.
+//! How: routemaps with something to do wait in a queue, each at most once (a newer decision
+//! for a routemap still queued replaces the older one: the planner holds only the latest). Up
+//! to `max_in_flight` calls run at once, at most one per routemap, so a routemap's route, Event
+//! and status are written in order. Messages are read only while the queue is below
+//! [`QUEUE_LIMIT`], so a burst (a cold start) pushes back on the index task through the bounded
+//! channel instead of growing memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use routing_core::RouteMapRef;
-use serde_json::Value;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use routemap_index::index::Change;
+use routemap_index::write_plan::{Next, Step, WritePlanner};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::error::WriteError;
+use crate::error::{WriteError, write_error};
 use crate::kube_types::{DynamicObject, GatewayHttpRoute, httproute_resource};
 use crate::metrics::Metrics;
 use crate::status::StatusWriter;
-use routemap_index::error::RouteMapError;
-use routemap_index::index::{Change, Decision, Traffic};
-use routemap_index::live::share_equal;
 pub use routemap_index::live::{KeptRoute, LiveRoute, RouteId, covers};
-use routemap_index::report::{RouteMapStatus, RouteResult, fnv1a, report_route};
 use routemap_index::routemap::RouteMapKey;
+pub use routemap_index::write_plan::LiveEvent;
 
-/// A change of the HTTPRoute watch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LiveEvent {
-    /// A route was listed, added or changed.
-    Upsert(LiveRoute),
-    /// A route was deleted (or lost our label).
-    Delete(RouteId),
-    /// The watch restarted; a full list follows.
-    Relisting,
-    /// The list is complete: the live view is trustworthy.
-    Synced,
-}
+/// Routemaps waiting for a write before the writer stops reading messages.
+pub const QUEUE_LIMIT: usize = 1024;
 
 /// Messages to the writer task.
 #[derive(Debug, Clone)]
@@ -90,55 +68,17 @@ pub struct WriterConfig {
     pub resync: Duration,
 }
 
-/// A decision without its route (the slot's `route`): a `Decision` is as large as a typed
-/// route even when it holds none.
-#[derive(Debug)]
-enum KeptDecision {
-    Desired(Traffic),
-    Invalid(RouteMapError),
-}
-
-impl KeptDecision {
-    fn decision(&self) -> Decision {
-        match self {
-            KeptDecision::Desired(traffic) => Decision::Desired {
-                route: None,
-                traffic: traffic.clone(),
-            },
-            KeptDecision::Invalid(error) => Decision::Invalid {
-                error: error.clone(),
-            },
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Slot {
-    owner: RouteMapRef,
-    /// The last decision.
-    decision: Option<KeptDecision>,
-    /// The route to have: the decided one, or the last good one while the routemap is invalid
-    /// (drift repair goes on). Kept as text, shared with the live view: at 10,000 routemaps
-    /// typed routes were the largest part of the writer's memory.
-    route: Option<KeptRoute>,
-    /// Hash of the owned view of what this process last applied (compact JSON text, see
-    /// [`LiveRoute::owned`]): only ever compared for equality, so the text is not kept.
-    applied: Option<u64>,
-    /// resourceVersion of our last write, until the watch shows it.
-    echo: Option<String>,
-    retry: Option<(Instant, ExponentialBackoff)>,
-    resource_version: Option<String>,
-    /// The decision fingerprint last reported (see [`RouteMapStatus::decision`]).
-    reported: Option<String>,
-    /// A decision not yet reported (follower, or the live view not yet synced).
-    unreported: bool,
-}
-
-impl Slot {
-    /// The route to have: the decided one, or the last good one while the routemap is invalid.
-    fn good_route(&self) -> Option<&KeptRoute> {
-        self.route.as_ref()
-    }
+/// How a call went, handed back to the planner.
+enum Done {
+    Applied(Result<LiveRoute, WriteError>),
+    Reported {
+        fingerprint: String,
+        answer: Result<(), WriteError>,
+    },
+    Deleted {
+        id: RouteId,
+        answer: Result<(), WriteError>,
+    },
 }
 
 /// The writer. See the module doc.
@@ -147,32 +87,25 @@ pub struct Writer {
     config: WriterConfig,
     status: StatusWriter,
     metrics: Metrics,
-    /// Boxed: a B-tree node holds 11 values inline, most of them unused space.
-    slots: BTreeMap<RouteMapKey, Box<Slot>>,
-    seen: HashMap<RouteMapKey, (Option<String>, Option<String>)>,
-    live: HashMap<RouteId, LiveRoute>,
-    live_synced: bool,
-    leader: bool,
+    planner: WritePlanner,
+    max_in_flight: usize,
+    queue: VecDeque<RouteMapKey>,
+    queued: HashSet<RouteMapKey>,
+    /// Routemaps with a call in flight, and those that got new work meanwhile.
+    busy: HashSet<RouteMapKey>,
+    again: HashSet<RouteMapKey>,
+    in_flight: FuturesUnordered<BoxFuture<'static, (RouteMapKey, Done)>>,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
-            .field("routemaps", &self.slots.len())
-            .field("live", &self.live.len())
-            .field("leader", &self.leader)
+            .field("routemaps", &self.planner.routemap_count())
+            .field("queued", &self.queue.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("leader", &self.planner.is_leader())
             .finish()
     }
-}
-
-fn backoff() -> ExponentialBackoff {
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(60))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 impl Writer {
@@ -188,368 +121,254 @@ impl Writer {
             config,
             status,
             metrics,
-            slots: BTreeMap::new(),
-            seen: HashMap::new(),
-            live: HashMap::new(),
-            live_synced: false,
-            leader: false,
+            planner: WritePlanner::new(),
+            max_in_flight: routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            busy: HashSet::new(),
+            again: HashSet::new(),
+            in_flight: FuturesUnordered::new(),
         }
     }
 
-    /// Handles one message.
+    /// At most `n` (at least 1) calls in flight.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Handles one message and makes the writes it calls for, waiting for them to finish
+    /// (the task's loop, [`Self::run`], does not wait; tests call this).
     pub async fn handle(&mut self, msg: WriterMsg) {
+        self.accept(msg);
+        self.flush().await;
+    }
+
+    /// Leadership changed; a new leader catches up on everything at once.
+    pub async fn set_leader(&mut self, leader: bool) {
+        self.leadership(leader);
+        self.flush().await;
+    }
+
+    /// Re-checks every routemap (the periodic resync): repairs missed writes, retries reports.
+    pub async fn resync(&mut self) {
+        let keys = self.planner.resync();
+        self.enqueue_all(keys);
+        self.flush().await;
+    }
+
+    /// Retries whose time has come.
+    pub async fn retry_due(&mut self) {
+        self.enqueue_due();
+        self.flush().await;
+    }
+
+    /// When the next retry is due.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.planner.next_retry().map(Instant::from_std)
+    }
+
+    fn accept(&mut self, msg: WriterMsg) {
         match msg {
             WriterMsg::Seen {
                 key,
                 resource_version,
                 status,
-            } => {
-                let status = status
-                    .as_deref()
-                    .and_then(RouteMapStatus::parse)
-                    .map(|s| s.fingerprint);
-                // Kept once: in the slot, or here until the routemap's first decision.
-                if let Some(slot) = self.slots.get_mut(&key) {
-                    slot.resource_version = resource_version;
-                    slot.reported = status;
-                } else {
-                    self.seen.insert(key, (resource_version, status));
+            } => self.planner.seen(key, resource_version, status.as_deref()),
+            WriterMsg::Change(change) => {
+                if let Some(key) = self.planner.change(*change) {
+                    self.enqueue(key);
                 }
             }
-            WriterMsg::Change(change) => self.change(*change).await,
-            WriterMsg::Live(event) => self.live_event(event).await,
+            WriterMsg::Live(event) => {
+                let keys = self.planner.live_event(event);
+                self.enqueue_all(keys);
+            }
+        }
+        self.count();
+    }
+
+    fn leadership(&mut self, leader: bool) {
+        if leader != self.planner.is_leader() {
+            self.metrics.set_leader(leader);
+            tracing::info!(leader, "leadership changed");
+        }
+        let keys = self.planner.set_leader(leader);
+        self.enqueue_all(keys);
+    }
+
+    fn enqueue_due(&mut self) {
+        let keys = self.planner.due(Instant::now().into_std());
+        self.enqueue_all(keys);
+    }
+
+    fn enqueue_all(&mut self, keys: Vec<RouteMapKey>) {
+        for key in keys {
+            self.enqueue(key);
         }
     }
 
-    async fn change(&mut self, change: Change) {
-        match change {
-            Change::Removed { key } => {
-                // The owner reference garbage-collects the route; nothing to write.
-                self.slots.remove(&key);
-                self.seen.remove(&key);
-            }
-            Change::Decided {
-                key,
-                owner,
-                decision,
-            } => {
-                self.metrics.reconcile();
-                let (rv, reported) = self.seen.remove(&key).unwrap_or_default();
-                let slot = self.slots.entry(key.clone()).or_insert_with(|| {
-                    Box::new(Slot {
-                        owner: owner.clone(),
-                        decision: None,
-                        route: None,
-                        applied: None,
-                        echo: None,
-                        retry: None,
-                        resource_version: rv,
-                        reported,
-                        unreported: false,
-                    })
-                });
-                slot.owner = owner;
-                let kept = match decision {
-                    Decision::Desired { route, traffic } => {
-                        slot.route = route.as_ref().map(|r| {
-                            let mut kept = KeptRoute::new(r);
-                            if let Some(live) = self.live.get(&kept.id) {
-                                share_equal(&mut kept.owned, &live.owned);
-                            }
-                            kept
-                        });
-                        slot.retry = None;
-                        KeptDecision::Desired(traffic)
-                    }
-                    // The live route stays as last decided: `slot.route` keeps it for drift repair.
-                    Decision::Invalid { error } => {
-                        self.metrics.invalid_routemap(error.category());
-                        KeptDecision::Invalid(error)
-                    }
-                };
-                slot.decision = Some(kept);
-                slot.unreported = true;
-                self.settle(&key).await;
-            }
+    /// Queues a routemap once; one with a call in flight is queued again when it returns.
+    fn enqueue(&mut self, key: RouteMapKey) {
+        if self.busy.contains(&key) {
+            self.again.insert(key);
+        } else if self.queued.insert(key.clone()) {
+            self.queue.push_back(key);
         }
     }
 
-    async fn live_event(&mut self, event: LiveEvent) {
-        let touched = match event {
-            LiveEvent::Relisting => {
-                self.live_synced = false;
-                self.live.clear();
-                return;
+    /// Starts calls for queued routemaps while there is room.
+    fn fill(&mut self) {
+        while self.in_flight.len() < self.max_in_flight {
+            let Some(key) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued.remove(&key);
+            if let Next::Write(step) = self.planner.next(&key, Instant::now().into_std()) {
+                self.busy.insert(key.clone());
+                let call = self.call(key, step);
+                self.in_flight.push(call);
             }
-            LiveEvent::Synced => {
-                self.live_synced = true;
-                for slot in self.slots.values_mut() {
-                    slot.echo = None;
+        }
+        self.count();
+    }
+
+    /// Hands a finished call back to the planner and queues what follows.
+    fn finish(&mut self, key: RouteMapKey, done: Done) {
+        self.busy.remove(&key);
+        let now = Instant::now().into_std();
+        let jitter = fastrand::f64();
+        let more = match done {
+            Done::Applied(answer) => {
+                match &answer {
+                    Ok(_) => self.metrics.apply("applied"),
+                    Err(e) => self.count_failure("apply", e),
                 }
-                self.settle_all().await;
-                return;
+                self.planner.applied(&key, answer, now, jitter)
             }
-            LiveEvent::Upsert(mut route) => {
-                let id = route.id.clone();
-                let key = self.key_of(&id, route.routemap.as_deref());
-                if let Some(slot) = key.as_ref().and_then(|k| self.slots.get_mut(k)) {
-                    if slot.echo.as_deref() == Some(route.resource_version.as_str()) {
-                        slot.echo = None;
-                    }
-                    if let Some(kept) = &slot.route {
-                        share_equal(&mut route.owned, &kept.owned);
-                    }
+            Done::Reported {
+                fingerprint,
+                answer,
+            } => {
+                // Failed Event and status writes are counted by the status writer.
+                if let Err(WriteError::Throttled { .. }) = &answer {
+                    self.metrics.throttled("report");
                 }
-                self.live.insert(id, route);
-                key
+                self.planner
+                    .reported(&key, &fingerprint, answer, now, jitter)
             }
-            LiveEvent::Delete(id) => {
-                let key = self.key_of(&id, None);
-                self.live.remove(&id);
-                key
+            Done::Deleted { id, answer } => {
+                match &answer {
+                    Ok(()) => self.metrics.route_deleted(),
+                    Err(e) => self.count_failure("delete", e),
+                }
+                self.planner.deleted(&key, &id, answer, now, jitter)
             }
         };
-        if self.live_synced
-            && let Some(key) = touched
-        {
-            self.settle(&key).await;
-        }
-    }
-
-    fn key_of(&self, id: &RouteId, routemap: Option<&str>) -> Option<RouteMapKey> {
-        if let Some(name) = routemap {
-            let key = RouteMapKey::new(&id.namespace, name);
-            if self.slots.contains_key(&key) {
-                return Some(key);
+        if more || self.again.remove(&key) {
+            // Finish this routemap's sequence before starting others.
+            if self.queued.insert(key.clone()) {
+                self.queue.push_front(key);
             }
         }
-        self.slots
-            .iter()
-            .find(|(_, s)| s.good_route().is_some_and(|r| r.id == *id))
-            .map(|(k, _)| k.clone())
     }
 
-    /// Leadership changed; a new leader catches up on everything at once.
-    pub async fn set_leader(&mut self, leader: bool) {
-        if leader == self.leader {
-            return;
-        }
-        self.leader = leader;
-        self.metrics.set_leader(leader);
-        tracing::info!(leader, "leadership changed");
-        if leader {
-            self.settle_all().await;
+    fn count_failure(&self, call: &'static str, e: &WriteError) {
+        if let WriteError::Throttled { .. } = e {
+            self.metrics.throttled(call);
+        } else {
+            if call == "apply" {
+                self.metrics.apply("failed");
+            }
+            self.metrics.error(e.category());
         }
     }
 
-    /// Re-checks every routemap (the periodic resync): repairs missed writes, retries reports.
-    pub async fn resync(&mut self) {
-        for slot in self.slots.values_mut() {
-            slot.echo = None;
+    fn count(&mut self) {
+        let tally = self.planner.take_tally();
+        for _ in 0..tally.decisions {
+            self.metrics.reconcile();
         }
-        self.settle_all().await;
-    }
-
-    /// Retries whose time has come.
-    pub async fn retry_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<RouteMapKey> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.retry.as_ref().is_some_and(|(at, _)| *at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.settle(&key).await;
+        for _ in 0..tally.unchanged {
+            self.metrics.apply("unchanged");
+        }
+        for _ in 0..tally.skipped_follower {
+            self.metrics.apply("skipped_follower");
+        }
+        for category in tally.invalid {
+            self.metrics.invalid_routemap(category);
         }
     }
 
-    /// When the next retry is due.
-    pub fn next_retry(&self) -> Option<Instant> {
-        self.slots
-            .values()
-            .filter_map(|s| s.retry.as_ref().map(|(at, _)| *at))
-            .min()
-    }
-
-    async fn settle_all(&mut self) {
-        let keys: Vec<RouteMapKey> = self.slots.keys().cloned().collect();
-        for key in keys {
-            self.settle(&key).await;
+    /// Runs queued work until nothing is queued or in flight.
+    async fn flush(&mut self) {
+        loop {
+            self.fill();
+            match self.in_flight.next().await {
+                Some((key, done)) => self.finish(key, done),
+                None => return,
+            }
         }
     }
 
-    /// Brings one routemap's route and status in line with its decision (leader only), in a
-    /// span named after the routemap.
-    async fn settle(&mut self, key: &RouteMapKey) {
+    /// The call for one step, in a span named after its routemap.
+    fn call(&self, key: RouteMapKey, step: Step) -> BoxFuture<'static, (RouteMapKey, Done)> {
         use tracing::Instrument;
         let span = tracing::info_span!(
             "write",
             routemap.namespace = %key.namespace,
             routemap.name = %key.name
         );
-        self.settle_in_span(key).instrument(span).await;
-    }
-
-    async fn settle_in_span(&mut self, key: &RouteMapKey) {
-        if !self.leader || !self.live_synced {
-            if !self.leader {
-                self.metrics.apply("skipped_follower");
-            }
-            return;
-        }
-        let Some(result) = self.ensure_route(key).await else {
-            // Waiting out a backoff: the failure was reported when it happened.
-            return;
-        };
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        let Some(kept) = slot.decision.as_ref() else {
-            return;
-        };
-        let applied = matches!(result, RouteResult::Applied { .. });
-        if !slot.unreported && !applied && !matches!(result, RouteResult::Failed { .. }) {
-            return;
-        }
-        let route = slot.good_route();
-        let route_json = route.and_then(|r| r.to_json().ok()).map(|j| j.to_string());
-        let Some(report) = report_route(
-            route.map(|r| r.id.name.as_str()),
-            route_json.as_deref(),
-            &kept.decision(),
-            &result,
-            slot.resource_version.as_deref(),
-            slot.reported.as_deref(),
-        ) else {
-            slot.unreported = false;
-            return;
-        };
-        let owner = slot.owner.clone();
-        match self.status.publish(&owner, &report).await {
-            Ok(()) => {
-                if let Some(slot) = self.slots.get_mut(key) {
-                    slot.reported = Some(report.status.fingerprint);
-                    slot.unreported = false;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot write routemap status; retried at the next change or resync")
-            }
-        }
-    }
-
-    /// Writes the route if the live one lacks what we own. `None` while waiting to retry.
-    async fn ensure_route(&mut self, key: &RouteMapKey) -> Option<RouteResult> {
-        let slot = self.slots.get(key)?;
-        let Some(route) = slot.good_route().cloned() else {
-            return Some(RouteResult::NoRoute);
-        };
-        // An invalid routemap keeps `route` (the last good one), so drift repair goes on.
-        let id = route.id.clone();
-        let want_hash = fnv1a(route.owned.as_bytes());
-        let live = self.live.get(&id);
-        let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
-        let matches = live.is_some_and(|l| {
-            // Equal text is the usual case; otherwise the live route may still carry everything
-            // we want next to server defaults and other managers' fields.
-            *l.owned == *route.owned
-                || serde_json::from_str::<Value>(&l.owned)
-                    .ok()
-                    .zip(serde_json::from_str::<Value>(&route.owned).ok())
-                    .is_some_and(|(owned, want)| covers(&owned, &want))
-        });
-        if matches || waiting_for_echo {
-            let generation = live.and_then(|l| l.generation);
-            if let Some(slot) = self.slots.get_mut(key) {
-                slot.applied = Some(want_hash);
-                slot.retry = None;
-            }
-            self.metrics.apply("unchanged");
-            return Some(RouteResult::Unchanged { generation });
-        }
-        if let Some((at, _)) = &slot.retry
-            && *at > Instant::now()
-        {
-            // Waiting out the backoff of an earlier failure.
-            return None;
-        }
-        let previous_rv = live.map(|l| l.resource_version.clone());
-        match self.apply(&id, &route).await {
-            Ok(response) => {
-                self.metrics.apply("applied");
-                tracing::info!(route.namespace = %id.namespace, route.name = %id.name, "applied HTTPRoute");
-                let live = LiveRoute::from_json(&response).map(|mut l| {
-                    share_equal(&mut l.owned, &route.owned);
-                    l
-                });
-                let generation = live.as_ref().and_then(|l| l.generation);
-                if let Some(slot) = self.slots.get_mut(key) {
-                    slot.applied = Some(want_hash);
-                    slot.retry = None;
-                    slot.echo = live
-                        .as_ref()
-                        .map(|l| l.resource_version.clone())
-                        .filter(|rv| Some(rv) != previous_rv.as_ref());
-                }
-                if let Some(live) = live {
-                    self.live.insert(id, live);
-                }
-                Some(RouteResult::Applied { generation })
-            }
-            Err(e) => {
-                self.metrics.apply("failed");
-                self.metrics.error(e.category());
-                tracing::warn!(route.namespace = %id.namespace, route.name = %id.name, category = e.category(), error = %e, transient = e.transient(), "cannot apply HTTPRoute");
-                if let Some(slot) = self.slots.get_mut(key) {
-                    if e.transient() {
-                        let (_, mut b) = slot
-                            .retry
-                            .take()
-                            .unwrap_or_else(|| (Instant::now(), backoff()));
-                        let delay = b.next().unwrap_or(Duration::from_secs(60));
-                        slot.retry = Some((Instant::now() + delay, b));
-                    } else {
-                        slot.retry = None;
+        let client = self.client.clone();
+        let status = self.status.clone();
+        let field_manager = self.config.field_manager.clone();
+        let timeout = self.config.timeout;
+        let metrics = self.metrics.clone();
+        Box::pin(
+            async move {
+                let done = match step {
+                    Step::Apply { id, route } => Done::Applied(
+                        apply(&client, &field_manager, timeout, &metrics, &id, &route).await,
+                    ),
+                    Step::Report { owner, report } => {
+                        let answer = status.publish(&owner, &report).await;
+                        if let Err(e) = &answer {
+                            tracing::warn!(error = %e, "cannot write routemap status");
+                        }
+                        Done::Reported {
+                            fingerprint: report.status.fingerprint,
+                            answer,
+                        }
                     }
-                }
-                Some(RouteResult::Failed {
-                    category: e.category(),
-                    message: e.to_string(),
-                })
+                    Step::Delete {
+                        id,
+                        resource_version,
+                        owner,
+                        event,
+                    } => {
+                        let answer = delete(&client, timeout, &id, resource_version).await;
+                        match &answer {
+                            Ok(()) => {
+                                tracing::info!(route.namespace = %id.namespace, route.name = %id.name, "deleted HTTPRoute this routemap no longer writes");
+                                status.publish_event(&owner, &event).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(route.namespace = %id.namespace, route.name = %id.name, error = %e, "cannot delete HTTPRoute")
+                            }
+                        }
+                        Done::Deleted { id, answer }
+                    }
+                };
+                (key, done)
             }
-        }
-    }
-
-    /// One server-side apply, timed and bounded by the per-call timeout.
-    async fn apply(&self, id: &RouteId, route: &KeptRoute) -> Result<Value, WriteError> {
-        let body: GatewayHttpRoute = route
-            .to_json()
-            .and_then(serde_json::from_value)
-            .map_err(|e| WriteError::Encode(e.to_string()))?;
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &id.namespace, &httproute_resource());
-        let params = PatchParams::apply(&self.config.field_manager).force();
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(
-            self.config.timeout,
-            api.patch(&id.name, &params, &Patch::Apply(&body)),
+            .instrument(span),
         )
-        .await;
-        self.metrics.apply_latency(started.elapsed().as_secs_f64());
-        match result {
-            Ok(Ok(obj)) => {
-                serde_json::to_value(obj).map_err(|e| WriteError::Connection(e.to_string()))
-            }
-            Ok(Err(e)) => Err(WriteError::from_kube(e)),
-            Err(_) => Err(WriteError::Timeout(self.config.timeout)),
-        }
     }
 
     /// Runs the task until the channel closes or `shutdown` flips.
     pub async fn run(
         mut self,
-        mut rx: mpsc::UnboundedReceiver<WriterMsg>,
+        mut rx: mpsc::Receiver<WriterMsg>,
         mut leader: watch::Receiver<bool>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -557,29 +376,99 @@ impl Writer {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await;
         let is_leader = *leader.borrow_and_update();
-        self.set_leader(is_leader).await;
+        self.leadership(is_leader);
         loop {
+            self.fill();
             let next_retry = self.next_retry();
+            let room = self.queue.len() < QUEUE_LIMIT;
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg).await,
+                Some((key, done)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finish(key, done);
+                }
+                msg = rx.recv(), if room => match msg {
+                    Some(msg) => self.accept(msg),
                     None => break,
                 },
                 changed = leader.changed() => {
                     if changed.is_err() {
                         // The elector stopped: act as a follower from now on.
-                        self.set_leader(false).await;
+                        self.leadership(false);
                         break;
                     }
                     let is_leader = *leader.borrow_and_update();
-                    self.set_leader(is_leader).await;
+                    self.leadership(is_leader);
                 }
-                _ = resync.tick() => self.resync().await,
-                _ = sleep_until(next_retry) => self.retry_due().await,
+                _ = resync.tick() => {
+                    let keys = self.planner.resync();
+                    self.enqueue_all(keys);
+                }
+                _ = sleep_until(next_retry) => self.enqueue_due(),
                 _ = shutdown.changed() => break,
             }
         }
         tracing::info!("writer stopped");
+    }
+}
+
+/// One server-side apply, timed and bounded by the per-call timeout.
+async fn apply(
+    client: &Client,
+    field_manager: &str,
+    timeout: Duration,
+    metrics: &Metrics,
+    id: &RouteId,
+    route: &KeptRoute,
+) -> Result<LiveRoute, WriteError> {
+    let body: GatewayHttpRoute = route
+        .to_json()
+        .and_then(serde_json::from_value)
+        .map_err(|e| WriteError::Encode(e.to_string()))?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &id.namespace, &httproute_resource());
+    let params = PatchParams::apply(field_manager).force();
+    let started = std::time::Instant::now();
+    let result =
+        tokio::time::timeout(timeout, api.patch(&id.name, &params, &Patch::Apply(&body))).await;
+    metrics.apply_latency(started.elapsed().as_secs_f64());
+    let answer = match result {
+        Ok(Ok(obj)) => serde_json::to_value(obj)
+            .ok()
+            .and_then(|v| LiveRoute::from_json(&v))
+            .ok_or_else(|| WriteError::Connection("unreadable answer to an apply".into())),
+        Ok(Err(e)) => Err(write_error(e)),
+        Err(_) => Err(WriteError::Timeout(timeout)),
+    };
+    match &answer {
+        Ok(_) => {
+            tracing::info!(route.namespace = %id.namespace, route.name = %id.name, "applied HTTPRoute")
+        }
+        Err(e) => {
+            tracing::warn!(route.namespace = %id.namespace, route.name = %id.name, category = e.category(), error = %e, transient = e.transient(), "cannot apply HTTPRoute")
+        }
+    }
+    answer
+}
+
+/// Deletes a route if it is still as last seen.
+async fn delete(
+    client: &Client,
+    timeout: Duration,
+    id: &RouteId,
+    resource_version: String,
+) -> Result<(), WriteError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &id.namespace, &httproute_resource());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: Some(resource_version),
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    match tokio::time::timeout(timeout, api.delete(&id.name, &params)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(write_error(e)),
+        Err(_) => Err(WriteError::Timeout(timeout)),
     }
 }
 

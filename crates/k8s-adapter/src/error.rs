@@ -1,86 +1,58 @@
-//! Errors of the calls the controller makes to the API server.
+//! API errors as the write planner classifies them ([`WriteError`], pure, in `routemap-index`).
 
-use std::time::Duration;
+pub use routemap_index::error::WriteError;
 
-/// A failed API write.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
-    /// No answer within the per-call timeout.
-    #[error("no answer from the API server within {0:?}")]
-    Timeout(Duration),
-    /// The API server is overloaded or failing (5xx, 429) or the write conflicted (409).
-    #[error("API server answered {code}: {message}")]
-    Unavailable {
-        /// HTTP status.
-        code: u16,
-        /// Server message.
-        message: String,
-    },
-    /// The API server refused the object (4xx other than 409/429).
-    #[error("API server rejected it ({code}): {message}")]
-    Rejected {
-        /// HTTP status.
-        code: u16,
-        /// Server message.
-        message: String,
-    },
-    /// The request did not reach the server or the answer was unreadable.
-    #[error("cannot reach the API server: {0}")]
-    Connection(String),
-    /// The planned route does not fit the Gateway API model (a bug: tested against).
-    #[error("route does not fit the gateway-api model: {0}")]
-    Encode(String),
-}
-
-impl WriteError {
-    /// Maps a kube client error.
-    pub fn from_kube(e: kube::Error) -> Self {
-        match e {
-            kube::Error::Api(status) => {
-                let code = status.code;
-                let message = status.message.clone();
-                if code >= 500 || code == 429 || code == 409 {
-                    WriteError::Unavailable { code, message }
-                } else {
-                    WriteError::Rejected { code, message }
-                }
-            }
-            other => WriteError::Connection(other.to_string()),
+/// Classifies a kube client error: the status code of an API answer, with the server's
+/// `retryAfterSeconds` for a 429 or a 5xx that asks for a later retry.
+pub fn write_error(e: kube::Error) -> WriteError {
+    match e {
+        kube::Error::Api(status) => {
+            let retry_after = status.details.as_ref().map(|d| d.retry_after_seconds);
+            WriteError::from_status(status.code, status.message.clone(), retry_after)
         }
-    }
-
-    /// Worth retrying soon.
-    pub fn transient(&self) -> bool {
-        !matches!(self, WriteError::Rejected { .. } | WriteError::Encode(_))
-    }
-
-    /// A bounded label for metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            WriteError::Timeout(_) => "timeout",
-            WriteError::Unavailable { .. } | WriteError::Connection(_) => "api_transient",
-            WriteError::Rejected { .. } => "api_rejected",
-            WriteError::Encode(_) => "internal",
-        }
+        other => WriteError::Connection(other.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// An API answer as the API server sends it.
+    fn api(code: u16, retry_after_seconds: u32) -> WriteError {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": "m", "code": code,
+            "details": {"retryAfterSeconds": retry_after_seconds},
+        }))
+        .expect("a Status");
+        write_error(kube::Error::Api(Box::new(status)))
+    }
 
     #[test]
     fn errors_are_classified_for_retry() {
-        let api = |code: u16| {
-            WriteError::from_kube(kube::Error::Api(Box::new(kube::core::Status {
-                code,
-                message: "m".into(),
-                ..Default::default()
-            })))
-        };
-        assert!(api(503).transient() && api(429).transient() && api(409).transient());
-        assert!(!api(422).transient() && !api(403).transient());
-        assert_eq!(api(422).category(), "api_rejected");
+        assert!(api(503, 0).transient() && api(409, 0).transient());
+        assert!(!api(422, 0).transient() && !api(403, 0).transient());
+        assert_eq!(api(422, 0).category(), "api_rejected");
+        assert_eq!(api(503, 0).category(), "api_transient");
         assert!(WriteError::Timeout(Duration::from_secs(1)).transient());
+    }
+
+    #[test]
+    fn the_servers_flow_control_is_a_throttle_with_its_delay() {
+        assert_eq!(
+            api(429, 3),
+            WriteError::Throttled {
+                code: 429,
+                retry_after: Duration::from_secs(3),
+                message: "m".into()
+            }
+        );
+        // A 429 without a delay waits the API server's usual second.
+        assert!(
+            matches!(api(429, 0), WriteError::Throttled { retry_after, .. } if retry_after == Duration::from_secs(1))
+        );
+        // A 5xx that names a delay is the server asking to come back later.
+        assert_eq!(api(504, 2).category(), "throttled");
     }
 }

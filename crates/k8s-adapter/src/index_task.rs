@@ -56,7 +56,7 @@ pub enum IndexMsg {
 pub async fn run_index(
     mut index: Index,
     mut rx: mpsc::Receiver<IndexMsg>,
-    writer: mpsc::UnboundedSender<WriterMsg>,
+    writer: mpsc::Sender<WriterMsg>,
     metrics: Metrics,
 ) {
     let mut awaiting: Option<HashSet<String>> = None;
@@ -76,7 +76,7 @@ pub async fn run_index(
                     resource_version: object.resource_version.clone(),
                     status,
                 };
-                if writer.send(seen).is_err() {
+                if writer.send(seen).await.is_err() {
                     break;
                 }
                 index.upsert_routemap(*object)
@@ -124,28 +124,35 @@ pub async fn run_index(
             awaiting = None;
             // The removals seen while paused, then every routemap decided once, one at a time.
             let keys = index.resume();
-            if !send_changes(&writer, held.drain(..))
-                || !keys.iter().all(|k| send_changes(&writer, index.recheck(k)))
-            {
+            if !send_changes(&writer, std::mem::take(&mut held)).await {
                 return;
+            }
+            for key in keys {
+                if !send_changes(&writer, index.recheck(&key)).await {
+                    return;
+                }
             }
             continue;
         }
-        if !send_changes(&writer, changes) {
+        if !send_changes(&writer, changes).await {
             return;
         }
     }
 }
 
-/// Sends changes to the writer; false once the writer is gone.
-fn send_changes(
-    writer: &mpsc::UnboundedSender<WriterMsg>,
+/// Sends changes to the writer, waiting while its channel is full (the writer's backpressure);
+/// false once the writer is gone.
+async fn send_changes(
+    writer: &mpsc::Sender<WriterMsg>,
     changes: impl IntoIterator<Item = Change>,
 ) -> bool {
-    changes.into_iter().all(|c| {
+    for c in changes {
         trace_decision(&c);
-        writer.send(WriterMsg::Change(Box::new(c))).is_ok()
-    })
+        if writer.send(WriterMsg::Change(Box::new(c))).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Logs a change in a span named after its routemap (at debug level: one line per decision).
@@ -287,7 +294,7 @@ mod tests {
             .expect("deployment")
         };
         let (tx, rx) = mpsc::channel(16);
-        let (writer, mut decisions) = mpsc::unbounded_channel();
+        let (writer, mut decisions) = mpsc::channel(64);
         let task = tokio::spawn(run_index(
             Index::new(&Config::default()),
             rx,

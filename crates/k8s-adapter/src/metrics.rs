@@ -19,6 +19,8 @@ pub struct Metrics {
     applies: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
     invalid_routemaps: Family<Labels, Counter>,
+    throttled: Family<Labels, Counter>,
+    route_deletes: Counter,
     events: Family<Labels, Counter>,
     apply_latency: Histogram,
     routemaps: Gauge,
@@ -34,6 +36,8 @@ impl Default for Metrics {
             applies: Family::default(),
             errors: Family::default(),
             invalid_routemaps: Family::default(),
+            throttled: Family::default(),
+            route_deletes: Counter::default(),
             events: Family::default(),
             // 1 ms .. ~16 s.
             apply_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -68,6 +72,16 @@ impl Metrics {
             "invalid_routemaps",
             "Decisions that found a routemap invalid, by category (format, yaml, spec, resource_type, namespace, internal)",
             self.invalid_routemaps.clone(),
+        );
+        r.register(
+            "api_throttled",
+            "Calls the API server asked to retry later (429, or 5xx with Retry-After), by call (apply, report, delete); retried after its delay, never reported as errors",
+            self.throttled.clone(),
+        );
+        r.register(
+            "route_deletes",
+            "HTTPRoutes deleted because their routemap now writes a route of another name",
+            self.route_deletes.clone(),
         );
         r.register(
             "events",
@@ -121,6 +135,18 @@ impl Metrics {
         self.invalid_routemaps
             .get_or_create(&vec![("category", category.into())])
             .inc();
+    }
+
+    /// One call the API server throttled.
+    pub fn throttled(&self, call: &'static str) {
+        self.throttled
+            .get_or_create(&vec![("call", call.into())])
+            .inc();
+    }
+
+    /// One route deleted.
+    pub fn route_deleted(&self) {
+        self.route_deletes.inc();
     }
 
     /// One Event published.

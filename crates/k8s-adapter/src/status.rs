@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use routemap_index::report::Report;
+use routemap_index::report::{EventNote, Report};
 use routing_core::RouteMapRef;
 use routing_core::keys::{REPORTING_CONTROLLER, STATUS_ANNOTATION, STATUS_FIELD_MANAGER};
 use serde_json::json;
 
-use crate::error::WriteError;
+use crate::error::{WriteError, write_error};
 use crate::kube_types::{
     CoreEvent, DynamicObject, Timestamp, configmap_reference, configmap_resource, core_event, now,
 };
@@ -62,36 +62,14 @@ impl StatusWriter {
         StatusWriter { clock, ..self }
     }
 
-    /// Publishes the report's Event, then writes its status annotation.
+    /// Publishes the report's Event, then writes its status annotation. A throttled Event
+    /// stops here (the whole report is retried after the server's delay); any other failure
+    /// to publish it is logged and counted, and the status still goes on.
     pub async fn publish(&self, owner: &RouteMapRef, report: &Report) -> Result<(), WriteError> {
-        if let Some(event) = &report.event {
-            let reference = configmap_reference(&owner.namespace, &owner.name, &owner.uid);
-            let ev = core_event(
-                &reference,
-                event.warning,
-                event.reason,
-                &event.note,
-                REPORTING_CONTROLLER,
-                self.instance.as_deref(),
-                (self.clock)(),
-            );
-            let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), &owner.namespace);
-            match tokio::time::timeout(self.timeout, events.create(&Default::default(), &ev)).await
-            {
-                Ok(Ok(_)) => self.metrics.event(
-                    if event.warning { "Warning" } else { "Normal" },
-                    event.reason,
-                ),
-                // An Event that cannot be published is logged and counted; status still goes on.
-                Ok(Err(e)) => {
-                    self.metrics.error("event");
-                    tracing::warn!(reason = event.reason, error = %e, "cannot publish Event");
-                }
-                Err(_) => {
-                    self.metrics.error("event");
-                    tracing::warn!(reason = event.reason, "publishing Event timed out");
-                }
-            }
+        if let Some(event) = &report.event
+            && let Err(e @ WriteError::Throttled { .. }) = self.event(owner, event).await
+        {
+            return Err(e);
         }
         let body = json!({
             "apiVersion": "v1",
@@ -116,11 +94,53 @@ impl StatusWriter {
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
-                self.metrics.error("status");
-                Err(WriteError::from_kube(e))
+                let e = write_error(e);
+                if !matches!(e, WriteError::Throttled { .. }) {
+                    self.metrics.error("status");
+                }
+                Err(e)
             }
             Err(_) => {
                 self.metrics.error("status");
+                Err(WriteError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    /// Publishes an Event on its own (a route removed); a failure is logged and counted.
+    pub async fn publish_event(&self, owner: &RouteMapRef, event: &EventNote) {
+        let _ = self.event(owner, event).await;
+    }
+
+    async fn event(&self, owner: &RouteMapRef, event: &EventNote) -> Result<(), WriteError> {
+        let reference = configmap_reference(&owner.namespace, &owner.name, &owner.uid);
+        let ev = core_event(
+            &reference,
+            event.warning,
+            event.reason,
+            &event.note,
+            REPORTING_CONTROLLER,
+            self.instance.as_deref(),
+            (self.clock)(),
+        );
+        let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), &owner.namespace);
+        let kind = if event.warning { "Warning" } else { "Normal" };
+        match tokio::time::timeout(self.timeout, events.create(&Default::default(), &ev)).await {
+            Ok(Ok(_)) => {
+                self.metrics.event(kind, event.reason);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let e = write_error(e);
+                if !matches!(e, WriteError::Throttled { .. }) {
+                    self.metrics.error("event");
+                    tracing::warn!(reason = event.reason, error = %e, "cannot publish Event");
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.metrics.error("event");
+                tracing::warn!(reason = event.reason, "publishing Event timed out");
                 Err(WriteError::Timeout(self.timeout))
             }
         }

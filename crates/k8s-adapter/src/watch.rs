@@ -162,7 +162,7 @@ pub fn spawn_watches(
     config: &Config,
     namespace: Option<&str>,
     index: mpsc::Sender<IndexMsg>,
-    writer: mpsc::UnboundedSender<WriterMsg>,
+    writer: mpsc::Sender<WriterMsg>,
     metrics: &Metrics,
     readiness: &CacheSync,
 ) -> Vec<JoinHandle<()>> {
@@ -239,8 +239,8 @@ pub fn spawn_watches(
         "httproutes".to_string(),
         move || watcher(api.clone(), &selector),
         move |m: WriterMsg| -> BoxFuture<'static, bool> {
-            let sent = writer.send(m).is_ok();
-            Box::pin(async move { sent })
+            let writer = writer.clone();
+            Box::pin(async move { writer.send(m).await.is_ok() })
         },
         |event: Event<DynamicObject>| match event {
             Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],

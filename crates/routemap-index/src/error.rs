@@ -81,3 +81,82 @@ impl RouteMapError {
         }
     }
 }
+
+/// A failed API write, as the write planner needs to know it: whether and when to retry, and
+/// the bounded category of the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// No answer within the per-call timeout.
+    #[error("no answer from the API server within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The API server asked us to slow down (429, or a 5xx with `Retry-After`): not a failure to
+    /// report, only a later retry.
+    #[error("API server asked to retry after {retry_after:?} ({code}): {message}")]
+    Throttled {
+        /// HTTP status.
+        code: u16,
+        /// How long the server asked us to wait.
+        retry_after: std::time::Duration,
+        /// Server message.
+        message: String,
+    },
+    /// The API server is failing (5xx) or the write conflicted (409).
+    #[error("API server answered {code}: {message}")]
+    Unavailable {
+        /// HTTP status.
+        code: u16,
+        /// Server message.
+        message: String,
+    },
+    /// The API server refused the object (4xx other than 409/429).
+    #[error("API server rejected it ({code}): {message}")]
+    Rejected {
+        /// HTTP status.
+        code: u16,
+        /// Server message.
+        message: String,
+    },
+    /// The request did not reach the server or the answer was unreadable.
+    #[error("cannot reach the API server: {0}")]
+    Connection(String),
+    /// The planned route does not fit the Gateway API model (a bug: tested against).
+    #[error("route does not fit the gateway-api model: {0}")]
+    Encode(String),
+}
+
+impl WriteError {
+    /// Classifies an API server answer by its status code and the `retryAfterSeconds` of its
+    /// Status details (what the API server sends with a 429 or a `Retry-After` header).
+    pub fn from_status(code: u16, message: String, retry_after_seconds: Option<u32>) -> Self {
+        match (code, retry_after_seconds) {
+            (429, after) => WriteError::Throttled {
+                code,
+                retry_after: std::time::Duration::from_secs(u64::from(after.unwrap_or(1).max(1))),
+                message,
+            },
+            (500.., Some(after)) if after > 0 => WriteError::Throttled {
+                code,
+                retry_after: std::time::Duration::from_secs(u64::from(after)),
+                message,
+            },
+            (409 | 500.., _) => WriteError::Unavailable { code, message },
+            _ => WriteError::Rejected { code, message },
+        }
+    }
+
+    /// Worth retrying soon.
+    pub fn transient(&self) -> bool {
+        !matches!(self, WriteError::Rejected { .. } | WriteError::Encode(_))
+    }
+
+    /// A bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            WriteError::Timeout(_) => "timeout",
+            WriteError::Throttled { .. } => "throttled",
+            WriteError::Unavailable { .. } | WriteError::Connection(_) => "api_transient",
+            WriteError::Rejected { .. } => "api_rejected",
+            WriteError::Encode(_) => "internal",
+        }
+    }
+}

@@ -14,7 +14,9 @@
 //!    `routing-core` ([`index::decide`]).
 //! 4. [`report`]: from a decision and how its write went, the Event and status users see.
 //! 5. [`live`]: the fields of a live route the controller owns, and whether they are as decided.
-//! 6. [`offline`]: the same index fed from YAML documents (`iter8-render`).
+//! 6. [`write_plan`]: the writes a decision needs (apply, delete, report), one step at a time,
+//!    given the live routes, leadership and the time; the controller's executor makes them.
+//! 7. [`offline`]: the same index fed from YAML documents (`iter8-render`).
 //!
 //! ## Glossary
 //!
@@ -40,3 +42,4 @@ pub mod live;
 pub mod offline;
 pub mod report;
 pub mod routemap;
+pub mod write_plan;

@@ -85,6 +85,8 @@ pub struct LiveRoute {
     pub owned: Arc<str>,
     /// The routemap named by its `iter8.tools/routemap` label.
     pub routemap: Option<String>,
+    /// The uid of its controlling owner, when that is a ConfigMap (a routemap).
+    pub owner_uid: Option<String>,
 }
 
 impl LiveRoute {
@@ -103,6 +105,13 @@ impl LiveRoute {
             generation: meta["generation"].as_i64(),
             owned: owned_view(obj).to_string().into(),
             routemap: meta["labels"][ROUTEMAP_LABEL].as_str().map(str::to_string),
+            owner_uid: meta["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["kind"] == "ConfigMap" && o["controller"] == true)
+                .and_then(|o| o["uid"].as_str())
+                .map(str::to_string),
         })
     }
 }

@@ -1,0 +1,273 @@
+//! The write planner, tested by calling it: decisions, live routes and answers in, the exact
+//! next step out. No API server, no clock: every call is given the time.
+
+use std::time::{Duration, Instant};
+
+use routemap_index::config::Config;
+use routemap_index::error::WriteError;
+use routemap_index::index::{Change, Index};
+use routemap_index::live::{KeptRoute, LiveRoute, RouteId};
+use routemap_index::routemap::RouteMapKey;
+use routemap_index::write_plan::{Idle, LiveEvent, Next, Step, WritePlanner, retry_delay};
+use serde_json::{Value, json};
+use test_builders::{RouteMap, canary_spec, watched};
+
+const NS: &str = "test";
+
+fn key() -> RouteMapKey {
+    RouteMapKey::new(NS, "app-routemap")
+}
+
+/// The index's decision for the canary routemap of `app` (routes named `route`), all ready.
+fn decided(route: &str) -> Change {
+    let spec = canary_spec("app").replacen("name: app\n", &format!("name: {route}\n"), 1);
+    let mut index = Index::new(&Config::default());
+    index.upsert_routemap(RouteMap::new(NS, "app-routemap", spec).object());
+    index.upsert_resource("svc", NS, "app-1", watched());
+    index.upsert_resource("deploy", NS, "app-1", test_builders::deployment(true));
+    index.upsert_resource("deploy", NS, "app-0", test_builders::deployment(true));
+    let mut changes = index.upsert_resource("svc", NS, "app-0", watched());
+    assert_eq!(changes.len(), 1, "one decision");
+    changes.pop().expect("a decision")
+}
+
+/// A leader with a synced live view (holding `live`).
+fn planner(live: &[LiveRoute]) -> WritePlanner {
+    let mut p = WritePlanner::new();
+    p.set_leader(true);
+    p.live_event(LiveEvent::Relisting);
+    for l in live {
+        p.live_event(LiveEvent::Upsert(l.clone()));
+    }
+    p.live_event(LiveEvent::Synced);
+    p
+}
+
+/// The route the API server would answer for `route` written as `kept`.
+fn stored(kept: &KeptRoute, rv: &str, uid: &str) -> LiveRoute {
+    let mut obj: Value = kept.to_json().expect("json");
+    obj["metadata"]["resourceVersion"] = json!(rv);
+    obj["metadata"]["generation"] = json!(1);
+    obj["metadata"]["ownerReferences"][0]["uid"] = json!(uid);
+    LiveRoute::from_json(&obj).expect("a route")
+}
+
+fn apply_step(next: Next) -> KeptRoute {
+    match next {
+        Next::Write(Step::Apply { route, .. }) => route,
+        other => panic!("expected an apply, got {other:?}"),
+    }
+}
+
+fn report_reason(next: &Next) -> &'static str {
+    match next {
+        Next::Write(Step::Report { report, .. }) => report.event.as_ref().expect("an Event").reason,
+        other => panic!("expected a report, got {other:?}"),
+    }
+}
+
+fn report_done(p: &mut WritePlanner, next: &Next, now: Instant) {
+    let Next::Write(Step::Report { report, .. }) = next else {
+        panic!("expected a report, got {next:?}");
+    };
+    assert!(!p.reported(&key(), &report.status.fingerprint, Ok(()), now, 0.0));
+}
+
+fn unavailable() -> WriteError {
+    WriteError::Unavailable {
+        code: 503,
+        message: "etcd is slow".into(),
+    }
+}
+
+fn throttled(seconds: u64) -> WriteError {
+    WriteError::Throttled {
+        code: 429,
+        retry_after: Duration::from_secs(seconds),
+        message: "too many requests".into(),
+    }
+}
+
+#[test]
+fn a_new_decision_is_one_apply_then_one_report_then_nothing() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided("app")).expect("to settle");
+    let route = apply_step(p.next(&k, now));
+    assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "RouteApplied");
+    report_done(&mut p, &next, now);
+    // The echo of our own write changes nothing.
+    assert_eq!(
+        p.live_event(LiveEvent::Upsert(stored(&route, "7", "uid-1"))),
+        [key()]
+    );
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Settled));
+}
+
+#[test]
+fn a_follower_plans_no_write_and_catches_up_when_elected() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    p.set_leader(false);
+    let k = p.change(decided("app")).expect("to settle");
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Follower));
+    assert_eq!(p.take_tally().skipped_follower, 1);
+    assert_eq!(p.set_leader(true), [key()]);
+    apply_step(p.next(&k, now));
+}
+
+#[test]
+fn a_live_route_as_decided_is_not_written_again() {
+    let now = Instant::now();
+    let change = decided("app");
+    let Change::Decided {
+        decision: routemap_index::index::Decision::Desired { route: Some(r), .. },
+        ..
+    } = &change
+    else {
+        panic!("a route")
+    };
+    let live = stored(&KeptRoute::new(r), "3", "uid-1");
+    let mut p = planner(&[live]);
+    let k = p.change(change).expect("to settle");
+    // Reported (this run has not told users yet), but not written.
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "VersionsChanged");
+    assert_eq!(p.take_tally().unchanged, 1);
+}
+
+#[test]
+fn a_throttled_apply_waits_the_servers_delay_and_is_reported_to_nobody() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided("app")).expect("to settle");
+    apply_step(p.next(&k, now));
+    assert!(
+        !p.applied(&k, Err(throttled(3)), now, 0.5),
+        "no report follows"
+    );
+    let at = now + Duration::from_millis(3750);
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Waiting(at)));
+    assert_eq!(p.next_retry(), Some(at));
+    assert!(p.due(at - Duration::from_millis(1)).is_empty());
+    assert_eq!(p.due(at), [key()]);
+    // Retried as it was, and only its success is reported.
+    let route = apply_step(p.next(&k, at));
+    assert!(p.applied(&k, Ok(stored(&route, "9", "uid-1")), at, 0.0));
+    assert_eq!(report_reason(&p.next(&k, at)), "RouteApplied");
+}
+
+#[test]
+fn a_failed_apply_is_reported_at_once_and_retried_after_its_backoff() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided("app")).expect("to settle");
+    apply_step(p.next(&k, now));
+    assert!(p.applied(&k, Err(unavailable()), now, 0.0));
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "ApplyFailed");
+    report_done(&mut p, &next, now);
+    let at = now + Duration::from_millis(200);
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Waiting(at)));
+    apply_step(p.next(&k, at));
+    // Failing again doubles the delay; the same failure is not reported twice.
+    assert!(p.applied(&k, Err(unavailable()), at, 0.0));
+    assert_eq!(p.next(&k, at), Next::Idle(Idle::Settled));
+    assert_eq!(p.next_retry(), Some(at + Duration::from_millis(400)));
+}
+
+#[test]
+fn a_renamed_route_is_deleted_once_the_new_one_is_in_place() {
+    let now = Instant::now();
+    let Change::Decided {
+        decision:
+            routemap_index::index::Decision::Desired {
+                route: Some(old), ..
+            },
+        ..
+    } = decided("app")
+    else {
+        panic!("a route")
+    };
+    let old = stored(&KeptRoute::new(&old), "5", "uid-1");
+    let mut p = planner(&[old]);
+    let k = p.change(decided("app-v2")).expect("to settle");
+    // First the new route: traffic is never left without one.
+    let route = apply_step(p.next(&k, now));
+    assert_eq!(route.id.name, "app-v2");
+    assert!(p.applied(&k, Ok(stored(&route, "6", "uid-1")), now, 0.0));
+    let Next::Write(Step::Delete {
+        id,
+        resource_version,
+        event,
+        ..
+    }) = p.next(&k, now)
+    else {
+        panic!("expected the old route's delete");
+    };
+    assert_eq!(
+        id,
+        RouteId {
+            namespace: NS.into(),
+            name: "app".into()
+        }
+    );
+    assert_eq!(resource_version, "5", "only the route as last seen");
+    assert_eq!(event.reason, "RouteRemoved");
+    assert!(
+        event.note.contains("HTTPRoute app removed"),
+        "{}",
+        event.note
+    );
+    assert!(p.deleted(&k, &id, Ok(()), now, 0.0));
+    assert_eq!(report_reason(&p.next(&k, now)), "RouteApplied");
+}
+
+#[test]
+fn a_route_owned_by_another_routemap_is_never_deleted() {
+    let now = Instant::now();
+    let Change::Decided {
+        decision:
+            routemap_index::index::Decision::Desired {
+                route: Some(old), ..
+            },
+        ..
+    } = decided("app")
+    else {
+        panic!("a route")
+    };
+    // Same label, but another owner (a routemap of the same name, deleted and created again).
+    let theirs = stored(&KeptRoute::new(&old), "5", "uid-of-someone-else");
+    let mut p = planner(&[theirs]);
+    let k = p.change(decided("app-v2")).expect("to settle");
+    let route = apply_step(p.next(&k, now));
+    assert!(p.applied(&k, Ok(stored(&route, "6", "uid-1")), now, 0.0));
+    assert_eq!(report_reason(&p.next(&k, now)), "RouteApplied");
+}
+
+#[test]
+fn an_invalid_routemap_is_reported_and_its_route_left_alone() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let mut index = Index::new(&Config::default());
+    let bad =
+        canary_spec("app").replace("matches: [{headers: [{name: traffic, value: test}]}]", "");
+    let changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", bad).object());
+    let k = p
+        .change(changes.into_iter().next().expect("a decision"))
+        .expect("to settle");
+    assert_eq!(report_reason(&p.next(&k, now)), "InvalidRouteMap");
+    assert_eq!(p.take_tally().invalid, ["spec"]);
+}
+
+#[test]
+fn retry_delays_double_to_a_minute_and_follow_the_servers_ask() {
+    let e = unavailable();
+    assert_eq!(retry_delay(1, &e, 0.0), Duration::from_millis(200));
+    assert_eq!(retry_delay(2, &e, 0.0), Duration::from_millis(400));
+    assert_eq!(retry_delay(30, &e, 0.0), Duration::from_secs(60));
+    assert_eq!(retry_delay(1, &e, 1.0), Duration::from_millis(300));
+    assert_eq!(retry_delay(9, &throttled(2), 0.0), Duration::from_secs(2));
+}
