@@ -24,6 +24,7 @@ use futures::stream::FuturesUnordered;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use routemap_index::index::Change;
+use routemap_index::report::RouteMapStatus;
 use routemap_index::write_plan::{Next, Step, WritePlanner};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -72,7 +73,7 @@ pub struct WriterConfig {
 enum Done {
     Applied(Result<LiveRoute, WriteError>),
     Reported {
-        fingerprint: String,
+        status: RouteMapStatus,
         answer: Result<(), WriteError>,
     },
     Deleted {
@@ -246,16 +247,12 @@ impl Writer {
                 }
                 self.planner.applied(&key, answer, now, jitter)
             }
-            Done::Reported {
-                fingerprint,
-                answer,
-            } => {
+            Done::Reported { status, answer } => {
                 // Failed Event and status writes are counted by the status writer.
                 if let Err(WriteError::Throttled { .. }) = &answer {
                     self.metrics.throttled("report");
                 }
-                self.planner
-                    .reported(&key, &fingerprint, answer, now, jitter)
+                self.planner.reported(&key, &status, answer, now, jitter)
             }
             Done::Deleted { id, answer } => {
                 match &answer {
@@ -298,6 +295,9 @@ impl Writer {
         for category in tally.invalid {
             self.metrics.invalid_routemap(category);
         }
+        for acceptance in tally.gateway {
+            self.metrics.gateway_answer(acceptance);
+        }
     }
 
     /// Runs queued work until nothing is queued or in flight.
@@ -336,7 +336,7 @@ impl Writer {
                             tracing::warn!(error = %e, "cannot write routemap status");
                         }
                         Done::Reported {
-                            fingerprint: report.status.fingerprint,
+                            status: report.status,
                             answer,
                         }
                     }

@@ -20,6 +20,7 @@ pub struct Metrics {
     errors: Family<Labels, Counter>,
     invalid_routemaps: Family<Labels, Counter>,
     throttled: Family<Labels, Counter>,
+    gateway_answers: Family<Labels, Counter>,
     route_deletes: Counter,
     events: Family<Labels, Counter>,
     apply_latency: Histogram,
@@ -37,6 +38,7 @@ impl Default for Metrics {
             errors: Family::default(),
             invalid_routemaps: Family::default(),
             throttled: Family::default(),
+            gateway_answers: Family::default(),
             route_deletes: Counter::default(),
             events: Family::default(),
             // 1 ms .. ~16 s.
@@ -77,6 +79,11 @@ impl Metrics {
             "api_throttled",
             "Calls the API server asked to retry later (429, or 5xx with Retry-After), by call (apply, report, delete); retried after its delay, never reported as errors",
             self.throttled.clone(),
+        );
+        r.register(
+            "gateway_answers",
+            "Changes of the gateway's answer on our routes reported on their routemaps, by acceptance (accepted, not_accepted, backend_not_resolved, not_yet_accepted)",
+            self.gateway_answers.clone(),
         );
         r.register(
             "route_deletes",
@@ -141,6 +148,13 @@ impl Metrics {
     pub fn throttled(&self, call: &'static str) {
         self.throttled
             .get_or_create(&vec![("call", call.into())])
+            .inc();
+    }
+
+    /// A new gateway answer reported.
+    pub fn gateway_answer(&self, acceptance: &'static str) {
+        self.gateway_answers
+            .get_or_create(&vec![("acceptance", acceptance.into())])
             .inc();
     }
 

@@ -13,7 +13,8 @@
 //!    in memory; each event returns the routemaps whose decision changed, decided by
 //!    `routing-core` ([`index::decide`]).
 //! 4. [`report`]: from a decision and how its write went, the Event and status users see.
-//! 5. [`live`]: the fields of a live route the controller owns, and whether they are as decided.
+//! 5. [`live`]: the fields of a live route the controller owns, and whether they are as decided;
+//!    [`gateway`]: what the implementations programming it say of it (`status.parents`).
 //! 6. [`write_plan`]: the writes a decision needs (apply, delete, report), one step at a time,
 //!    given the live routes, leadership and the time; the controller's executor makes them.
 //! 7. [`offline`]: the same index fed from YAML documents (`iter8-render`).
@@ -37,6 +38,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod index;
 pub mod live;
 pub mod offline;

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use routing_core::HttpRoute;
+
+use crate::gateway::{GatewayStatus, gateway_status};
 use routing_core::keys::ROUTEMAP_LABEL;
 use routing_core::route::HTTPROUTE_API_VERSION;
 use serde_json::{Value, json};
@@ -87,6 +89,9 @@ pub struct LiveRoute {
     pub routemap: Option<String>,
     /// The uid of its controlling owner, when that is a ConfigMap (a routemap).
     pub owner_uid: Option<String>,
+    /// What the implementations programming it say (`status.parents`): never compared as
+    /// drift, only reported.
+    pub gateway: GatewayStatus,
 }
 
 impl LiveRoute {
@@ -112,6 +117,7 @@ impl LiveRoute {
                 .find(|o| o["kind"] == "ConfigMap" && o["controller"] == true)
                 .and_then(|o| o["uid"].as_str())
                 .map(str::to_string),
+            gateway: gateway_status(obj),
         })
     }
 }

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::GatewayStatus;
 use crate::index::{Decision, Traffic};
 
 /// Longest Event note the API accepts.
@@ -77,6 +78,9 @@ pub struct RouteMapStatus {
     /// The last error, if the decision is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What the implementations programming the route say of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStatus>,
 }
 
 impl RouteMapStatus {

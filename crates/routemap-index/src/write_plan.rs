@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use routing_core::RouteMapRef;
 
 use crate::error::{RouteMapError, WriteError};
+use crate::gateway::{GatewayStatus, acceptance_event};
 use crate::index::{Change, Decision, Traffic};
 use crate::live::{KeptRoute, LiveRoute, RouteId, covers, share_equal};
 use crate::report::{EventNote, Report, RouteMapStatus, RouteResult, fnv1a, report_route};
@@ -120,8 +121,8 @@ pub struct Tally {
     pub skipped_follower: u64,
     /// Categories of the invalid routemaps decided.
     pub invalid: Vec<&'static str>,
-    /// Calls the API server throttled (retried later, not reported).
-    pub throttled: u64,
+    /// A new gateway acceptance reported, by its label.
+    pub gateway: Vec<&'static str>,
 }
 
 /// A decision without its route (the slot's `route`): a `Decision` is as large as a typed
@@ -165,6 +166,8 @@ struct Slot {
     resource_version: Option<String>,
     /// The decision fingerprint last reported (see [`RouteMapStatus::fingerprint`]).
     reported: Option<String>,
+    /// The gateway's answer last reported.
+    reported_gateway: Option<GatewayStatus>,
     /// A decision not yet reported (follower, or the live view not yet synced).
     unreported: bool,
     /// How the route step of the current round went, until it is reported.
@@ -172,6 +175,12 @@ struct Slot {
 }
 
 impl Slot {
+    /// What a status annotation says was reported.
+    fn remember(&mut self, status: Option<RouteMapStatus>) {
+        self.reported = status.as_ref().map(|s| s.fingerprint.clone());
+        self.reported_gateway = status.and_then(|s| s.gateway);
+    }
+
     /// When this routemap's next retry is due.
     fn next_try(&self) -> Option<Instant> {
         let wait = if self.result.is_none() {
@@ -188,7 +197,8 @@ impl Slot {
 pub struct WritePlanner {
     /// Boxed: a B-tree node holds 11 values inline, most of them unused space.
     slots: BTreeMap<RouteMapKey, Box<Slot>>,
-    seen: HashMap<RouteMapKey, (Option<String>, Option<String>)>,
+    /// What the routemap watch saw of routemaps not decided yet: resourceVersion and status.
+    seen: HashMap<RouteMapKey, (Option<String>, Option<RouteMapStatus>)>,
     live: HashMap<RouteId, LiveRoute>,
     /// The live routes whose label names each routemap (the candidates for deletion).
     labelled: HashMap<RouteMapKey, Vec<RouteId>>,
@@ -239,12 +249,10 @@ impl WritePlanner {
         resource_version: Option<String>,
         status: Option<&str>,
     ) {
-        let status = status
-            .and_then(RouteMapStatus::parse)
-            .map(|s| s.fingerprint);
+        let status = status.and_then(RouteMapStatus::parse);
         if let Some(slot) = self.slots.get_mut(&key) {
             slot.resource_version = resource_version;
-            slot.reported = status;
+            slot.remember(status);
         } else {
             self.seen.insert(key, (resource_version, status));
         }
@@ -295,24 +303,23 @@ impl WritePlanner {
                         slot.call_retry = None;
                     }
                     None => {
-                        let (resource_version, reported) =
-                            self.seen.remove(&key).unwrap_or_default();
-                        self.slots.insert(
-                            key.clone(),
-                            Box::new(Slot {
-                                owner,
-                                decision,
-                                route: route.flatten(),
-                                applied: None,
-                                echo: None,
-                                retry: None,
-                                call_retry: None,
-                                resource_version,
-                                reported,
-                                unreported: true,
-                                result: None,
-                            }),
-                        );
+                        let (resource_version, status) = self.seen.remove(&key).unwrap_or_default();
+                        let mut slot = Box::new(Slot {
+                            owner,
+                            decision,
+                            route: route.flatten(),
+                            applied: None,
+                            echo: None,
+                            retry: None,
+                            call_retry: None,
+                            resource_version,
+                            reported: None,
+                            reported_gateway: None,
+                            unreported: true,
+                            result: None,
+                        });
+                        slot.remember(status);
+                        self.slots.insert(key.clone(), slot);
                     }
                 }
                 Some(key)
@@ -495,13 +502,14 @@ impl WritePlanner {
                 owner: slot.owner.clone(),
             });
         }
+        let live = slot.route.as_ref().and_then(|r| self.live.get(&r.id));
         let Some(result) = slot.result.clone() else {
-            return Next::Idle(Idle::Settled);
+            return gateway_report(slot, live);
         };
         let applied = matches!(result, RouteResult::Applied { .. });
         if !slot.unreported && !applied && !matches!(result, RouteResult::Failed { .. }) {
             slot.result = None;
-            return Next::Idle(Idle::Settled);
+            return gateway_report(slot, live);
         }
         let route_json = slot
             .route
@@ -516,16 +524,26 @@ impl WritePlanner {
             slot.resource_version.as_deref(),
             slot.reported.as_deref(),
         ) {
-            Some(report) => Next::Write(Step::Report {
-                owner: slot.owner.clone(),
-                report,
-            }),
+            Some(mut report) => {
+                // Every status written carries the gateway's answer too, so it is never lost.
+                report.status.gateway = live.map(|l| l.gateway.clone());
+                Next::Write(Step::Report {
+                    owner: slot.owner.clone(),
+                    report,
+                })
+            }
             None => {
                 slot.unreported = false;
                 slot.result = None;
-                Next::Idle(Idle::Settled)
+                gateway_report(slot, live)
             }
         }
+    }
+
+    /// The live route a routemap writes.
+    fn live_of(&self, key: &RouteMapKey) -> Option<&LiveRoute> {
+        let id = &self.slots.get(key)?.route.as_ref()?.id;
+        self.live.get(id)
     }
 
     /// A route this routemap owns under a name it no longer writes, with its resourceVersion.
@@ -604,7 +622,6 @@ impl WritePlanner {
             .transient()
             .then(|| (now + retry_delay(attempt, e, jitter), attempt));
         if let WriteError::Throttled { .. } = e {
-            self.tally.throttled += 1;
             return false;
         }
         if route {
@@ -616,24 +633,35 @@ impl WritePlanner {
         route
     }
 
-    /// How a report went. Returns whether the routemap has a next step now.
+    /// How writing `status` (and its Event) went. Returns whether the routemap has a next
+    /// step now.
     pub fn reported(
         &mut self,
         key: &RouteMapKey,
-        fingerprint: &str,
+        status: &RouteMapStatus,
         answer: Result<(), WriteError>,
         now: Instant,
         jitter: f64,
     ) -> bool {
         match answer {
             Ok(()) => {
+                let live = self.live_of(key).map(|l| l.gateway.clone());
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.reported = Some(fingerprint.to_string());
+                    let before = slot.reported_gateway.as_ref().map(|g| g.acceptance);
+                    // Counted once some implementation has answered.
+                    if let Some(gateway) = &status.gateway
+                        && !gateway.parents.is_empty()
+                        && before != Some(gateway.acceptance)
+                    {
+                        self.tally.gateway.push(gateway.acceptance.as_str());
+                    }
+                    slot.remember(Some(status.clone()));
                     slot.unreported = false;
                     slot.result = None;
                     slot.call_retry = None;
                 }
-                false
+                // The gateway may have answered while the report was in flight.
+                live.is_some() && live.as_ref() != status.gateway.as_ref()
             }
             Err(e @ WriteError::Throttled { .. }) => self.failed(key, &e, now, jitter, false),
             Err(_) => {
@@ -667,6 +695,46 @@ impl WritePlanner {
             Err(e) => self.failed(key, &e, now, jitter, false),
         }
     }
+}
+
+/// A report of the gateway's answer on the live route, when it differs from the one last
+/// reported; its status carries the decision as last reported.
+fn gateway_report(slot: &mut Slot, live: Option<&LiveRoute>) -> Next {
+    let (Some(route), Some(live)) = (&slot.route, live) else {
+        return Next::Idle(Idle::Settled);
+    };
+    // No answer from any implementation, and none reported: nothing new to tell (a restart
+    // with an annotation written before gateways were reported writes nothing).
+    let nothing_new = match &slot.reported_gateway {
+        Some(reported) => *reported == live.gateway,
+        None => live.gateway.parents.is_empty(),
+    };
+    if nothing_new {
+        return Next::Idle(Idle::Settled);
+    }
+    let route_json = route.to_json().ok().map(|j| j.to_string());
+    let Some(mut report) = report_route(
+        Some(route.id.name.as_str()),
+        route_json.as_deref(),
+        &slot.decision.decision(),
+        &RouteResult::Unchanged {
+            generation: live.generation,
+        },
+        slot.resource_version.as_deref(),
+        None,
+    ) else {
+        return Next::Idle(Idle::Settled);
+    };
+    report.event = acceptance_event(
+        &route.id.name,
+        &live.gateway,
+        slot.reported_gateway.as_ref().map(|g| g.acceptance),
+    );
+    report.status.gateway = Some(live.gateway.clone());
+    Next::Write(Step::Report {
+        owner: slot.owner.clone(),
+        report,
+    })
 }
 
 /// The live route carries the fields we own as desired: equal text is the usual case;

@@ -70,7 +70,7 @@ fn report_done(p: &mut WritePlanner, next: &Next, now: Instant) {
     let Next::Write(Step::Report { report, .. }) = next else {
         panic!("expected a report, got {next:?}");
     };
-    assert!(!p.reported(&key(), &report.status.fingerprint, Ok(()), now, 0.0));
+    assert!(!p.reported(&key(), &report.status, Ok(()), now, 0.0));
 }
 
 fn unavailable() -> WriteError {
@@ -270,4 +270,70 @@ fn retry_delays_double_to_a_minute_and_follow_the_servers_ask() {
     assert_eq!(retry_delay(30, &e, 0.0), Duration::from_secs(60));
     assert_eq!(retry_delay(1, &e, 1.0), Duration::from_millis(300));
     assert_eq!(retry_delay(9, &throttled(2), 0.0), Duration::from_secs(2));
+}
+
+/// The route as a gateway has answered for it: `Accepted` and `ResolvedRefs` as given.
+fn answered(live: &LiveRoute, kept: &KeptRoute, accepted: &str, resolved: &str) -> LiveRoute {
+    let mut obj: Value = kept.to_json().expect("json");
+    obj["metadata"]["resourceVersion"] = json!(format!("{}1", live.resource_version));
+    obj["metadata"]["generation"] = json!(live.generation);
+    obj["metadata"]["ownerReferences"][0]["uid"] = json!("uid-1");
+    obj["status"] = json!({"parents": [{
+        "parentRef": {"group": "", "kind": "Service", "name": "app", "port": 80},
+        "controllerName": "example.com/translator",
+        "conditions": [
+            {"type": "Accepted", "status": accepted, "reason": "Accepted", "observedGeneration": live.generation},
+            {"type": "ResolvedRefs", "status": resolved, "reason": if resolved == "True" { "ResolvedRefs" } else { "BackendNotFound" },
+             "message": "service test/app-1 not found", "observedGeneration": live.generation},
+        ],
+    }]});
+    LiveRoute::from_json(&obj).expect("a route")
+}
+
+#[test]
+fn the_gateways_answer_is_reported_when_it_changes_and_is_never_drift() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided("app")).expect("to settle");
+    let route = apply_step(p.next(&k, now));
+    let live = stored(&route, "7", "uid-1");
+    assert!(p.applied(&k, Ok(live.clone()), now, 0.0));
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "RouteApplied");
+    report_done(&mut p, &next, now);
+    // No answer yet: the status already says so, nothing more to write.
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Settled));
+
+    // The gateway accepts: one report, no route write (status is not drift).
+    assert_eq!(
+        p.live_event(LiveEvent::Upsert(answered(&live, &route, "True", "True"))),
+        [key()]
+    );
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "RouteAccepted");
+    let Next::Write(Step::Report { report, .. }) = &next else {
+        unreachable!()
+    };
+    let gateway = report
+        .status
+        .gateway
+        .as_ref()
+        .expect("the gateway's answer");
+    assert_eq!(gateway.parents[0].controller, "example.com/translator");
+    report_done(&mut p, &next, now);
+    assert_eq!(p.take_tally().gateway, ["accepted"]);
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Settled));
+
+    // A backend goes missing: a Warning with the gateway's words.
+    p.live_event(LiveEvent::Upsert(answered(&live, &route, "True", "False")));
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "BackendNotResolved");
+    let Next::Write(Step::Report { report, .. }) = &next else {
+        unreachable!()
+    };
+    let note = &report.event.as_ref().expect("an Event").note;
+    assert!(
+        note.contains("BackendNotFound: service test/app-1 not found"),
+        "{note}"
+    );
 }
