@@ -496,15 +496,7 @@ impl Writer {
         let want_hash = fnv1a(route.owned.as_bytes());
         let live = self.live.get(&id);
         let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
-        let matches = live.is_some_and(|l| {
-            // Equal text is the usual case; otherwise the live route may still carry everything
-            // we want next to server defaults and other managers' fields.
-            *l.owned == *route.owned
-                || serde_json::from_str::<Value>(&l.owned)
-                    .ok()
-                    .zip(serde_json::from_str::<Value>(&route.owned).ok())
-                    .is_some_and(|(owned, want)| covers(&owned, &want))
-        });
+        let matches = live.is_some_and(|l| l.carries(&route));
         if matches || waiting_for_echo {
             let generation = live.and_then(|l| l.generation);
             if let Some(slot) = self.slots.get_mut(key) {
