@@ -137,6 +137,14 @@ pub enum WriterMsg {
     },
     /// The HTTPRoute watch.
     Live(LiveEvent),
+    /// Every event of a watch up to this resourceVersion was sent before: once handled, it is
+    /// `iter8_observed_resource_version{watch}`.
+    Observed {
+        /// The watch's name.
+        watch: String,
+        /// The resourceVersion, as an integer.
+        resource_version: i64,
+    },
 }
 
 /// Settings of the writer.
@@ -278,6 +286,10 @@ impl Writer {
             }
             WriterMsg::Change(change) => self.change(*change).await,
             WriterMsg::Live(event) => self.live_event(event).await,
+            WriterMsg::Observed {
+                watch,
+                resource_version,
+            } => self.metrics.observed(&watch, resource_version),
         }
     }
 

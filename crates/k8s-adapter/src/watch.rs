@@ -14,6 +14,12 @@
 //! listed again. A configured type whose CRD is not installed is reported once (a warning and
 //! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
 //! until it appears; it does not fail the process or flood the log.
+//!
+//! After each event's messages (after a whole initial list), a watch sends an `Observed` mark
+//! with the event's resourceVersion down the same path: through the index task (held while the
+//! index is paused) to the writer, which sets `iter8_observed_resource_version{watch}` once it
+//! has handled everything before the mark. A watch delivers its events in resourceVersion order,
+//! so the gauge at `N` means every event of that watch up to `N` is indexed, decided and written.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -70,6 +76,13 @@ pub enum IndexMsg {
     /// Sent first by [`spawn_watches`]: the watches (`routemaps` and each resource type's short
     /// name) whose initial list must complete before any decision reaches the writer.
     AwaitInitialLists(Vec<String>),
+    /// Every event of watch `watch` up to `resource_version` has been sent before this.
+    Observed {
+        /// The watch's name (`routemaps` or a resource type's short name).
+        watch: String,
+        /// The resourceVersion of its last event, as an integer.
+        resource_version: i64,
+    },
 }
 
 /// The one task that owns the index: applies watch messages, forwards decisions to the writer.
@@ -86,10 +99,28 @@ pub async fn run_index(
     metrics: Metrics,
 ) {
     let mut awaiting: Option<HashSet<String>> = None;
-    // Removals seen while paused (decisions are not made then).
+    // Removals seen while paused (decisions are not made then), and the marks after them.
     let mut held: Vec<Change> = Vec::new();
+    let mut held_marks: Vec<WriterMsg> = Vec::new();
     while let Some(msg) = rx.recv().await {
         let mut changes = match msg {
+            IndexMsg::Observed {
+                watch,
+                resource_version,
+            } => {
+                // Sent after the changes of the events it covers, so the writer handles them
+                // first; while paused, after the decisions made at resume.
+                let mark = WriterMsg::Observed {
+                    watch,
+                    resource_version,
+                };
+                if awaiting.is_some() {
+                    held_marks.push(mark);
+                } else if writer.send(mark).is_err() {
+                    break;
+                }
+                continue;
+            }
             IndexMsg::AwaitInitialLists(names) => {
                 index.pause();
                 awaiting = Some(names.into_iter().collect());
@@ -154,6 +185,7 @@ pub async fn run_index(
                 || !keys
                     .iter()
                     .all(|k| send_changes(&writer, index.redecide(k)))
+                || !held_marks.drain(..).all(|m| writer.send(m).is_ok())
             {
                 return;
             }
@@ -226,11 +258,13 @@ fn is_not_found(e: &watcher::Error) -> bool {
 /// A type the API server does not serve (404 on list) is not left to the watcher's own retry,
 /// which restarts every second or so: the stream is dropped and made again after a backoff
 /// doubling from 1 s to 5 min, and the absence is logged once.
+#[allow(clippy::too_many_arguments)]
 async fn drive<K, M, S, F>(
     name: String,
     make: impl Fn() -> S,
     tx: impl Fn(M) -> BoxFuture<'static, bool>,
     mut convert: F,
+    mark: impl Fn(&str, i64) -> M,
     on_missing: impl Fn() -> Option<M>,
     metrics: Metrics,
     readiness: Readiness,
@@ -242,6 +276,8 @@ async fn drive<K, M, S, F>(
     let mut missing = false;
     let mut synced = false;
     let mut absent_backoff = absent_backoff();
+    // Highest resourceVersion of the list in progress: marked once the list is complete.
+    let mut listed: Option<i64> = None;
     loop {
         let mut stream = std::pin::pin!(make());
         let mut restart_after = None;
@@ -256,10 +292,27 @@ async fn drive<K, M, S, F>(
                         tracing::info!(watch = %name, "resource type is now served; watching it");
                     }
                     let done = matches!(event, Event::InitDone);
+                    let observed = match &event {
+                        Event::Init => {
+                            listed = None;
+                            None
+                        }
+                        Event::InitApply(o) => {
+                            listed = listed.max(resource_version(o));
+                            None
+                        }
+                        Event::InitDone => listed.take(),
+                        Event::Apply(o) | Event::Delete(o) => resource_version(o),
+                    };
                     for msg in convert(event) {
                         if !tx(msg).await {
                             return;
                         }
+                    }
+                    if let Some(rv) = observed
+                        && !tx(mark(&name, rv)).await
+                    {
+                        return;
                     }
                     if done && !synced {
                         synced = true;
@@ -296,6 +349,19 @@ async fn drive<K, M, S, F>(
             Some(delay) => tokio::time::sleep(delay).await,
             None => return,
         }
+    }
+}
+
+/// An object's resourceVersion as an integer (etcd revisions: ordered within a watch).
+fn resource_version<K: Resource>(obj: &K) -> Option<i64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
+}
+
+/// The mark of a watch that feeds the index.
+fn index_mark(watch: &str, resource_version: i64) -> IndexMsg {
+    IndexMsg::Observed {
+        watch: watch.to_string(),
+        resource_version,
     }
 }
 
@@ -370,6 +436,7 @@ pub fn spawn_watches(
             ))],
             Event::InitDone => vec![IndexMsg::RouteMapsSynced],
         },
+        index_mark,
         || None,
         metrics.clone(),
         readiness.clone(),
@@ -395,6 +462,7 @@ pub fn spawn_watches(
                 Event::Delete(o) => vec![resource_message(&kind, &o, true)],
                 Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
             },
+            index_mark,
             move || Some(IndexMsg::ResourcesSynced(missing.clone())),
             metrics.clone(),
             readiness.clone(),
@@ -424,6 +492,10 @@ pub fn spawn_watches(
                 name: o.metadata.name.unwrap_or_default(),
             }))],
             Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
+        },
+        |watch: &str, resource_version| WriterMsg::Observed {
+            watch: watch.to_string(),
+            resource_version,
         },
         || None,
         metrics.clone(),
@@ -570,6 +642,83 @@ mod tests {
             available,
             ["app-0,app-1"],
             "one decision, made from complete lists"
+        );
+    }
+
+    /// `iter8_observed_resource_version` must not claim an event handled before the writer has
+    /// its decision: a mark reaches the writer after the changes of the events it covers, and
+    /// while the index waits for its initial lists, after the decisions made when it resumes.
+    #[tokio::test]
+    async fn observed_marks_reach_the_writer_after_the_decisions_they_cover() {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "app-routemap", "namespace": "test", "uid": "u1", "resourceVersion": "11",
+                         "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"}},
+            "data": {"routemap.yaml": "strategy: canary\nroute: {name: app, parentRefs: [{name: gw}]}\nversions:\n- {name: app-0, resources: [{gvrShort: deploy, name: app-0}]}\n"}
+        }))
+        .expect("configmap");
+        let deploy: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "app-0", "namespace": "test", "generation": 1, "resourceVersion": "12",
+                         "labels": {"iter8.tools/watch": "true"}},
+            "status": {"observedGeneration": 1, "conditions": [{"type": "Available", "status": "False"}]}
+        }))
+        .expect("deployment");
+        let mut ready: DynamicObject = deploy.clone();
+        ready.data["status"]["conditions"][0]["status"] = json!("True");
+        ready.metadata.resource_version = Some("13".into());
+        let (tx, rx) = mpsc::channel(16);
+        let (writer, mut out) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_index(
+            Index::new(&Config::default()),
+            rx,
+            writer,
+            Metrics::default(),
+        ));
+        for msg in [
+            IndexMsg::AwaitInitialLists(vec!["routemaps".into(), "deploy".into()]),
+            IndexMsg::RouteMapsRelisting,
+            routemap_message(&cm),
+            IndexMsg::RouteMapsSynced,
+            index_mark("routemaps", 11),
+            IndexMsg::ResourcesRelisting("deploy".into()),
+            resource_message("deploy", &deploy, false),
+            IndexMsg::ResourcesSynced("deploy".into()),
+            index_mark("deploy", 12),
+            resource_message("deploy", &ready, false),
+            index_mark("deploy", 13),
+        ] {
+            tx.send(msg).await.expect("index task alive");
+        }
+        drop(tx);
+        task.await.expect("index task");
+        let mut seen = Vec::new();
+        while let Ok(msg) = out.try_recv() {
+            match msg {
+                WriterMsg::Change(change) => {
+                    if let Change::Decided {
+                        outcome: crate::index::Outcome::Desired { summary, .. },
+                        ..
+                    } = *change
+                    {
+                        seen.push(format!("decided [{}]", summary.available().join(",")));
+                    }
+                }
+                WriterMsg::Observed {
+                    watch,
+                    resource_version,
+                } => seen.push(format!("observed {watch} {resource_version}")),
+                WriterMsg::Seen { .. } | WriterMsg::Live(_) => {}
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "decided []",
+                "observed routemaps 11",
+                "observed deploy 12",
+                "decided [app-0]",
+                "observed deploy 13",
+            ]
         );
     }
 
