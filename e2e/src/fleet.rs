@@ -150,18 +150,22 @@ impl Fleet {
     /// Applies the routes (and the status annotation) of `which` releases exactly as the
     /// controller would have: same body, same field managers.
     pub async fn preapply(&self, cluster: &Cluster, which: &[usize]) -> Result<()> {
-        let items: Vec<(String, HttpRoute, Outcome, Value)> = which
+        let items = which
             .iter()
             .map(|&i| {
                 let a = app(i);
-                (
+                let outcome = self
+                    .outcomes
+                    .get(&a)
+                    .ok_or_else(|| anyhow!("{a}: no decision"));
+                Ok((
                     a.clone(),
-                    self.routes[&a].clone(),
-                    self.outcomes[&a].clone(),
-                    self.releases[i].routemap.clone(),
-                )
+                    self.route(&a)?.clone(),
+                    outcome?.clone(),
+                    self.routemap(i)?.clone(),
+                ))
             })
-            .collect();
+            .collect::<Result<Vec<(String, HttpRoute, Outcome, Value)>>>()?;
         let client = cluster.client.clone();
         let ns = self.ns.clone();
         concurrently(items, |(name, route, outcome, cm)| {
@@ -205,10 +209,10 @@ impl Fleet {
     /// Undoes what the controller did for `which` releases: deletes their routes and removes
     /// the status annotation (as before the first run).
     pub async fn reset(&self, cluster: &Cluster, which: &[usize]) -> Result<()> {
-        let items: Vec<(String, Value)> = which
+        let items = which
             .iter()
-            .map(|&i| (app(i), self.releases[i].routemap.clone()))
-            .collect();
+            .map(|&i| Ok((app(i), self.routemap(i)?.clone())))
+            .collect::<Result<Vec<(String, Value)>>>()?;
         let client = cluster.client.clone();
         let ns = self.ns.clone();
         concurrently(items, |(name, cm)| {
@@ -227,6 +231,21 @@ impl Fleet {
         })
         .await?;
         Ok(())
+    }
+
+    /// The route decided for app `name`.
+    pub fn route(&self, name: &str) -> Result<&HttpRoute> {
+        self.routes
+            .get(name)
+            .ok_or_else(|| anyhow!("{name}: no route decided"))
+    }
+
+    /// The routemap of release `i` as the server returned it.
+    fn routemap(&self, i: usize) -> Result<&Value> {
+        self.releases
+            .get(i)
+            .map(|r| &r.routemap)
+            .ok_or_else(|| anyhow!("no release {i}"))
     }
 
     /// Route names of the releases in `which`.

@@ -301,9 +301,9 @@ pub async fn latency(
     warmup: usize,
 ) -> Result<Latency> {
     let a = app(0);
-    let with_candidate = fleet.routes[&a].clone();
+    let with_candidate = fleet.route(&a)?.clone();
     fleet.plan(false)?;
-    let without_candidate = fleet.routes[&a].clone();
+    let without_candidate = fleet.route(&a)?.clone();
     fleet.plan(true)?;
     let rules_with = with_candidate.spec.rules.len();
     let rules_without = without_candidate.spec.rules.len();
