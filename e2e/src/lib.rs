@@ -1,69 +1,49 @@
-//! Helpers shared by the end-to-end tests (`tests/`) and the scale bench (`benches/scale`):
-//! paths in the repository, free loopback ports, a tiny HTTP client for the controller's admin
-//! server, and the HTTPRoute CRD to install. The scenarios themselves live in `tests/`.
+//! The one test-support layer of the end-to-end tests (`tests/`) and the scale bench
+//! (`benches/scale`): both start the test API server, run the real `iter8-controller`, read its
+//! metrics and wait the same way, through these modules.
+//!
+//! - [`cluster`]: a test API server (etcd + server) in a fresh directory, the HTTPRoute CRD,
+//!   kubectl, fault injection (restarts), stopped by its recorded pids on drop;
+//! - [`objects`]: reading and writing objects on it (Deployment status, routes, the routemap's
+//!   status annotation, Events, Leases, resourceVersions of what the controller watches);
+//! - [`controller`]: the controller process (started, stopped by pid, killed on drop);
+//! - [`metrics`]: its `/metrics`, and the waits for positive evidence that it has judged a change;
+//! - [`release`]: a release of `charts/release` (`helm template` + server-side apply);
+//! - [`live`]: a live HTTPRoute in routing-core's model, and where a request goes;
+//! - [`suite`]: scenarios one after the other on one server, with logs on failure;
+//! - [`builders`]: releases, Deployments and their status as the chart and a controller-manager
+//!   make them;
+//! - [`fleet`], [`tracker`], [`scale`]: the scale bench's releases, its route watch and its
+//!   measurements (also run scaled down by `tests/scale.rs`);
+//! - [`wait`], [`tools`], [`out`]: polling with a limit, paths and commands, printing.
+//!
+//! `use iter8_e2e::prelude::*` brings what a test file uses.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+pub mod builders;
+pub mod cluster;
+pub mod controller;
+pub mod fleet;
+pub mod live;
+pub mod metrics;
+pub mod objects;
+pub mod out;
+pub mod release;
+pub mod scale;
+pub mod suite;
+pub mod tools;
+pub mod tracker;
+pub mod wait;
 
-use anyhow::{Context, Result, anyhow};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
-
-/// The repository root (the workspace).
-pub fn repo_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A tiny HTTP/1.1 GET (the admin server is plain HTTP on loopback): status code and body.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let code = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("bad HTTP answer: {buf:.80}"))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((code, body.to_string()))
-}
-
-/// The HTTPRoute CRD to install, and where it came from: the official Gateway API v1.6.1 CRD
-/// from `../shared/crds` when this checkout sits in the project's workspace, else the one
-/// generated from the `gateway-api` crate. A CRD in a `*.k8s.io` group needs the
-/// `api-approved.kubernetes.io` annotation (the official one has it, the generated one does
-/// not), so it is added when missing.
-pub fn httproute_crd() -> Result<(CustomResourceDefinition, String)> {
-    let official = repo_root().join("../shared/crds/gateway.networking.k8s.io_httproutes.yaml");
-    let (mut crd, source) = if official.is_file() {
-        let text = std::fs::read_to_string(&official)?;
-        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
-            .with_context(|| format!("parsing {}", official.display()))?;
-        (crd, format!("official CRD {}", official.display()))
-    } else {
-        (
-            gateway_api::apis::standard::httproutes::HttpRoute::crd(),
-            "CRD generated from the gateway-api crate".to_string(),
-        )
-    };
-    crd.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .entry("api-approved.kubernetes.io".to_string())
-        // The value the official v1.6.1 CRD carries.
-        .or_insert_with(|| "https://github.com/kubernetes-sigs/gateway-api/pull/4530".to_string());
-    Ok((crd, source))
+/// What the test files use.
+pub mod prelude {
+    pub use crate::cluster::Cluster;
+    pub use crate::controller::{Controller, LEASE_DURATION};
+    pub use crate::live::{Live, canary_split, one_rule_to, plain_request, test_request};
+    pub use crate::metrics::writes_agree;
+    pub use crate::objects::show_events;
+    pub use crate::out::{note, ok, say, step};
+    pub use crate::release::{Release, rendered_object};
+    pub use crate::suite::{Suite, release_with_controller};
+    pub use crate::tools::values;
+    pub use crate::wait::{timeout, wait_for};
 }

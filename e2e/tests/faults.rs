@@ -2,21 +2,19 @@
 //! another field manager editing the route, an invalid routemap, a controller restart with
 //! nothing to do, and two replicas with leader election.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, ensure};
-use common::*;
+use iter8_e2e::prelude::*;
 
 const ROUTE: &str = "httpbin";
 const ROUTEMAP: &str = "httpbin-routemap";
 const LEASE: &str = "iter8-controller-leader";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults() {
-    let cluster = Cluster::start("faults").await.expect("test API server");
-    let mut suite = Suite::new(&cluster);
+async fn faults() -> Result<()> {
+    let cluster = Cluster::start("faults").await?;
+    let mut suite = Suite::new(&cluster)?;
     suite
         .run(
             "API server restarted mid-run",
@@ -60,21 +58,15 @@ async fn faults() {
     suite
         .run("two replicas, leader election", leader_election(&cluster))
         .await;
-    suite.finish();
+    suite.finish()
 }
 
 fn one_rule(r: &Live) -> std::result::Result<(), String> {
-    (r.rules() == 1 && r.backends(0) == [("httpbin-0".to_string(), 1)])
-        .then_some(())
-        .ok_or_else(|| "want one rule to httpbin-0".into())
+    one_rule_to("httpbin-0")(r)
 }
 
 fn two_rules(r: &Live) -> std::result::Result<(), String> {
-    (r.rules() == 2
-        && r.serves(&test_request()) == [("httpbin-1".into(), Some("httpbin-1".into()))]
-        && r.serves(&plain_request()) == [("httpbin-0".into(), Some("httpbin-0".into()))])
-    .then_some(())
-    .ok_or_else(|| "want traffic: test -> httpbin-1, others -> httpbin-0".into())
+    canary_split("httpbin-0", "httpbin-1")(r)
 }
 
 /// The tutorial's step 2 in `ns`, with a controller: httpbin-0 ready, httpbin-1 ready or not.
@@ -86,7 +78,7 @@ async fn canary<'a>(
 ) -> Result<(Release<'a>, Controller, Live)> {
     cluster.create_namespace(ns).await?;
     let mut release = Release::new(cluster, "httpbin", ns);
-    release.upgrade(&[&values("seed-2-candidate.yaml")])?;
+    release.upgrade(&[&values("seed-2-candidate.yaml")]).await?;
     cluster.set_deployment(ns, "httpbin-0", true).await?;
     if candidate_ready {
         cluster.set_deployment(ns, "httpbin-1", true).await?;
@@ -164,7 +156,7 @@ async fn change_reaches_route(
         live.describe()
     ));
     ensure!(controller.alive(), "the controller exited");
-    controller.expect_applied(2).await
+    controller.expect_applied(cluster, ns, 2).await
 }
 
 async fn etcd_restart(cluster: &Cluster) -> Result<()> {
@@ -229,11 +221,10 @@ async fn other_manager(cluster: &Cluster) -> Result<()> {
         "controller repaired its fields: {}",
         live.describe()
     ));
-    settle().await;
-    let live = cluster
-        .route(ns, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow!("route gone"))?;
+    // Evidence that the controller has judged the route it repaired (its own write's echo)
+    // before checking that it did not write again.
+    controller.wait_caught_up(cluster, ns).await?;
+    let live = cluster.existing_route(ns, ROUTE).await?;
     ensure!(
         two_rules(&live).is_ok() && live.backends(0) == [("httpbin-1".to_string(), 1)],
         "route changed again: {}",
@@ -310,11 +301,10 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
         "the Event must name the field path versions[1].matches"
     );
     ok("the Event names the field path versions[1].matches");
-    settle().await;
-    let now = cluster
-        .route(ns, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow!("route gone"))?;
+    // Evidence that the controller has judged the invalid routemap (and written its status)
+    // before checking that it left the route alone.
+    controller.wait_caught_up(cluster, ns).await?;
+    let now = cluster.existing_route(ns, ROUTE).await?;
     ensure!(
         now.resource_version() == rv && controller.applied()? == applied,
         "the live route must stay as it was (rv {rv} -> {})",
@@ -348,16 +338,16 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
             e.message.as_deref().unwrap_or("")
         ));
     }
-    settle().await;
-    let now = cluster
-        .route(ns, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow!("route gone"))?;
-    ensure!(now.resource_version() == rv, "route changed");
+    controller.wait_caught_up(cluster, ns).await?;
+    let now = cluster.existing_route(ns, ROUTE).await?;
+    ensure!(
+        now.resource_version() == rv && controller.applied()? == applied,
+        "route changed"
+    );
     ok("live route unchanged");
 
     step(4, "re-apply the release's valid routemap");
-    release.apply_rendered(&rendered)?;
+    release.apply_rendered(&rendered).await?;
     cluster
         .wait_status(
             ns,
@@ -366,13 +356,10 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
             &["httpbin-0", "httpbin-1"],
         )
         .await?;
-    settle().await;
-    let now = cluster
-        .route(ns, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow!("route gone"))?;
+    controller.wait_caught_up(cluster, ns).await?;
+    let now = cluster.existing_route(ns, ROUTE).await?;
     ensure!(
-        now.resource_version() == rv && two_rules(&now).is_ok(),
+        now.resource_version() == rv && two_rules(&now).is_ok() && controller.applied()? == applied,
         "route after recovery: {}",
         now.describe()
     );
@@ -389,8 +376,13 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
 async fn restart_no_writes(cluster: &Cluster, ns: &str, extra: &[&str]) -> Result<()> {
     step(1, "canary with both versions ready");
     let (_release, mut controller, live) = canary(cluster, ns, true, "iter8-controller-0").await?;
-    settle().await;
-    let rv = live.resource_version();
+    // The first replica has finished (route, status annotation, Events) before the snapshot.
+    controller.wait_caught_up(cluster, ns).await?;
+    let rv = cluster.existing_route(ns, ROUTE).await?.resource_version();
+    ensure!(
+        rv == live.resource_version(),
+        "the route changed after it was right"
+    );
     let events = cluster.events(ns, ROUTEMAP).await?.len();
     let status = cluster.routemap_status(ns, ROUTEMAP).await?;
     step(
@@ -416,11 +408,9 @@ async fn restart_no_writes(cluster: &Cluster, ns: &str, extra: &[&str]) -> Resul
         },
     )
     .await?;
-    settle().await;
-    let now = cluster
-        .route(ns, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow!("route gone"))?;
+    // ... and has caught up with everything it watches.
+    controller.wait_caught_up(cluster, ns).await?;
+    let now = cluster.existing_route(ns, ROUTE).await?;
     let applied = controller.applied()?;
     ensure!(
         now.resource_version() == rv && applied == 0,
@@ -470,7 +460,7 @@ async fn leader_election(cluster: &Cluster) -> Result<()> {
     let live = cluster
         .wait_route(ns, ROUTE, "two rules", two_rules)
         .await?;
-    a.expect_applied(2).await?;
+    a.expect_applied(cluster, ns, 2).await?;
     let (wa, wb) = (a.applied()?, b.applied()?);
     ensure!(wa == 2 && wb == 0, "writes: a {wa}, b {wb}");
     let skipped = b.metric("iter8_applies_total{result=\"skipped_follower\"}")?;
@@ -522,7 +512,7 @@ async fn leader_election(cluster: &Cluster) -> Result<()> {
         LEASE_DURATION.as_secs(),
         live.describe()
     ));
-    b.expect_applied(1).await?;
+    b.expect_applied(cluster, ns, 1).await?;
     let events = cluster.events(ns, ROUTEMAP).await?;
     let last = events
         .iter()

@@ -2,18 +2,19 @@
 //! fresh test API server, half with their route already correct, half without. Fails unless the
 //! real controller makes exactly one route write per route that needed one and none to the
 //! others at cold start, and no write at all (routes, Events, status) during ~10 s of churn on
-//! watched objects that changes no routing. About 30 s.
+//! watched objects that changes no routing (its run time is in docs/performance.md).
 //!
 //! Needs `cargo build -p iter8-controller` (e2e/run.sh does it) and the test API server
 //! (built by e2e/test-apiserver/build.sh, cached).
 
-#[path = "../benches/scale/harness.rs"]
-mod harness;
-
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use harness::*;
+use iter8_e2e::cluster::Cluster;
+use iter8_e2e::fleet::seed;
+use iter8_e2e::out::say;
+use iter8_e2e::scale::{churn, cold_start, mib};
+use iter8_e2e::tracker::Tracker;
 
 const RELEASES: usize = 50;
 
@@ -24,29 +25,22 @@ fn churn_secs() -> u64 {
         .unwrap_or(10)
 }
 
-async fn scenario(server: &Server) -> Result<()> {
+async fn scenario(cluster: &Cluster) -> Result<()> {
     let ns = "scale";
-    server.create_namespace(ns).await?;
-    let fleet = seed(server, ns, RELEASES).await?;
+    cluster.create_namespace(ns).await?;
+    let fleet = seed(cluster, ns, RELEASES).await?;
     let correct: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 0).collect();
     let needing: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 1).collect();
-    fleet.preapply(server, &correct).await?;
+    fleet.preapply(cluster, &correct).await?;
     say(format!(
         "{RELEASES} releases seeded; {} routes (and status annotations) applied beforehand as the controller would, {} missing",
         correct.len(),
         needing.len()
     ));
-    let tracker = Tracker::start(server, ns, &fleet.want).await?;
+    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
 
-    let (cold, mut ctl) = cold_start(
-        server,
-        &fleet,
-        &tracker,
-        &needing,
-        0,
-        Duration::from_secs(60),
-    )
-    .await?;
+    let (cold, mut ctl) =
+        cold_start(cluster, &fleet, &tracker, &needing, Duration::from_secs(60)).await?;
     say(format!(
         "cold start: all routes correct after {:.2}s; {} applies, {} Events, {} status writes, peak RSS {:.1} MiB",
         cold.to_correct.as_secs_f64(),
@@ -81,7 +75,7 @@ async fn scenario(server: &Server) -> Result<()> {
     );
 
     let c = churn(
-        server,
+        cluster,
         &fleet,
         &tracker,
         &mut ctl,
@@ -111,16 +105,15 @@ async fn scenario(server: &Server) -> Result<()> {
         c.status_writes
     );
     ctl.check_alive()?;
-    ctl.stop();
-    Ok(())
+    ctl.stop()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_one_write_per_needed_route_and_none_on_noop_churn() -> Result<()> {
-    let mut server = Server::start("ci").await?;
-    let result = scenario(&server).await;
+    let cluster = Cluster::start("scale").await?;
+    let result = scenario(&cluster).await;
     if result.is_err() {
-        server.keep();
+        cluster.keep();
     }
     result
 }

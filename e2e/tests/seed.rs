@@ -1,20 +1,18 @@
 //! The seed canary tutorial, step by step, against a real API server with the real controller.
 
-mod common;
-
 use anyhow::{Result, ensure};
-use common::*;
+use iter8_e2e::prelude::*;
 
 const NS: &str = "test";
 const ROUTE: &str = "httpbin";
 const ROUTEMAP: &str = "httpbin-routemap";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_tutorial() {
-    let cluster = Cluster::start("seed").await.expect("test API server");
-    let mut suite = Suite::new(&cluster);
+async fn seed_tutorial() -> Result<()> {
+    let cluster = Cluster::start("seed").await?;
+    let mut suite = Suite::new(&cluster)?;
     suite.run("seed canary tutorial", tutorial(&cluster)).await;
-    suite.finish();
+    suite.finish()
 }
 
 /// RouteApplied Events, controller applies and route generations agree: one Event per write.
@@ -31,15 +29,25 @@ async fn check_events(cluster: &Cluster, controller: &Controller, live: &Live) -
     Ok(())
 }
 
-async fn tutorial(cluster: &Cluster) -> Result<()> {
-    let mut release = Release::new(cluster, "httpbin", NS);
+/// httpbin-0 rolled out (its status written as a controller-manager would): the controller
+/// lists it as the only available version and routes everything to it.
+async fn primary_ready(cluster: &Cluster) -> Result<Live> {
+    let generation = cluster.set_deployment(NS, "httpbin-0", true).await?;
+    note(format!(
+        "deploy/httpbin-0 status: Available=True, observedGeneration {generation}"
+    ));
+    cluster
+        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
+        .await?;
+    cluster
+        .wait_route(NS, ROUTE, "one rule to httpbin-0", one_rule_to("httpbin-0"))
+        .await
+}
 
+async fn tutorial(cluster: &Cluster) -> Result<()> {
     step(1, "deploy the initial version (seed-1-initial.yaml)");
-    cluster.create_namespace(NS).await?;
-    note("namespace test created");
-    release.upgrade(&[&values("seed-1-initial.yaml")])?;
-    let mut controller = Controller::start(cluster, NS, "iter8-controller-0")?;
-    controller.wait_ready().await?;
+    let (mut release, mut controller) =
+        release_with_controller(cluster, NS, "seed-1-initial.yaml").await?;
     cluster
         .wait_status(NS, ROUTEMAP, &[], &["httpbin-0"])
         .await?;
@@ -50,22 +58,7 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
         )),
         None => note("before httpbin-0 is ready: no HTTPRoute yet"),
     }
-    let generation = cluster.set_deployment(NS, "httpbin-0", true).await?;
-    note(format!(
-        "deploy/httpbin-0 status: Available=True, observedGeneration {generation}"
-    ));
-    cluster
-        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
-        .await?;
-    let live = cluster
-        .wait_route(NS, ROUTE, "route to httpbin-0", |r| {
-            if r.rules() == 1 && r.backends(0) == [("httpbin-0".to_string(), 1)] {
-                Ok(())
-            } else {
-                Err("not one rule to httpbin-0".into())
-            }
-        })
-        .await?;
+    let live = primary_ready(cluster).await?;
     println!("==> step 1: httpbin-0 ready: {}", live.describe());
     ensure!(
         live.app_version_headers_ok(),
@@ -97,22 +90,20 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
 
     step(2, "deploy the candidate (seed-2-candidate.yaml)");
     let before = live.resource_version();
-    release.upgrade(&[&values("seed-2-candidate.yaml")])?;
+    release.upgrade(&[&values("seed-2-candidate.yaml")]).await?;
     cluster
         .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0", "httpbin-1"])
         .await?;
-    settle().await;
-    let live = cluster
-        .route(NS, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("route gone"))?;
+    // Evidence that the controller has judged the new routemap before checking it wrote nothing.
+    controller.wait_caught_up(cluster, NS).await?;
+    let live = cluster.existing_route(NS, ROUTE).await?;
     println!(
         "==> step 2: candidate httpbin-1 deployed, not ready: route has {} rule ({})",
         live.rules(),
         live.describe()
     );
     ensure!(
-        live.rules() == 1 && live.resource_version() == before,
+        live.rules() == 1 && live.resource_version() == before && controller.applied()? == 1,
         "no candidate rule while httpbin-1 is unavailable, and no write"
     );
     ok("no candidate rule while httpbin-1 is unavailable (route not rewritten)");
@@ -121,12 +112,12 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
         "deploy/httpbin-1 status: Available=True, observedGeneration {generation}"
     ));
     let live = cluster
-        .wait_route(NS, ROUTE, "a traffic: test rule to httpbin-1", |r| {
-            (r.serves(&test_request()) == [("httpbin-1".into(), Some("httpbin-1".into()))]
-                && r.serves(&plain_request()) == [("httpbin-0".into(), Some("httpbin-0".into()))])
-            .then_some(())
-            .ok_or_else(|| "traffic: test not yet to httpbin-1".into())
-        })
+        .wait_route(
+            NS,
+            ROUTE,
+            "a traffic: test rule to httpbin-1",
+            canary_split("httpbin-0", "httpbin-1"),
+        )
         .await?;
     println!("==> step 2: httpbin-1 ready: {}", live.describe());
     ensure!(live.rules() == 2, "two rules expected");
@@ -153,7 +144,9 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
         ),
     )?;
     note("seed-3-promote.yaml with the image changed to kennethreitz/httpbin:latest");
-    release.upgrade(&[&values("seed-3-promote.yaml"), &promote])?;
+    release
+        .upgrade(&[&values("seed-3-promote.yaml"), &promote])
+        .await?;
     let (generation, observed) = cluster.deployment_generations(NS, "httpbin-0").await?;
     ensure!(
         generation > observed,
@@ -173,20 +166,7 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
         })
         .await?;
     note(format!("while httpbin-0 rolls out: {}", live.describe()));
-    cluster.set_deployment(NS, "httpbin-0", true).await?;
-    note(format!(
-        "deploy/httpbin-0 status: Available=True, observedGeneration {generation}"
-    ));
-    cluster
-        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
-        .await?;
-    let live = cluster
-        .wait_route(NS, ROUTE, "one rule to httpbin-0", |r| {
-            (r.rules() == 1 && r.backends(0) == [("httpbin-0".to_string(), 1)])
-                .then_some(())
-                .ok_or_else(|| "not one rule to httpbin-0".into())
-        })
-        .await?;
+    let live = primary_ready(cluster).await?;
     println!("==> step 3: new httpbin-0 ready: {}", live.describe());
     for req in [plain_request(), test_request()] {
         ensure!(
@@ -227,19 +207,25 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
         "the route's owner reference: v1 ConfigMap {ROUTEMAP} uid {uid} (controller)"
     ));
     let rv = live.resource_version();
-    let deleted = release.delete()?;
-    note(format!("deleted {}", deleted.join(" ")));
+    let applied = controller.applied()?;
+    let deleted = release.delete().await?;
+    note(format!("deleted {}", deleted.objects.join(" ")));
     ensure!(
         cluster.configmap(NS, ROUTEMAP).await?.is_none(),
         "routemap still there"
     );
-    settle().await;
-    let after = cluster
-        .route(NS, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("route gone (there is no garbage collector here)"))?;
+    // Evidence that the controller has handled the deletions before checking it wrote nothing.
+    controller
+        .wait_observed(&deleted.watched, timeout())
+        .await?;
+    controller.wait_caught_up(cluster, NS).await?;
+    note(format!(
+        "the controller has handled the deletions (resourceVersions {:?})",
+        deleted.watched
+    ));
+    let after = cluster.existing_route(NS, ROUTE).await?;
     ensure!(
-        after.resource_version() == rv,
+        after.resource_version() == rv && controller.applied()? == applied,
         "the controller must not touch the route of a deleted routemap"
     );
     ok(format!(

@@ -1,18 +1,16 @@
 //! Blue-green weights (and their live `iter8.tools/weight` override) and mirroring, against a
 //! real API server with the real controller.
 
-mod common;
-
 use anyhow::{Result, ensure};
-use common::*;
+use iter8_e2e::prelude::*;
 
 const ROUTE: &str = "httpbin";
 const ROUTEMAP: &str = "httpbin-routemap";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strategies() {
-    let cluster = Cluster::start("strategies").await.expect("test API server");
-    let mut suite = Suite::new(&cluster);
+async fn strategies() -> Result<()> {
+    let cluster = Cluster::start("strategies").await?;
+    let mut suite = Suite::new(&cluster)?;
     suite
         .run(
             "blue-green 30/70, live weight override",
@@ -20,7 +18,7 @@ async fn strategies() {
         )
         .await;
     suite.run("mirror", mirror(&cluster)).await;
-    suite.finish();
+    suite.finish()
 }
 
 fn weights_are(want: &[(&str, u32)]) -> impl Fn(&Live) -> std::result::Result<(), String> + use<> {
@@ -34,29 +32,49 @@ fn weights_are(want: &[(&str, u32)]) -> impl Fn(&Live) -> std::result::Result<()
     }
 }
 
+/// Waits until the route is one rule with exactly the weights `want`; prints `why` and the route.
+async fn expect_weights(
+    cluster: &Cluster,
+    ns: &str,
+    want: &[(&str, u32)],
+    why: &str,
+) -> Result<Live> {
+    let what = format!("one rule with weights {want:?}");
+    let live = cluster
+        .wait_route(ns, ROUTE, &what, weights_are(want))
+        .await?;
+    ok(format!("{why}: {}", live.describe()));
+    Ok(live)
+}
+
+/// Step `n`: a user overrides a version's weight live, with the annotation on one of its
+/// resources (the chart's `<version>-weight-config` ConfigMap).
+fn annotate_weight(cluster: &Cluster, ns: &str, n: u32, cm: &str, weight: u32) -> Result<()> {
+    let annotation = format!("iter8.tools/weight={weight}");
+    step(
+        n,
+        format!("kubectl annotate --overwrite cm {cm} {annotation}"),
+    );
+    cluster
+        .kubectl(&["annotate", "-n", ns, "--overwrite", "cm", cm, &annotation])
+        .map(|_| ())
+}
+
 async fn blue_green(cluster: &Cluster) -> Result<()> {
     let ns = "bluegreen";
-    cluster.create_namespace(ns).await?;
-    let mut release = Release::new(cluster, "httpbin", ns);
     step(
         1,
         "release with blue-green-30-70.yaml, no version ready yet",
     );
-    release.upgrade(&[&values("blue-green-30-70.yaml")])?;
-    let mut controller = Controller::start(cluster, ns, "iter8-controller-0")?;
-    controller.wait_ready().await?;
-    let live = cluster
-        .wait_route(
-            ns,
-            ROUTE,
-            "the primary alone at weight 1",
-            weights_are(&[("httpbin-0", 1)]),
-        )
-        .await?;
-    ok(format!(
-        "nothing ready: all weights 0, so the primary gets 1: {}",
-        live.describe()
-    ));
+    let (_release, mut controller) =
+        release_with_controller(cluster, ns, "blue-green-30-70.yaml").await?;
+    let live = expect_weights(
+        cluster,
+        ns,
+        &[("httpbin-0", 1)],
+        "nothing ready: all weights 0, so the primary gets 1",
+    )
+    .await?;
     let gateway = live
         .route
         .spec
@@ -68,82 +86,44 @@ async fn blue_green(cluster: &Cluster) -> Result<()> {
 
     step(2, "httpbin-0 ready, httpbin-1 not");
     cluster.set_deployment(ns, "httpbin-0", true).await?;
-    let live = cluster
-        .wait_route(
-            ns,
-            ROUTE,
-            "httpbin-0 at 30 alone",
-            weights_are(&[("httpbin-0", 30)]),
-        )
-        .await?;
-    ok(format!(
-        "unavailable httpbin-1 left out: {}",
-        live.describe()
-    ));
+    expect_weights(
+        cluster,
+        ns,
+        &[("httpbin-0", 30)],
+        "unavailable httpbin-1 left out",
+    )
+    .await?;
 
     step(3, "both ready: weights 30/70");
     cluster.set_deployment(ns, "httpbin-1", true).await?;
-    let live = cluster
-        .wait_route(
-            ns,
-            ROUTE,
-            "30/70",
-            weights_are(&[("httpbin-0", 30), ("httpbin-1", 70)]),
-        )
-        .await?;
-    ok(live.describe());
+    let live = expect_weights(
+        cluster,
+        ns,
+        &[("httpbin-0", 30), ("httpbin-1", 70)],
+        "both available",
+    )
+    .await?;
     ok(format!("GET / -> {}", live.explain(&plain_request())));
     ensure!(live.app_version_headers_ok(), "app-version headers");
 
-    step(
-        4,
-        "kubectl annotate --overwrite cm httpbin-1-weight-config iter8.tools/weight=80",
-    );
-    cluster.kubectl(&[
-        "annotate",
-        "-n",
+    annotate_weight(cluster, ns, 4, "httpbin-1-weight-config", 80)?;
+    let live = expect_weights(
+        cluster,
         ns,
-        "--overwrite",
-        "cm",
-        "httpbin-1-weight-config",
-        "iter8.tools/weight=80",
-    ])?;
-    let live = cluster
-        .wait_route(
-            ns,
-            ROUTE,
-            "30/80",
-            weights_are(&[("httpbin-0", 30), ("httpbin-1", 80)]),
-        )
-        .await?;
-    ok(format!("live weight override: {}", live.describe()));
+        &[("httpbin-0", 30), ("httpbin-1", 80)],
+        "live weight override",
+    )
+    .await?;
     ok(format!("GET / -> {}", live.explain(&plain_request())));
 
-    step(
-        5,
-        "kubectl annotate --overwrite cm httpbin-0-weight-config iter8.tools/weight=0",
-    );
-    cluster.kubectl(&[
-        "annotate",
-        "-n",
+    annotate_weight(cluster, ns, 5, "httpbin-0-weight-config", 0)?;
+    let live = expect_weights(
+        cluster,
         ns,
-        "--overwrite",
-        "cm",
-        "httpbin-0-weight-config",
-        "iter8.tools/weight=0",
-    ])?;
-    let live = cluster
-        .wait_route(
-            ns,
-            ROUTE,
-            "httpbin-1 alone",
-            weights_are(&[("httpbin-1", 80)]),
-        )
-        .await?;
-    ok(format!(
-        "weight 0 leaves httpbin-0 out of the rule: {}",
-        live.describe()
-    ));
+        &[("httpbin-1", 80)],
+        "weight 0 leaves httpbin-0 out of the rule",
+    )
+    .await?;
     let n = writes_agree(cluster, &controller, ns, ROUTEMAP, ROUTE).await?;
     ensure!(n as i64 == live.generation(), "{n} writes");
     ok(format!(
@@ -155,15 +135,11 @@ async fn blue_green(cluster: &Cluster) -> Result<()> {
 
 async fn mirror(cluster: &Cluster) -> Result<()> {
     let ns = "mirror";
-    cluster.create_namespace(ns).await?;
-    let mut release = Release::new(cluster, "httpbin", ns);
     step(
         1,
         "release with mirror.yaml (httpbin-1 mirrored at 25%, httpbin-2 at 0)",
     );
-    release.upgrade(&[&values("mirror.yaml")])?;
-    let mut controller = Controller::start(cluster, ns, "iter8-controller-0")?;
-    controller.wait_ready().await?;
+    let (_release, mut controller) = release_with_controller(cluster, ns, "mirror.yaml").await?;
     cluster.set_deployment(ns, "httpbin-0", true).await?;
     cluster
         .wait_status(
@@ -202,6 +178,8 @@ async fn mirror(cluster: &Cluster) -> Result<()> {
     ok(format!("GET / -> {}", live.explain(&plain_request())));
 
     step(3, "httpbin-2 ready (weight 0)");
+    controller.wait_caught_up(cluster, ns).await?;
+    let applied = controller.applied()?;
     cluster.set_deployment(ns, "httpbin-2", true).await?;
     cluster
         .wait_status(
@@ -211,11 +189,13 @@ async fn mirror(cluster: &Cluster) -> Result<()> {
             &["httpbin-0", "httpbin-1", "httpbin-2"],
         )
         .await?;
-    settle().await;
-    let live = cluster
-        .route(ns, ROUTE)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("route gone"))?;
+    // Evidence that the controller has judged httpbin-2 ready before checking the route.
+    controller.wait_caught_up(cluster, ns).await?;
+    let live = cluster.existing_route(ns, ROUTE).await?;
+    ensure!(
+        controller.applied()? == applied,
+        "a weight-0 candidate becoming ready needs no write"
+    );
     ensure!(
         live.mirrors() == [("httpbin-1".to_string(), 25)]
             && live.backends(0) == [("httpbin-0".to_string(), 1)],

@@ -56,6 +56,14 @@ pub enum WriterMsg {
     },
     /// The HTTPRoute watch.
     Live(LiveEvent),
+    /// Every event of a watch up to this resourceVersion was sent before: once the writes
+    /// they caused are done, it is `iter8_observed_resource_version{watch}`.
+    Observed {
+        /// The watch's name.
+        watch: String,
+        /// The resourceVersion, as an integer.
+        resource_version: i64,
+    },
 }
 
 /// Settings of the writer.
@@ -96,6 +104,8 @@ pub struct Writer {
     busy: HashSet<RouteMapKey>,
     again: HashSet<RouteMapKey>,
     in_flight: FuturesUnordered<BoxFuture<'static, (RouteMapKey, Done)>>,
+    /// Watch marks waiting for the routemaps that had work when they came.
+    marks: Vec<(String, i64, HashSet<RouteMapKey>)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -129,6 +139,7 @@ impl Writer {
             busy: HashSet::new(),
             again: HashSet::new(),
             in_flight: FuturesUnordered::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -185,8 +196,41 @@ impl Writer {
                 let keys = self.planner.live_event(event);
                 self.enqueue_all(keys);
             }
+            WriterMsg::Observed {
+                watch,
+                resource_version,
+            } => {
+                let pending: HashSet<RouteMapKey> = self
+                    .queued
+                    .iter()
+                    .chain(&self.busy)
+                    .chain(&self.again)
+                    .cloned()
+                    .collect();
+                self.marks.push((watch, resource_version, pending));
+            }
         }
         self.count();
+        self.release_marks();
+    }
+
+    /// Publishes the marks whose routemaps have no work queued or in flight any more.
+    fn release_marks(&mut self) {
+        if self.marks.is_empty() {
+            return;
+        }
+        let (queued, busy, again) = (&self.queued, &self.busy, &self.again);
+        for (_, _, pending) in &mut self.marks {
+            pending.retain(|k| queued.contains(k) || busy.contains(k) || again.contains(k));
+        }
+        let metrics = &self.metrics;
+        self.marks.retain(|(watch, rv, pending)| {
+            let done = pending.is_empty();
+            if done {
+                metrics.observed(watch, *rv);
+            }
+            !done
+        });
     }
 
     fn leadership(&mut self, leader: bool) {
@@ -232,6 +276,7 @@ impl Writer {
             }
         }
         self.count();
+        self.release_marks();
     }
 
     /// Hands a finished call back to the planner and queues what follows.
@@ -268,6 +313,7 @@ impl Writer {
                 self.queue.push_front(key);
             }
         }
+        self.release_marks();
     }
 
     fn count_failure(&self, call: &'static str, e: &WriteError) {

@@ -41,7 +41,14 @@ pub enum IndexMsg {
     ResourcesRelisting(String),
     /// A resource list is complete.
     ResourcesSynced(String),
-    /// Sent first by [`spawn_watches`]: the watches (`routemaps` and each resource type's short
+    /// Every event of watch `watch` up to `resource_version` has been sent before this.
+    Observed {
+        /// The watch's name (`routemaps` or a resource type's short name).
+        watch: String,
+        /// The resourceVersion of its last event, as an integer.
+        resource_version: i64,
+    },
+    /// Sent first by [`crate::watch::spawn_watches`]: the watches (`routemaps` and each resource type's short
     /// name) whose initial list must complete before any decision reaches the writer.
     AwaitInitialLists(Vec<String>),
 }
@@ -60,10 +67,28 @@ pub async fn run_index(
     metrics: Metrics,
 ) {
     let mut awaiting: Option<HashSet<String>> = None;
-    // Removals seen while paused (decisions are not made then).
+    // Removals seen while paused (decisions are not made then), and the marks after them.
     let mut held: Vec<Change> = Vec::new();
+    let mut held_marks: Vec<WriterMsg> = Vec::new();
     while let Some(msg) = rx.recv().await {
         let mut changes = match msg {
+            IndexMsg::Observed {
+                watch,
+                resource_version,
+            } => {
+                // Sent after the changes of the events it covers, so the writer handles them
+                // first; while paused, after the decisions made at resume.
+                let mark = WriterMsg::Observed {
+                    watch,
+                    resource_version,
+                };
+                if awaiting.is_some() {
+                    held_marks.push(mark);
+                } else if writer.send(mark).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             IndexMsg::AwaitInitialLists(names) => {
                 index.pause();
                 awaiting = Some(names.into_iter().collect());
@@ -132,6 +157,11 @@ pub async fn run_index(
                     return;
                 }
             }
+            for mark in held_marks.drain(..) {
+                if writer.send(mark).await.is_err() {
+                    return;
+                }
+            }
             continue;
         }
         if !send_changes(&writer, changes).await {
@@ -181,6 +211,14 @@ fn trace_decision(change: &Change) {
             ..
         } => tracing::debug!(category = error.category(), error = %error, "routemap is invalid"),
         Change::Removed { .. } => tracing::debug!("routemap removed"),
+    }
+}
+
+/// The mark of a watch that feeds the index.
+pub fn index_mark(watch: &str, resource_version: i64) -> IndexMsg {
+    IndexMsg::Observed {
+        watch: watch.to_string(),
+        resource_version,
     }
 }
 
@@ -330,6 +368,83 @@ mod tests {
             available,
             ["app-0,app-1"],
             "one decision, made from complete lists"
+        );
+    }
+
+    /// `iter8_observed_resource_version` must not claim an event handled before the writer has
+    /// its decision: a mark reaches the writer after the changes of the events it covers, and
+    /// while the index waits for its initial lists, after the decisions made when it resumes.
+    #[tokio::test]
+    async fn observed_marks_reach_the_writer_after_the_decisions_they_cover() {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "app-routemap", "namespace": "test", "uid": "u1", "resourceVersion": "11",
+                         "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"}},
+            "data": {"routemap.yaml": "strategy: canary\nroute: {name: app, parentRefs: [{name: gw}]}\nversions:\n- {name: app-0, resources: [{gvrShort: deploy, name: app-0}]}\n"}
+        }))
+        .expect("configmap");
+        let deploy: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "app-0", "namespace": "test", "generation": 1, "resourceVersion": "12",
+                         "labels": {"iter8.tools/watch": "true"}},
+            "status": {"observedGeneration": 1, "conditions": [{"type": "Available", "status": "False"}]}
+        }))
+        .expect("deployment");
+        let mut ready: DynamicObject = deploy.clone();
+        ready.data["status"]["conditions"][0]["status"] = json!("True");
+        ready.metadata.resource_version = Some("13".into());
+        let (tx, rx) = mpsc::channel(16);
+        let (writer, mut out) = mpsc::channel(64);
+        let task = tokio::spawn(run_index(
+            Index::new(&Config::default()),
+            rx,
+            writer,
+            Metrics::default(),
+        ));
+        for msg in [
+            IndexMsg::AwaitInitialLists(vec!["routemaps".into(), "deploy".into()]),
+            IndexMsg::RouteMapsRelisting,
+            routemap_message(&cm),
+            IndexMsg::RouteMapsSynced,
+            index_mark("routemaps", 11),
+            IndexMsg::ResourcesRelisting("deploy".into()),
+            resource_message("deploy", &deploy, false),
+            IndexMsg::ResourcesSynced("deploy".into()),
+            index_mark("deploy", 12),
+            resource_message("deploy", &ready, false),
+            index_mark("deploy", 13),
+        ] {
+            tx.send(msg).await.expect("index task alive");
+        }
+        drop(tx);
+        task.await.expect("index task");
+        let mut seen = Vec::new();
+        while let Ok(msg) = out.try_recv() {
+            match msg {
+                WriterMsg::Change(change) => {
+                    if let Change::Decided {
+                        decision: Decision::Desired { traffic, .. },
+                        ..
+                    } = *change
+                    {
+                        seen.push(format!("decided [{}]", traffic.available().join(",")));
+                    }
+                }
+                WriterMsg::Observed {
+                    watch,
+                    resource_version,
+                } => seen.push(format!("observed {watch} {resource_version}")),
+                WriterMsg::Seen { .. } | WriterMsg::Live(_) => {}
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "decided []",
+                "observed routemaps 11",
+                "observed deploy 12",
+                "decided [app-0]",
+                "observed deploy 13",
+            ]
         );
     }
 }

@@ -28,6 +28,7 @@ pub struct Metrics {
     versions: Gauge,
     leader: Gauge,
     missing_types: Family<Labels, Gauge>,
+    observed: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -47,6 +48,7 @@ impl Default for Metrics {
             versions: Gauge::default(),
             leader: Gauge::default(),
             missing_types: Family::default(),
+            observed: Family::default(),
         }
     }
 }
@@ -115,6 +117,11 @@ impl Metrics {
             "watch_type_missing",
             "1 while a configured resource type cannot be watched (CRD not installed)",
             self.missing_types.clone(),
+        );
+        r.register(
+            "observed_resource_version",
+            "Highest metadata.resourceVersion, per watch, of the events fully handled: indexed, decided, and any resulting write done",
+            self.observed.clone(),
         );
     }
 
@@ -192,6 +199,17 @@ impl Metrics {
             .get_or_create(&vec![("type", gvr_short.to_string())])
             .set(i64::from(missing));
     }
+
+    /// A watch's events up to `resource_version` are fully handled. Only the writer task calls
+    /// this, so the gauge only grows.
+    pub fn observed(&self, watch: &str, resource_version: i64) {
+        let gauge = self
+            .observed
+            .get_or_create(&vec![("watch", watch.to_string())]);
+        if resource_version > gauge.get() {
+            gauge.set(resource_version);
+        }
+    }
 }
 
 /// The registry as Prometheus text.
@@ -217,6 +235,9 @@ mod tests {
         metrics.set_leader(true);
         metrics.apply_latency(0.003);
         metrics.set_type_missing("isvc", true);
+        metrics.observed("routemaps", 42);
+        // A lower resourceVersion (a relist's older objects) never moves the gauge back.
+        metrics.observed("routemaps", 17);
         let text = render(&registry);
         for line in [
             "iter8_applies_total{result=\"applied\"} 2",
@@ -224,6 +245,7 @@ mod tests {
             "iter8_leader 1",
             "iter8_apply_duration_seconds_count 1",
             "iter8_watch_type_missing{type=\"isvc\"} 1",
+            "iter8_observed_resource_version{watch=\"routemaps\"} 42",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

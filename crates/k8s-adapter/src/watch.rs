@@ -14,6 +14,13 @@
 //! listed again. A configured type whose CRD is not installed is reported once (a warning and
 //! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
 //! until it appears; it does not fail the process or flood the log.
+//!
+//! After each event's messages (after a whole initial list), a watch sends an `Observed` mark
+//! with the event's resourceVersion down the same path: through the index task (held while the
+//! index is paused) to the writer, which sets `iter8_observed_resource_version{watch}` once the
+//! writes of everything before the mark are done. A watch delivers its events in
+//! resourceVersion order, so the gauge at `N` means every event of that watch up to `N` is
+//! indexed, decided and written (the e2e tests wait for it instead of sleeping).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -31,7 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::CacheSync;
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
-use crate::index_task::{IndexMsg, resource_message, routemap_message};
+use crate::index_task::{IndexMsg, index_mark, resource_message, routemap_message};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
 use routemap_index::config::Config;
@@ -55,11 +62,13 @@ fn is_not_found(e: &watcher::Error) -> bool {
 /// A type the API server does not serve (404 on list) is not left to the watcher's own retry,
 /// which restarts every second or so: the stream is dropped and made again after a backoff
 /// doubling from 1 s to 5 min, and the absence is logged once.
+#[allow(clippy::too_many_arguments)]
 async fn drive<K, M, S, F>(
     name: String,
     make: impl Fn() -> S,
     tx: impl Fn(M) -> BoxFuture<'static, bool>,
     mut convert: F,
+    mark: impl Fn(&str, i64) -> M,
     on_missing: impl Fn() -> Option<M>,
     metrics: Metrics,
     readiness: CacheSync,
@@ -71,6 +80,8 @@ async fn drive<K, M, S, F>(
     let mut missing = false;
     let mut synced = false;
     let mut absent_backoff = absent_backoff();
+    // Highest resourceVersion of the list in progress: marked once the list is complete.
+    let mut listed: Option<i64> = None;
     loop {
         let mut stream = std::pin::pin!(make());
         let mut restart_after = None;
@@ -85,10 +96,27 @@ async fn drive<K, M, S, F>(
                         tracing::info!(watch = %name, "resource type is now served; watching it");
                     }
                     let done = matches!(event, Event::InitDone);
+                    let observed = match &event {
+                        Event::Init => {
+                            listed = None;
+                            None
+                        }
+                        Event::InitApply(o) => {
+                            listed = listed.max(resource_version(o));
+                            None
+                        }
+                        Event::InitDone => listed.take(),
+                        Event::Apply(o) | Event::Delete(o) => resource_version(o),
+                    };
                     for msg in convert(event) {
                         if !tx(msg).await {
                             return;
                         }
+                    }
+                    if let Some(rv) = observed
+                        && !tx(mark(&name, rv)).await
+                    {
+                        return;
                     }
                     if done && !synced {
                         synced = true;
@@ -126,6 +154,11 @@ async fn drive<K, M, S, F>(
             None => return,
         }
     }
+}
+
+/// An object's resourceVersion as an integer (etcd revisions: ordered within a watch).
+fn resource_version<K: Resource>(obj: &K) -> Option<i64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
 }
 
 fn absent_backoff() -> backon::ExponentialBackoff {
@@ -199,6 +232,7 @@ pub fn spawn_watches(
             ))],
             Event::InitDone => vec![IndexMsg::RouteMapsSynced],
         },
+        index_mark,
         || None,
         metrics.clone(),
         readiness.clone(),
@@ -224,6 +258,7 @@ pub fn spawn_watches(
                 Event::Delete(o) => vec![resource_message(&kind, &o, true)],
                 Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
             },
+            index_mark,
             move || Some(IndexMsg::ResourcesSynced(missing.clone())),
             metrics.clone(),
             readiness.clone(),
@@ -253,6 +288,10 @@ pub fn spawn_watches(
                 name: o.metadata.name.unwrap_or_default(),
             }))],
             Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
+        },
+        |watch: &str, resource_version| WriterMsg::Observed {
+            watch: watch.to_string(),
+            resource_version,
         },
         || None,
         metrics.clone(),

@@ -37,7 +37,7 @@ use routing_core::RouteMapRef;
 use crate::error::{RouteMapError, WriteError};
 use crate::gateway::{GatewayStatus, acceptance_event};
 use crate::index::{Change, Decision, Traffic};
-use crate::live::{KeptRoute, LiveRoute, RouteId, covers, share_equal};
+use crate::live::{KeptRoute, LiveRoute, RouteId, share_equal};
 use crate::report::{EventNote, Report, RouteMapStatus, RouteResult, fnv1a, report_route};
 use crate::routemap::RouteMapKey;
 
@@ -464,7 +464,7 @@ impl WritePlanner {
                     let want_hash = fnv1a(route.owned.as_bytes());
                     let live = self.live.get(&route.id);
                     let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
-                    if !(waiting_for_echo || live.is_some_and(|l| carries(l, route))) {
+                    if !(waiting_for_echo || live.is_some_and(|l| l.carries(route))) {
                         return Next::Write(Step::Apply {
                             id: route.id.clone(),
                             route: route.clone(),
@@ -735,15 +735,4 @@ fn gateway_report(slot: &mut Slot, live: Option<&LiveRoute>) -> Next {
         owner: slot.owner.clone(),
         report,
     })
-}
-
-/// The live route carries the fields we own as desired: equal text is the usual case;
-/// otherwise the live route may still carry everything we want next to server defaults and
-/// other managers' fields.
-fn carries(live: &LiveRoute, want: &KeptRoute) -> bool {
-    *live.owned == *want.owned
-        || serde_json::from_str::<serde_json::Value>(&live.owned)
-            .ok()
-            .zip(serde_json::from_str::<serde_json::Value>(&want.owned).ok())
-            .is_some_and(|(owned, want)| covers(&owned, &want))
 }

@@ -1,4 +1,4 @@
-//! Scale bench of the real `iter8-controller` against the test API server (issue 7).
+//! Scale bench of the real `iter8-controller` against the test API server.
 //!
 //! ```sh
 //! cargo build --release -p iter8-controller -p iter8-render
@@ -21,17 +21,22 @@
 //! until idle, count writes; stop it and undo what it did. The last run's controller then does
 //! the reaction-latency flips (first size only) and the no-op churn.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use harness::*;
-use iter8_e2e::repo_root;
+use iter8_e2e::builders::{app, routemap};
+use iter8_e2e::cluster::Cluster;
+use iter8_e2e::controller::{Controller, proc_status_kib};
+use iter8_e2e::fleet::seed;
+use iter8_e2e::out::say;
+use iter8_e2e::scale::{
+    Churn, ColdStart, Latency, churn, cold_start, latency, median, mib, ms, percentile,
+};
+use iter8_e2e::tools::{repo_root, workspace_bin};
+use iter8_e2e::tracker::Tracker;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -52,26 +57,26 @@ struct SizeResult {
 
 async fn run_size(n: usize, runs: usize, flips: usize, churn_secs: u64) -> Result<SizeResult> {
     say(format!("=== {n} releases"));
-    let mut server = Server::start(&format!("{n}")).await?;
-    let result = measure_size(&server, n, runs, flips, churn_secs).await;
+    let cluster = Cluster::start(&format!("scale-{n}")).await?;
+    let result = measure_size(&cluster, n, runs, flips, churn_secs).await;
     if result.is_err() {
-        server.keep();
+        cluster.keep();
     }
     result
 }
 
 async fn measure_size(
-    server: &Server,
+    cluster: &Cluster,
     n: usize,
     runs: usize,
     flips: usize,
     churn_secs: u64,
 ) -> Result<SizeResult> {
     let ns = "scale";
-    server.create_namespace(ns).await?;
-    server.create_namespace("floor").await?;
+    cluster.create_namespace(ns).await?;
+    cluster.create_namespace("floor").await?;
     let t = Instant::now();
-    let mut fleet = seed(server, ns, n).await?;
+    let mut fleet = seed(cluster, ns, n).await?;
     let seed_secs = t.elapsed().as_secs_f64();
     say(format!(
         "seeded {n} releases ({} objects, {} API calls) in {seed_secs:.1}s",
@@ -81,13 +86,13 @@ async fn measure_size(
     let correct: Vec<usize> = (0..n).filter(|i| i % 2 == 0).collect();
     let needing: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
     let t = Instant::now();
-    fleet.preapply(server, &correct).await?;
+    fleet.preapply(cluster, &correct).await?;
     say(format!(
         "pre-applied {} routes + status annotations as the controller would, in {:.1}s",
         correct.len(),
         t.elapsed().as_secs_f64()
     ));
-    let tracker = Tracker::start(server, ns, &fleet.want).await?;
+    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
     let mut out = SizeResult {
         n,
         seed_secs,
@@ -97,7 +102,7 @@ async fn measure_size(
     for run in 0..runs {
         if run > 0 {
             let t = Instant::now();
-            fleet.reset(server, &needing).await?;
+            fleet.reset(cluster, &needing).await?;
             tracker
                 .wait_correct(correct.len(), Duration::from_secs(120))
                 .await?;
@@ -108,11 +113,10 @@ async fn measure_size(
             ));
         }
         let (cold, ctl) = cold_start(
-            server,
+            cluster,
             &fleet,
             &tracker,
             &needing,
-            run,
             Duration::from_secs(1200),
         )
         .await?;
@@ -132,8 +136,7 @@ async fn measure_size(
         ));
         out.runs.push(cold);
         if run + 1 < runs {
-            let mut ctl = ctl;
-            ctl.stop();
+            stop(ctl);
         } else {
             last = Some(ctl);
         }
@@ -142,7 +145,7 @@ async fn measure_size(
         bail!("no run");
     };
     if flips > 0 {
-        let lat = latency(server, &mut fleet, "floor", flips, 10).await?;
+        let lat = latency(cluster, &mut fleet, "floor", flips, 10).await?;
         say(format!(
             "latency over {flips} flips: controller p50 {:.1} ms p99 {:.1} ms; floor p50 {:.1} ms p99 {:.1} ms",
             ms(percentile(&lat.controller, 50.0)),
@@ -151,12 +154,10 @@ async fn measure_size(
             ms(percentile(&lat.floor, 99.0)),
         ));
         out.latency = Some(lat);
-        ctl.wait_idle(Duration::from_secs(2), Duration::from_secs(60))
-            .await?;
     }
     if churn_secs > 0 {
         let c = churn(
-            server,
+            cluster,
             &fleet,
             &tracker,
             &mut ctl,
@@ -176,8 +177,16 @@ async fn measure_size(
         out.churn = Some(c);
     }
     out.peak_rss_end = ctl.peak_rss().unwrap_or(0);
-    ctl.stop();
+    stop(ctl);
     Ok(out)
+}
+
+/// Stops a controller between runs; one slow to stop (a profiler writing its data) is killed
+/// and reported, not fatal to a long bench.
+fn stop(mut ctl: Controller) {
+    if let Err(e) = ctl.stop() {
+        say(format!("{e:#}"));
+    }
 }
 
 /// One `iter8-render routes` run: (wall seconds, peak RSS bytes).
