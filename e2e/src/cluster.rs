@@ -45,6 +45,12 @@ impl Cluster {
     /// Builds the server if needed, starts it in a fresh temp directory, installs the HTTPRoute
     /// CRD and waits until it is Established and served.
     pub async fn start(name: &str) -> Result<Cluster> {
+        Self::start_with(name, &[]).await
+    }
+
+    /// [`Self::start`] with extra API server flags, e.g. its in-flight limits
+    /// (`--max-mutating-requests-inflight 2`).
+    pub async fn start_with(name: &str, apiserver_args: &[&str]) -> Result<Cluster> {
         // Fail before minutes of setup if the controller the test runs is missing.
         workspace_bin("iter8-controller")?;
         ensure_apiserver_built()?;
@@ -52,7 +58,9 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let started = Instant::now();
-        script("start.sh", &dir, &[], &[]).context("starting the test API server")?;
+        let args = apiserver_args.join(" ");
+        script("start.sh", &dir, &[], &[("TEST_APISERVER_ARGS", &args)])
+            .context("starting the test API server")?;
         let kubeconfig = dir.join("kubeconfig");
         let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
@@ -69,6 +77,26 @@ impl Cluster {
         ));
         cluster.install_crd().await?;
         Ok(cluster)
+    }
+
+    /// A kubeconfig for the ordinary identity `start.sh` gives the token
+    /// `test-apiserver-controller` (not `system:masters`, so the API server's in-flight limits
+    /// apply to it).
+    pub fn controller_kubeconfig(&self) -> Result<PathBuf> {
+        let admin = std::fs::read_to_string(&self.kubeconfig)?;
+        anyhow::ensure!(
+            admin.contains("token: test-apiserver-allows-everyone"),
+            "unexpected kubeconfig from start.sh"
+        );
+        let path = self.dir.join("kubeconfig-controller");
+        std::fs::write(
+            &path,
+            admin.replace(
+                "token: test-apiserver-allows-everyone",
+                "token: test-apiserver-controller",
+            ),
+        )?;
+        Ok(path)
     }
 
     /// Keep the directory (logs) when dropped.

@@ -42,6 +42,7 @@ pub struct Launch<'a> {
     args: Vec<String>,
     log_level: String,
     wrap: Vec<String>,
+    kubeconfig: Option<PathBuf>,
 }
 
 impl<'a> Launch<'a> {
@@ -55,7 +56,15 @@ impl<'a> Launch<'a> {
             args: Vec::new(),
             log_level: "info,k8s_adapter=debug".into(),
             wrap: Vec::new(),
+            kubeconfig: None,
         }
+    }
+
+    /// Another kubeconfig than the cluster's administrator's (e.g.
+    /// [`Cluster::controller_kubeconfig`]).
+    pub fn kubeconfig(mut self, path: &std::path::Path) -> Self {
+        self.kubeconfig = Some(path.to_path_buf());
+        self
     }
 
     /// Extra flags.
@@ -104,7 +113,7 @@ impl<'a> Launch<'a> {
         let started = Instant::now();
         let child = command
             .arg("--kubeconfig")
-            .arg(&self.cluster.kubeconfig)
+            .arg(self.kubeconfig.as_ref().unwrap_or(&self.cluster.kubeconfig))
             .args(["--namespace", ns, "--pod-name", pod])
             .arg("--admin-addr")
             .arg(admin.to_string())

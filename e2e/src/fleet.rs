@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
-use k8s_adapter::kube_types::{configmap_resource, httproute_resource, to_gateway};
+use k8s_adapter::kube_types::{
+    CoreEvent, configmap_reference, configmap_resource, core_event, httproute_resource, now,
+    to_gateway,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::Client;
@@ -15,10 +18,10 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use routemap_index::config::Config;
 use routemap_index::index::{Decision, Index};
 use routemap_index::live::KeptRoute;
-use routemap_index::report::{RouteResult, report};
+use routemap_index::report::{EventNote, RouteResult, report};
 use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::HttpRoute;
-use routing_core::keys::{STATUS_ANNOTATION, STATUS_FIELD_MANAGER};
+use routing_core::keys::{REPORTING_CONTROLLER, STATUS_ANNOTATION, STATUS_FIELD_MANAGER};
 use serde_json::{Value, json};
 
 use crate::builders::{app, deployment, deployment_status, facts, routemap, service};
@@ -151,6 +154,20 @@ impl Fleet {
     /// Applies the routes (and the status annotation) of `which` releases exactly as the
     /// controller would have: same body, same field managers.
     pub async fn preapply(&self, cluster: &Cluster, which: &[usize]) -> Result<()> {
+        self.write_as_controller(cluster, which, CONCURRENCY, false)
+            .await
+    }
+
+    /// Makes the writes the controller makes for each of `which` releases, in its order: the
+    /// route's server-side apply, then (with `events`) its `RouteApplied` Event, then the
+    /// status annotation; `in_flight` releases at a time. The floor of a cold start.
+    pub async fn write_as_controller(
+        &self,
+        cluster: &Cluster,
+        which: &[usize],
+        in_flight: usize,
+        events: bool,
+    ) -> Result<()> {
         let items = which
             .iter()
             .map(|&i| {
@@ -169,7 +186,7 @@ impl Fleet {
             .collect::<Result<Vec<(String, HttpRoute, Decision, Value)>>>()?;
         let client = cluster.client.clone();
         let ns = self.ns.clone();
-        concurrently(items, |(name, route, decision, cm)| {
+        futures::stream::iter(items.into_iter().map(|(name, route, decision, cm)| {
             let client = client.clone();
             let ns = ns.clone();
             async move {
@@ -182,7 +199,7 @@ impl Fleet {
                         &Patch::Apply(&to_gateway(&route)?),
                     )
                     .await
-                    .with_context(|| format!("pre-applying route {name}"))?;
+                    .with_context(|| format!("applying route {name}"))?;
                 let generation = applied.metadata.generation;
                 let rv = cm["metadata"]["resourceVersion"].as_str();
                 let report = report(
@@ -193,6 +210,9 @@ impl Fleet {
                     None,
                 )
                 .ok_or_else(|| anyhow!("nothing to report"))?;
+                if events && let Some(event) = &report.event {
+                    publish_event(&client, &ns, &cm, event).await?;
+                }
                 set_status_annotation(
                     &client,
                     &ns,
@@ -200,9 +220,11 @@ impl Fleet {
                     Some(serde_json::to_string(&report.status)?),
                 )
                 .await?;
-                Ok(())
+                Ok::<(), anyhow::Error>(())
             }
-        })
+        }))
+        .buffer_unordered(in_flight.max(1))
+        .try_collect::<Vec<()>>()
         .await?;
         Ok(())
     }
@@ -253,6 +275,26 @@ impl Fleet {
     pub fn names(which: &[usize]) -> Vec<String> {
         which.iter().map(|&i| app(i)).collect()
     }
+}
+
+/// Publishes an Event on the routemap as the controller does.
+async fn publish_event(client: &Client, ns: &str, cm: &Value, event: &EventNote) -> Result<()> {
+    let name = cm["metadata"]["name"].as_str().unwrap_or_default();
+    let uid = cm["metadata"]["uid"].as_str().unwrap_or_default();
+    let body = core_event(
+        &configmap_reference(ns, name, uid),
+        event.warning,
+        event.reason,
+        &event.note,
+        REPORTING_CONTROLLER,
+        Some("floor"),
+        now(),
+    );
+    let api: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &body)
+        .await
+        .with_context(|| format!("Event on {name}"))?;
+    Ok(())
 }
 
 /// Writes (or, with `None`, removes) the status annotation as the controller's status field

@@ -29,6 +29,7 @@ pub mod objects;
 pub mod out;
 pub mod release;
 pub mod scale;
+pub mod status_probe;
 pub mod suite;
 pub mod tools;
 pub mod tracker;

@@ -1,8 +1,11 @@
 //! The scale bench (`benches/scale`), scaled down for CI: 50 two-version canary releases on a
 //! fresh test API server, half with their route already correct, half without. Fails unless the
-//! real controller makes exactly one route write per route that needed one and none to the
-//! others at cold start, and no write at all (routes, Events, status) during ~10 s of churn on
-//! watched objects that changes no routing (its run time is in docs/performance.md).
+//! real controller, with its writes in flight in parallel (the default), makes exactly one route
+//! write per route that needed one and none to the others at cold start, and no write at all
+//! (routes, Events, status) during ~10 s of churn on watched objects that changes no routing.
+//! Then the same cold start against an API server that lets one write in flight at a time and
+//! answers 429 past it: the controller must still converge with one write per route, waiting
+//! as asked, and without a Warning Event.
 //!
 //! Needs `cargo build -p iter8-controller` (e2e/run.sh does it) and the test API server
 //! (built by e2e/test-apiserver/build.sh, cached).
@@ -13,7 +16,7 @@ use anyhow::{Result, ensure};
 use iter8_e2e::cluster::Cluster;
 use iter8_e2e::fleet::seed;
 use iter8_e2e::out::say;
-use iter8_e2e::scale::{churn, cold_start, mib};
+use iter8_e2e::scale::{ColdStartAs, churn, cold_start, mib};
 use iter8_e2e::tracker::Tracker;
 
 const RELEASES: usize = 50;
@@ -39,8 +42,15 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
     ));
     let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
 
-    let (cold, mut ctl) =
-        cold_start(cluster, &fleet, &tracker, &needing, Duration::from_secs(60)).await?;
+    let (cold, mut ctl) = cold_start(
+        cluster,
+        &fleet,
+        &tracker,
+        &needing,
+        Duration::from_secs(60),
+        &ColdStartAs::default(),
+    )
+    .await?;
     say(format!(
         "cold start: all routes correct after {:.2}s; {} applies, {} Events, {} status writes, peak RSS {:.1} MiB",
         cold.to_correct.as_secs_f64(),
@@ -116,4 +126,90 @@ async fn scale_one_write_per_needed_route_and_none_on_noop_churn() -> Result<()>
         cluster.keep();
     }
     result
+}
+
+/// The API server lets this many writes (and twice as many reads) in flight from anyone but
+/// its administrator, and answers 429 with `Retry-After` past that.
+const THROTTLED_WRITES: usize = 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_throttled_cold_start_waits_as_asked_and_writes_once() -> Result<()> {
+    let writes = THROTTLED_WRITES.to_string();
+    let reads = (2 * THROTTLED_WRITES).to_string();
+    let cluster = Cluster::start_with(
+        "scale-throttled",
+        &[
+            "--max-mutating-requests-inflight",
+            &writes,
+            "--max-requests-inflight",
+            &reads,
+        ],
+    )
+    .await?;
+    let result = throttled(&cluster).await;
+    if result.is_err() {
+        cluster.keep();
+    }
+    result
+}
+
+async fn throttled(cluster: &Cluster) -> Result<()> {
+    let ns = "scale";
+    cluster.create_namespace(ns).await?;
+    let fleet = seed(cluster, ns, RELEASES).await?;
+    let correct: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 0).collect();
+    let needing: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 1).collect();
+    fleet.preapply(cluster, &correct).await?;
+    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
+    // An ordinary identity: the API server's limits apply to it (not to system:masters).
+    let how = ColdStartAs {
+        kubeconfig: Some(cluster.controller_kubeconfig()?),
+    };
+    let (cold, mut ctl) = cold_start(
+        cluster,
+        &fleet,
+        &tracker,
+        &needing,
+        Duration::from_secs(120),
+        &how,
+    )
+    .await?;
+    say(format!(
+        "throttled cold start ({THROTTLED_WRITES} write in flight at the API server): all routes correct after {:.2}s; {} calls answered 429 and retried; {} applies, {} Events ({} Warning), {} status writes",
+        cold.to_correct.as_secs_f64(),
+        cold.throttled,
+        cold.applied,
+        cold.events,
+        cold.warnings,
+        cold.status_writes
+    ));
+    ensure!(
+        cold.throttled > 0,
+        "the API server throttled nothing: the test did not exercise its limit"
+    );
+    ensure!(
+        cold.applied == needing.len() as u64
+            && cold.needing_written == needing.len()
+            && cold.max_writes_per_route == 1
+            && cold.correct_written == 0,
+        "throttled cold start: {} applies, {} of {} missing routes written up to {} times, {} writes to correct routes; want one write per missing route and none else",
+        cold.applied,
+        cold.needing_written,
+        needing.len(),
+        cold.max_writes_per_route,
+        cold.correct_written
+    );
+    ensure!(
+        cold.warnings == 0,
+        "throttled cold start: {} Warning Events; a 429 is no error",
+        cold.warnings
+    );
+    ensure!(
+        cold.status_writes == needing.len(),
+        "throttled cold start: {} status annotations written; want {}",
+        cold.status_writes,
+        needing.len()
+    );
+    ctl.check_alive()?;
+    ctl.stop()
 }

@@ -8,8 +8,11 @@
 //! Knobs (environment): `ITER8_SCALE_SIZES` (releases per cold start, default `1000,10000`),
 //! `ITER8_SCALE_RUNS` (cold starts per size, default 3; the figures are medians),
 //! `ITER8_SCALE_RUNS_LARGE` (at most this many for sizes above 2,000, default 1),
-//! `ITER8_SCALE_FLIPS` (readiness flips for the reaction latency, default 300, measured on the
-//! first size), `ITER8_SCALE_CHURN_SECS` (no-op churn per size, default 60),
+//! `ITER8_SCALE_FLIPS` (readiness flips for the reaction latency, default 300, measured at every
+//! size), `ITER8_SCALE_CHURN_SECS` (no-op churn per size, default 60),
+//! `ITER8_SCALE_THROTTLED` (releases of the cold start against an API server that lets
+//! `ITER8_SCALE_THROTTLED_WRITES` (default 4) writes in flight and answers 429 past them,
+//! default 1000, 0 skips),
 //! `ITER8_SCALE_RENDER` (routemaps for `iter8-render routes`, default 10000, 0 skips),
 //! `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`),
 //! `ITER8_SCALE_WRAP` (a command the controller runs under, e.g. `heaptrack -o /tmp/controller`).
@@ -17,9 +20,12 @@
 //! What it does per size: a fresh API server; N two-version canary releases (routemap + 2
 //! Services + 2 Deployments with `Available=True`); the routes (and status annotations) of the
 //! even releases applied beforehand exactly as the controller would, the odd ones missing; then
-//! per run: start the controller, time until every route is correct (a bare watch sees it), wait
-//! until idle, count writes; stop it and undo what it did. The last run's controller then does
-//! the reaction-latency flips (first size only) and the no-op churn.
+//! per run: the floor (a bare client making the controller's writes for the odd releases, each
+//! route apply, its Event and its status write, with the controller's default number in
+//! flight), undone; then the controller: start it, time until every route is correct and until
+//! its last status write (bare watches see both), wait until idle, count writes; stop it and
+//! undo what it did. The last run's controller then does the reaction-latency flips and the
+//! no-op churn.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -30,10 +36,11 @@ use anyhow::{Context, Result, bail};
 use iter8_e2e::builders::{app, routemap};
 use iter8_e2e::cluster::Cluster;
 use iter8_e2e::controller::{Controller, proc_status_kib};
+use iter8_e2e::fleet::Fleet;
 use iter8_e2e::fleet::seed;
 use iter8_e2e::out::say;
 use iter8_e2e::scale::{
-    Churn, ColdStart, Latency, churn, cold_start, latency, median, mib, ms, percentile,
+    Churn, ColdStart, ColdStartAs, Latency, churn, cold_start, latency, median, mib, ms, percentile,
 };
 use iter8_e2e::tools::{repo_root, workspace_bin};
 use iter8_e2e::tracker::Tracker;
@@ -50,6 +57,8 @@ struct SizeResult {
     n: usize,
     seed_secs: f64,
     runs: Vec<ColdStart>,
+    /// Wall time of the floor's writes, one per run.
+    floors: Vec<Duration>,
     churn: Option<Churn>,
     latency: Option<Latency>,
     peak_rss_end: u64,
@@ -99,30 +108,37 @@ async fn measure_size(
         ..Default::default()
     };
     let mut last = None;
+    let in_flight = routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT;
     for run in 0..runs {
         if run > 0 {
-            let t = Instant::now();
-            fleet.reset(cluster, &needing).await?;
-            tracker
-                .wait_correct(correct.len(), Duration::from_secs(120))
-                .await?;
-            say(format!(
-                "reset: {} routes deleted, status annotations removed, in {:.1}s",
-                needing.len(),
-                t.elapsed().as_secs_f64()
-            ));
+            reset(cluster, &fleet, &tracker, &needing, correct.len()).await?;
         }
+        // The floor, in the same run as the controller: the same writes, as many in flight.
+        let t = Instant::now();
+        fleet
+            .write_as_controller(cluster, &needing, in_flight, true)
+            .await?;
+        let floor = t.elapsed();
+        say(format!(
+            "floor: {} route applies, Events and status writes, {in_flight} releases in flight, in {:.2}s",
+            needing.len(),
+            floor.as_secs_f64()
+        ));
+        out.floors.push(floor);
+        reset(cluster, &fleet, &tracker, &needing, correct.len()).await?;
         let (cold, ctl) = cold_start(
             cluster,
             &fleet,
             &tracker,
             &needing,
             Duration::from_secs(1200),
+            &ColdStartAs::default(),
         )
         .await?;
         say(format!(
-            "run {run}: all {n} routes correct {:.2}s after process start (idle at {:.2}s); applied {} (unchanged {}); routes changed {}/{} needing, max {} per route, {} on correct routes; {} Events, {} status writes; peak RSS {:.1} MiB",
+            "run {run}: all {n} routes correct {:.2}s after process start, last status written at {:.2}s (idle at {:.2}s); applied {} (unchanged {}); routes changed {}/{} needing, max {} per route, {} on correct routes; {} Events, {} status writes; peak RSS {:.1} MiB",
             cold.to_correct.as_secs_f64(),
+            cold.to_written.as_secs_f64(),
             cold.to_idle.as_secs_f64(),
             cold.applied,
             cold.unchanged,
@@ -144,15 +160,29 @@ async fn measure_size(
     let Some(mut ctl) = last else {
         bail!("no run");
     };
+    let controller = median(
+        out.runs
+            .iter()
+            .map(|r| r.to_written.as_secs_f64())
+            .collect(),
+    );
+    let floor = median(out.floors.iter().map(Duration::as_secs_f64).collect());
+    say(format!(
+        "cold start {n} releases: controller {controller:.2} s, floor {floor:.2} s, ratio {:.2}",
+        controller / floor
+    ));
     if flips > 0 {
         let lat = latency(cluster, &mut fleet, "floor", flips, 10).await?;
-        say(format!(
-            "latency over {flips} flips: controller p50 {:.1} ms p99 {:.1} ms; floor p50 {:.1} ms p99 {:.1} ms",
-            ms(percentile(&lat.controller, 50.0)),
-            ms(percentile(&lat.controller, 99.0)),
-            ms(percentile(&lat.floor, 50.0)),
-            ms(percentile(&lat.floor, 99.0)),
-        ));
+        for q in [50.0, 99.0] {
+            let (c, f) = (
+                ms(percentile(&lat.controller_from_commit, q)),
+                ms(percentile(&lat.floor, q)),
+            );
+            say(format!(
+                "reaction latency {n} releases p{q:.0}: controller {c:.1} ms, floor {f:.1} ms, ratio {:.2}",
+                c / f
+            ));
+        }
         out.latency = Some(lat);
     }
     if churn_secs > 0 {
@@ -179,6 +209,84 @@ async fn measure_size(
     out.peak_rss_end = ctl.peak_rss().unwrap_or(0);
     stop(ctl);
     Ok(out)
+}
+
+/// Deletes the routes the controller or the floor wrote for `needing` and their status, and
+/// waits until only the `correct` routes are left.
+async fn reset(
+    cluster: &Cluster,
+    fleet: &Fleet,
+    tracker: &Tracker,
+    needing: &[usize],
+    correct: usize,
+) -> Result<()> {
+    let t = Instant::now();
+    fleet.reset(cluster, needing).await?;
+    tracker
+        .wait_correct(correct, Duration::from_secs(120))
+        .await?;
+    say(format!(
+        "reset: {} routes deleted, status annotations removed, in {:.1}s",
+        needing.len(),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The cold start against an API server that lets `writes` writes (and twice as many reads)
+/// in flight from anyone but its administrator and answers 429 past them: the controller,
+/// with an ordinary identity, must converge with one write per needed route, waiting as asked
+/// and reporting no error.
+async fn throttled(n: usize, writes: usize) -> Result<ColdStart> {
+    say(format!(
+        "=== {n} releases, API server limited to {writes} writes in flight"
+    ));
+    let (w, r) = (writes.to_string(), (2 * writes).to_string());
+    let cluster = Cluster::start_with(
+        &format!("scale-throttled-{n}"),
+        &[
+            "--max-mutating-requests-inflight",
+            &w,
+            "--max-requests-inflight",
+            &r,
+        ],
+    )
+    .await?;
+    let ns = "scale";
+    cluster.create_namespace(ns).await?;
+    let fleet = seed(&cluster, ns, n).await?;
+    let correct: Vec<usize> = (0..n).filter(|i| i % 2 == 0).collect();
+    let needing: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
+    fleet.preapply(&cluster, &correct).await?;
+    let tracker = Tracker::start(&cluster, ns, &fleet.want).await?;
+    let how = ColdStartAs {
+        kubeconfig: Some(cluster.controller_kubeconfig()?),
+    };
+    let (cold, ctl) = cold_start(
+        &cluster,
+        &fleet,
+        &tracker,
+        &needing,
+        Duration::from_secs(1200),
+        &how,
+    )
+    .await?;
+    stop(ctl);
+    say(format!(
+        "throttled cold start {n} releases ({writes} writes in flight at the API server): controller {:.2} s; 429s seen and retried: {}; route applies {} for {} needed, max {} per route, {} on correct routes; Warning Events {}",
+        cold.to_written.as_secs_f64(),
+        cold.throttled,
+        cold.applied,
+        needing.len(),
+        cold.max_writes_per_route,
+        cold.correct_written,
+        cold.warnings
+    ));
+    if cold.applied != needing.len() as u64 || cold.max_writes_per_route != 1 || cold.warnings > 0 {
+        cluster.keep();
+        bail!("the throttled cold start did not converge with one write per route and no Warning");
+    }
+    Ok(cold)
 }
 
 /// Stops a controller between runs; one slow to stop (a profiler writing its data) is killed
@@ -335,22 +443,28 @@ fn table(sizes: &[SizeResult], render: &[RenderResult], machine_before: &str) ->
     let _ = writeln!(t, "Machine: {machine_before}; at the end: {}\n", machine());
     let _ = writeln!(
         t,
-        "| releases | seed | runs | cold start to all correct (median, min-max) | idle at | route applies | routes written / needing | max writes per route | writes to correct routes | Events | status writes | peak RSS (cold start) | peak RSS (end) |"
+        "| releases | seed | runs | cold start to all correct (median, min-max) | to last write | floor (same writes, same in flight) | ratio | idle at | route applies | routes written / needing | max writes per route | writes to correct routes | Events | status writes | peak RSS (cold start) | peak RSS (end) |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        t,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for s in sizes {
         let to: Vec<f64> = s.runs.iter().map(|r| r.to_correct.as_secs_f64()).collect();
         let idle: Vec<f64> = s.runs.iter().map(|r| r.to_idle.as_secs_f64()).collect();
         let min = to.iter().copied().fold(f64::INFINITY, f64::min);
         let max = to.iter().copied().fold(0.0, f64::max);
         let med_u = |f: &dyn Fn(&ColdStart) -> f64| median(s.runs.iter().map(f).collect());
+        let written = med_u(&|r| r.to_written.as_secs_f64());
+        let floor = median(s.floors.iter().map(Duration::as_secs_f64).collect());
         let _ = writeln!(
             t,
-            "| {} | {:.0} s | {} | {:.2} s ({min:.2}-{max:.2}) | {:.2} s | {:.0} | {:.0} / {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} MiB | {:.1} MiB |",
+            "| {} | {:.0} s | {} | {:.2} s ({min:.2}-{max:.2}) | {written:.2} s | {floor:.2} s | {:.2} | {:.2} s | {:.0} | {:.0} / {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} MiB | {:.1} MiB |",
             s.n,
             s.seed_secs,
             s.runs.len(),
             median(to),
+            written / floor,
             median(idle),
             med_u(&|r| r.applied as f64),
             med_u(&|r| r.needing_written as f64),
@@ -488,17 +602,35 @@ async fn bench() -> Result<()> {
         workspace_bin("iter8-controller")?.display()
     ));
     let mut results = Vec::new();
-    for (k, &n) in sizes.iter().enumerate() {
-        let flips = if k == 0 { flips } else { 0 };
+    for &n in &sizes {
         let runs = if n > 2000 { runs.min(runs_large) } else { runs };
         results.push(run_size(n, runs, flips, churn_secs).await?);
     }
+    let throttled_n = env_num("ITER8_SCALE_THROTTLED", 1000);
+    let throttled_cold = if throttled_n > 0 {
+        let writes = env_num("ITER8_SCALE_THROTTLED_WRITES", 4).max(1);
+        Some((throttled_n, writes, throttled(throttled_n, writes).await?))
+    } else {
+        None
+    };
     let render = if render_n > 0 {
         render_bench(render_n)?
     } else {
         Vec::new()
     };
-    let text = table(&results, &render, &machine_before);
+    let mut text = table(&results, &render, &machine_before);
+    if let Some((n, writes, c)) = throttled_cold {
+        let _ = writeln!(
+            text,
+            "\nThrottled cold start, {n} releases, API server limited to {writes} writes in flight: controller {:.2} s, 429s retried {}, route applies {} for {} needed (max {} per route), Warning Events {}",
+            c.to_written.as_secs_f64(),
+            c.throttled,
+            c.applied,
+            n / 2,
+            c.max_writes_per_route,
+            c.warnings
+        );
+    }
     println!("\n{text}");
     std::fs::write(&out_path, &text).with_context(|| format!("writing {}", out_path.display()))?;
     say(format!("table written to {}", out_path.display()));
