@@ -102,9 +102,9 @@ debian_archive_uri() { # the first Debian main-archive URI (not the security arc
 }
 
 src_hash() {
-  # Everything that determines the binary: our Go sources, this script, the lock.
+  # Everything that determines the binary: our Go sources (not the tests), this script, the lock.
   (cd "$HERE" && { cat build.sh; [ ! -f PACKAGES.lock ] || cat PACKAGES.lock;
-                   find . -maxdepth 1 -name '*.go' -print0 | LC_ALL=C sort -z | xargs -0r cat; }) \
+                   find . -maxdepth 1 -name '*.go' ! -name '*_test.go' -print0 | LC_ALL=C sort -z | xargs -0r cat; }) \
     | sha256sum | cut -d' ' -f1
 }
 
@@ -283,6 +283,9 @@ OPENAPI_PKGS=(
   k8s.io/api/apps/v1
   k8s.io/api/coordination/v1
   k8s.io/api/autoscaling/v1
+  k8s.io/api/discovery/v1
+  k8s.io/api/rbac/v1
+  k8s.io/api/policy/v1
   k8s.io/apimachinery/pkg/apis/meta/v1
   k8s.io/apimachinery/pkg/runtime
   k8s.io/apimachinery/pkg/util/intstr

@@ -115,7 +115,7 @@ tas_start_apiserver() {
   setsid bash -c 'echo $$ > "$0/apiserver.pid.tmp"; exec "$@"' "$dir" \
     "$TAS_APISERVER" --etcd-servers "http://127.0.0.1:$ETCD_PORT" --bind-address 127.0.0.1 \
     --secure-port "$APISERVER_PORT" --cert-dir "$dir/certs" --v "${TEST_APISERVER_V:-1}" \
-    --token-auth-file "$dir/tokens.csv" ${TEST_APISERVER_ARGS:-} \
+    --token-auth-file "$dir/tokens.csv" --authz-log "$dir/authz.log" ${TEST_APISERVER_ARGS:-} \
     </dev/null >>"$dir/apiserver.log" 2>&1 &
   for _ in $(seq 1 50); do [ -s "$dir/apiserver.pid.tmp" ] && break; sleep 0.05; done
   APISERVER_PID=$(cat "$dir/apiserver.pid.tmp"); rm -f "$dir/apiserver.pid.tmp"

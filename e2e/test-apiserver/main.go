@@ -3,11 +3,14 @@
 // apimachinery, client-go, kube-openapi) and backed by a real etcd.
 //
 // It is ONE generic API server: the apiextensions server (CRDs) with the legacy core group
-// (/api/v1: namespaces, configmaps, services, events) and the apps/v1 (deployments) and
-// coordination.k8s.io/v1 (leases) groups installed on the same underlying server, so that
+// (/api/v1: namespaces, configmaps, services, events, secrets, serviceaccounts) and the apps/v1
+// (deployments), coordination.k8s.io/v1 (leases), discovery.k8s.io/v1 (endpointslices),
+// rbac.authorization.k8s.io/v1 (roles, rolebindings, clusterroles, clusterrolebindings) and
+// policy/v1 (poddisruptionbudgets) groups installed on the same underlying server, so that
 // discovery and OpenAPI cover everything. Authentication is by static bearer tokens
-// (--token-auth-file); a request without a token is the user "admin" in system:masters.
-// Authorization allows everything and admission is off. Priority-and-fairness is off, so
+// (--token-auth-file, re-read when it changes); a request without a token is the user "admin" in
+// system:masters. Authorization: system:masters is always allowed, everyone else by RBAC (see
+// authz.go), each such decision logged to --authz-log. Admission is off. Priority-and-fairness is off, so
 // k8s.io/apiserver's max-in-flight filter limits requests (--max-requests-inflight,
 // --max-mutating-requests-inflight) and answers 429 with Retry-After past the limit, except to
 // system:masters. It binds to loopback only and serves a self-signed certificate for 127.0.0.1.
@@ -29,6 +32,7 @@ import (
 
 	noopoteltrace "go.opentelemetry.io/otel/trace/noop"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsv1beta1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1"
 	apiextensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
@@ -40,7 +44,6 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
-	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	"k8s.io/apiserver/pkg/registry/generic"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -50,6 +53,7 @@ import (
 	utilopenapi "k8s.io/apiserver/pkg/util/openapi"
 	"k8s.io/apiserver/pkg/util/webhook"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	rbacv1client "k8s.io/client-go/kubernetes/typed/rbac/v1"
 	"k8s.io/component-base/version"
 	"k8s.io/klog/v2"
 	"k8s.io/kube-openapi/pkg/common"
@@ -68,6 +72,7 @@ type flags struct {
 	tokenFile   string
 	maxInFlight int
 	maxMutating int
+	authzLog    string
 }
 
 func main() {
@@ -82,6 +87,7 @@ func main() {
 	fs.StringVar(&f.tokenFile, "token-auth-file", "", "bearer tokens, as kube-apiserver's --token-auth-file (token,user,uid,\"groups\"); requests without a token stay the administrator")
 	fs.IntVar(&f.maxInFlight, "max-requests-inflight", 400, "read requests in flight before 429 (k8s.io/apiserver's max-in-flight filter; system:masters is exempt)")
 	fs.IntVar(&f.maxMutating, "max-mutating-requests-inflight", 200, "write requests in flight before 429 (system:masters is exempt)")
+	fs.StringVar(&f.authzLog, "authz-log", "", "append one JSON line per authorization decision for users outside system:masters to this file")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
 	if *showVersion {
@@ -159,16 +165,22 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 	// every group/version/resource of apiextensions (the built-in groups are installed directly)
 	cfg.MergedResourceConfig = apiextensionsapiserver.DefaultAPIResourceConfigSource()
 
-	// authn/authz/admission: always allow; priority-and-fairness stays off (FlowControl nil)
+	// authn: bearer tokens (none = admin); authz: system:masters or RBAC; admission off;
+	// priority-and-fairness stays off (FlowControl nil)
 	cfg.Authentication.Authenticator = allowAll
 	if f.tokenFile != "" {
-		tokens, err := staticTokens(f.tokenFile)
+		tokens, err := loadTokenFile(f.tokenFile)
 		if err != nil {
 			return fmt.Errorf("token file: %w", err)
 		}
 		cfg.Authentication.Authenticator = authenticate(tokens)
 	}
-	cfg.Authorization.Authorizer = authorizerfactory.NewAlwaysAllowAuthorizer()
+	alog, err := openAuthzLog(f.authzLog)
+	if err != nil {
+		return fmt.Errorf("authorization log: %w", err)
+	}
+	authz := &rbacAuthorizer{log: alog}
+	cfg.Authorization.Authorizer = authz
 	cfg.AdmissionControl = admission.NewChainHandler()
 	cfg.FlowControl = nil
 
@@ -196,6 +208,10 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 	// default namespaces, created once the server runs
 	cfg.AddPostStartHookOrDie("create-default-namespaces", func(hc genericapiserver.PostStartHookContext) error {
 		go createDefaultNamespaces(hc)
+		return nil
+	})
+	cfg.AddPostStartHookOrDie("create-cluster-admin", func(hc genericapiserver.PostStartHookContext) error {
+		go createClusterAdmin(hc)
 		return nil
 	})
 
@@ -226,9 +242,15 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 	kubeEtcd.StorageConfig.StorageObjectCountTracker = cfg.StorageObjectCountTracker
 	kubeOpts := kubeEtcd.CreateRESTOptionsGetter(&genericoptions.SimpleStorageFactory{StorageConfig: kubeEtcd.StorageConfig}, cfg.ResourceTransformers)
 
-	if err := installBuiltins(server, kubeOpts); err != nil {
+	rbacStorage, err := installBuiltins(server, kubeOpts)
+	if err != nil {
 		return err
 	}
+	reader, err := storeReaderFrom(rbacStorage)
+	if err != nil {
+		return err
+	}
+	authz.setReader(reader)
 
 	klog.Infof("test-apiserver %s serving on https://%s", version.Get().GitVersion, net.JoinHostPort(ip.String(), fmt.Sprint(f.securePort)))
 	prepared := server.PrepareRun()
@@ -249,7 +271,9 @@ func builtinVersions() []schema.GroupVersion {
 	return out
 }
 
-func installBuiltins(server *genericapiserver.GenericAPIServer, optsGetter generic.RESTOptionsGetter) error {
+// installBuiltins installs the built-in groups and returns the rbac.authorization.k8s.io storage
+// (the authorizer reads bindings and roles from it).
+func installBuiltins(server *genericapiserver.GenericAPIServer, optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, error) {
 	build := func(specs []resourceSpec) (map[string]rest.Storage, error) {
 		m := map[string]rest.Storage{}
 		for _, s := range specs {
@@ -266,13 +290,14 @@ func installBuiltins(server *genericapiserver.GenericAPIServer, optsGetter gener
 
 	core, err := build(coreResources())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	coreInfo := genericapiserver.NewDefaultAPIGroupInfo("", kubeScheme, metav1.ParameterCodec, kubeCodecs)
 	coreInfo.VersionedResourcesStorageMap["v1"] = core
 	if err := server.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &coreInfo); err != nil {
-		return fmt.Errorf("installing /api/v1: %w", err)
+		return nil, fmt.Errorf("installing /api/v1: %w", err)
 	}
+	var rbacStorage map[string]rest.Storage
 
 	for _, g := range []struct {
 		group string
@@ -280,18 +305,74 @@ func installBuiltins(server *genericapiserver.GenericAPIServer, optsGetter gener
 	}{
 		{"apps", appsResources()},
 		{"coordination.k8s.io", coordinationResources()},
+		{"discovery.k8s.io", discoveryResources()},
+		{"rbac.authorization.k8s.io", rbacResources()},
+		{"policy", policyResources()},
 	} {
 		st, err := build(g.specs)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		info := genericapiserver.NewDefaultAPIGroupInfo(g.group, kubeScheme, metav1.ParameterCodec, kubeCodecs)
 		info.VersionedResourcesStorageMap["v1"] = st
 		if err := server.InstallAPIGroup(&info); err != nil {
-			return fmt.Errorf("installing group %s: %w", g.group, err)
+			return nil, fmt.Errorf("installing group %s: %w", g.group, err)
+		}
+		if g.group == "rbac.authorization.k8s.io" {
+			rbacStorage = st
 		}
 	}
-	return nil
+	return rbacStorage, nil
+}
+
+// createClusterAdmin creates kube-apiserver's bootstrap ClusterRole cluster-admin (every verb
+// on every resource and non-resource URL) and its ClusterRoleBinding to system:masters, when
+// missing, so that tests can bind a ServiceAccount to cluster-admin as on a real cluster. The
+// other bootstrap roles (admin, edit, view, system:*) are not created.
+func createClusterAdmin(hc genericapiserver.PostStartHookContext) {
+	client, err := rbacv1client.NewForConfig(hc.LoopbackClientConfig)
+	if err != nil {
+		klog.Errorf("cluster-admin: %v", err)
+		return
+	}
+	meta := metav1.ObjectMeta{
+		Name:        "cluster-admin",
+		Labels:      map[string]string{"kubernetes.io/bootstrapping": "rbac-defaults"},
+		Annotations: map[string]string{"rbac.authorization.kubernetes.io/autoupdate": "true"},
+	}
+	role := &rbacv1.ClusterRole{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}},
+		{NonResourceURLs: []string{"*"}, Verbs: []string{"*"}},
+	}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: meta,
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: user.SystemPrivilegedGroup}},
+	}
+	create := []func() error{
+		func() error {
+			_, err := client.ClusterRoles().Create(hc.Context, role, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := client.ClusterRoleBindings().Create(hc.Context, binding, metav1.CreateOptions{})
+			return err
+		},
+	}
+	for _, c := range create {
+		for attempt := 0; ; attempt++ {
+			err := c()
+			if err == nil || apierrors.IsAlreadyExists(err) {
+				break
+			}
+			if hc.Context.Err() != nil {
+				return
+			}
+			if attempt%20 == 0 {
+				klog.Warningf("creating cluster-admin: %v (retrying)", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 func createDefaultNamespaces(hc genericapiserver.PostStartHookContext) {

@@ -1,6 +1,7 @@
 package main
 
-// The scheme for the built-in groups this server serves (core/v1, apps/v1, coordination.k8s.io/v1).
+// The scheme for the built-in groups this server serves (core/v1, apps/v1, coordination.k8s.io/v1,
+// discovery.k8s.io/v1, rbac.authorization.k8s.io/v1, policy/v1).
 //
 // Kubernetes' internal API types live in k8s.io/kubernetes, which Debian does not package. So the
 // versioned k8s.io/api Go types are registered a second time as each group's internal version:
@@ -13,6 +14,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -40,12 +44,26 @@ func builtinGroups() []groupTypes {
 			&corev1.ConfigMap{}, &corev1.ConfigMapList{},
 			&corev1.Service{}, &corev1.ServiceList{},
 			&corev1.Event{}, &corev1.EventList{},
+			&corev1.Secret{}, &corev1.SecretList{},
+			&corev1.ServiceAccount{}, &corev1.ServiceAccountList{},
 		}},
 		{appsv1.SchemeGroupVersion, []runtime.Object{
 			&appsv1.Deployment{}, &appsv1.DeploymentList{},
 		}},
 		{coordinationv1.SchemeGroupVersion, []runtime.Object{
 			&coordinationv1.Lease{}, &coordinationv1.LeaseList{},
+		}},
+		{discoveryv1.SchemeGroupVersion, []runtime.Object{
+			&discoveryv1.EndpointSlice{}, &discoveryv1.EndpointSliceList{},
+		}},
+		{rbacv1.SchemeGroupVersion, []runtime.Object{
+			&rbacv1.Role{}, &rbacv1.RoleList{},
+			&rbacv1.RoleBinding{}, &rbacv1.RoleBindingList{},
+			&rbacv1.ClusterRole{}, &rbacv1.ClusterRoleList{},
+			&rbacv1.ClusterRoleBinding{}, &rbacv1.ClusterRoleBindingList{},
+		}},
+		{policyv1.SchemeGroupVersion, []runtime.Object{
+			&policyv1.PodDisruptionBudget{}, &policyv1.PodDisruptionBudgetList{},
 		}},
 	}
 }
@@ -67,6 +85,17 @@ func init() {
 	if err := kubeScheme.AddFieldLabelConversionFunc(corev1.SchemeGroupVersion.WithKind("Event"),
 		func(label, value string) (string, string, error) {
 			if _, ok := eventFieldSet(&corev1.Event{})[label]; ok {
+				return label, value, nil
+			}
+			return "", "", fmt.Errorf("field label not supported: %s", label)
+		}); err != nil {
+		panic(err)
+	}
+	// Secrets are selectable by type (kubectl get secrets --field-selector type=Opaque).
+	if err := kubeScheme.AddFieldLabelConversionFunc(corev1.SchemeGroupVersion.WithKind("Secret"),
+		func(label, value string) (string, string, error) {
+			switch label {
+			case "metadata.name", "metadata.namespace", "type":
 				return label, value, nil
 			}
 			return "", "", fmt.Errorf("field label not supported: %s", label)

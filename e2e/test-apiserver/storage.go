@@ -10,6 +10,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
@@ -36,7 +39,10 @@ type strategy struct {
 	// optional hooks
 	prepareCreate func(obj runtime.Object)
 	prepareUpdate func(obj, old runtime.Object)
-	resetFields   map[fieldpath.APIVersion]*fieldpath.Set
+	// validate / validateUpdate add a resource's own spec checks to the object-meta validation
+	validate       func(obj runtime.Object) field.ErrorList
+	validateUpdate func(obj, old runtime.Object) field.ErrorList
+	resetFields    map[fieldpath.APIVersion]*fieldpath.Set
 }
 
 func (s strategy) NamespaceScoped() bool { return s.namespaced }
@@ -58,7 +64,11 @@ func (s strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorL
 	if err != nil {
 		return field.ErrorList{field.InternalError(field.NewPath("metadata"), err)}
 	}
-	return apivalidation.ValidateObjectMetaAccessor(m, s.namespaced, s.nameFn, field.NewPath("metadata"))
+	errs := apivalidation.ValidateObjectMetaAccessor(m, s.namespaced, s.nameFn, field.NewPath("metadata"))
+	if s.validate != nil {
+		errs = append(errs, s.validate(obj)...)
+	}
+	return errs
 }
 
 func (s strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
@@ -70,14 +80,21 @@ func (s strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 	if err != nil {
 		return field.ErrorList{field.InternalError(field.NewPath("metadata"), err)}
 	}
-	return apivalidation.ValidateObjectMetaAccessorUpdate(m, o, field.NewPath("metadata"))
+	errs := apivalidation.ValidateObjectMetaAccessorUpdate(m, o, field.NewPath("metadata"))
+	if s.validate != nil {
+		errs = append(errs, s.validate(obj)...)
+	}
+	if s.validateUpdate != nil {
+		errs = append(errs, s.validateUpdate(obj, old)...)
+	}
+	return errs
 }
 
 func (s strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string { return nil }
 func (s strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
 	return nil
 }
-func (s strategy) Canonicalize(obj runtime.Object)  {}
+func (s strategy) Canonicalize(obj runtime.Object) {}
 func (s strategy) AllowCreateOnUpdate() bool       { return false }
 func (s strategy) AllowUnconditionalUpdate() bool  { return true }
 func (s strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
@@ -141,9 +158,11 @@ type resourceSpec struct {
 	categories []string
 	attrFunc   func(obj runtime.Object) (labels.Set, fields.Set, error)
 
-	prepareCreate func(obj runtime.Object)
-	prepareUpdate func(obj, old runtime.Object)
-	resetFields   []fieldpath.Path
+	prepareCreate  func(obj runtime.Object)
+	prepareUpdate  func(obj, old runtime.Object)
+	validate       func(obj runtime.Object) field.ErrorList
+	validateUpdate func(obj, old runtime.Object) field.ErrorList
+	resetFields    []fieldpath.Path
 
 	// status subresource
 	withStatus          bool
@@ -162,13 +181,15 @@ func resetSet(gv schema.GroupVersion, paths []fieldpath.Path) map[fieldpath.APIV
 func newStores(spec resourceSpec, optsGetter generic.RESTOptionsGetter) (map[string]rest.Storage, error) {
 	gr := schema.GroupResource{Group: spec.gv.Group, Resource: spec.resource}
 	main := strategy{
-		ObjectTyper:   kubeScheme,
-		NameGenerator: names.SimpleNameGenerator,
-		namespaced:    spec.namespaced,
-		nameFn:        spec.nameFn,
-		prepareCreate: spec.prepareCreate,
-		prepareUpdate: spec.prepareUpdate,
-		resetFields:   resetSet(spec.gv, spec.resetFields),
+		ObjectTyper:    kubeScheme,
+		NameGenerator:  names.SimpleNameGenerator,
+		namespaced:     spec.namespaced,
+		nameFn:         spec.nameFn,
+		prepareCreate:  spec.prepareCreate,
+		prepareUpdate:  spec.prepareUpdate,
+		validate:       spec.validate,
+		validateUpdate: spec.validateUpdate,
+		resetFields:    resetSet(spec.gv, spec.resetFields),
 	}
 	store := &genericregistry.Store{
 		NewFunc:                   spec.newFn,
@@ -296,7 +317,201 @@ func coreResources() []resourceSpec {
 				return labels.Set(e.Labels), fields.Set(eventFieldSet(e)), nil
 			},
 		},
+		secretSpec(),
+		serviceAccountSpec(),
 	}
+}
+
+// Secrets: stringData is merged into data (kube-apiserver does it when it converts to its internal
+// type), an empty type is Opaque (v1 defaulting), keys are checked as kube-apiserver checks them,
+// the type is immutable, and an immutable Secret keeps its data.
+func secretSpec() resourceSpec {
+	return resourceSpec{
+		gv: corev1.SchemeGroupVersion, resource: "secrets", singular: "secret", namespaced: true,
+		newFn:     func() runtime.Object { return &corev1.Secret{} },
+		newListFn: func() runtime.Object { return &corev1.SecretList{} },
+		nameFn:    apivalidation.NameIsDNSSubdomain,
+		attrFunc: func(obj runtime.Object) (labels.Set, fields.Set, error) {
+			s, ok := obj.(*corev1.Secret)
+			if !ok {
+				return nil, nil, fmt.Errorf("not a secret: %T", obj)
+			}
+			return labels.Set(s.Labels), fields.Set{"metadata.name": s.Name, "metadata.namespace": s.Namespace, "type": string(s.Type)}, nil
+		},
+		prepareCreate: func(obj runtime.Object) { normalizeSecret(obj.(*corev1.Secret)) },
+		prepareUpdate: func(obj, old runtime.Object) { normalizeSecret(obj.(*corev1.Secret)) },
+		validate: func(obj runtime.Object) field.ErrorList {
+			return validateSecret(obj.(*corev1.Secret))
+		},
+		validateUpdate: func(obj, old runtime.Object) field.ErrorList {
+			s, o := obj.(*corev1.Secret), old.(*corev1.Secret)
+			var errs field.ErrorList
+			if s.Type != o.Type {
+				errs = append(errs, field.Invalid(field.NewPath("type"), s.Type, "field is immutable"))
+			}
+			if o.Immutable != nil && *o.Immutable {
+				if s.Immutable == nil || !*s.Immutable {
+					errs = append(errs, field.Forbidden(field.NewPath("immutable"), "field is immutable when `immutable` is set"))
+				}
+				if !apiequality.Semantic.DeepEqual(s.Data, o.Data) {
+					errs = append(errs, field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set"))
+				}
+			}
+			return errs
+		},
+	}
+}
+
+func normalizeSecret(s *corev1.Secret) {
+	if len(s.StringData) > 0 {
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		for k, v := range s.StringData {
+			s.Data[k] = []byte(v)
+		}
+		s.StringData = nil
+	}
+	if s.Type == "" {
+		s.Type = corev1.SecretTypeOpaque
+	}
+}
+
+func validateSecret(s *corev1.Secret) field.ErrorList {
+	var errs field.ErrorList
+	dataPath := field.NewPath("data")
+	total := 0
+	for k, v := range s.Data {
+		for _, msg := range utilvalidation.IsConfigMapKey(k) {
+			errs = append(errs, field.Invalid(dataPath.Key(k), k, msg))
+		}
+		total += len(v)
+	}
+	if total > corev1.MaxSecretSize {
+		errs = append(errs, field.TooLong(dataPath, "", corev1.MaxSecretSize))
+	}
+	need := func(keys ...string) {
+		for _, k := range keys {
+			if _, ok := s.Data[k]; !ok {
+				errs = append(errs, field.Required(dataPath.Key(k), ""))
+			}
+		}
+	}
+	switch s.Type {
+	case corev1.SecretTypeServiceAccountToken:
+		if s.Annotations[corev1.ServiceAccountNameKey] == "" {
+			errs = append(errs, field.Required(field.NewPath("metadata", "annotations").Key(corev1.ServiceAccountNameKey), ""))
+		}
+	case corev1.SecretTypeDockercfg:
+		need(corev1.DockerConfigKey)
+	case corev1.SecretTypeDockerConfigJson:
+		need(corev1.DockerConfigJsonKey)
+	case corev1.SecretTypeSSHAuth:
+		need(corev1.SSHAuthPrivateKey)
+	case corev1.SecretTypeTLS:
+		need(corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+	}
+	return errs
+}
+
+func serviceAccountSpec() resourceSpec {
+	return resourceSpec{
+		gv: corev1.SchemeGroupVersion, resource: "serviceaccounts", singular: "serviceaccount", namespaced: true,
+		newFn:      func() runtime.Object { return &corev1.ServiceAccount{} },
+		newListFn:  func() runtime.Object { return &corev1.ServiceAccountList{} },
+		nameFn:     apivalidation.NameIsDNSSubdomain,
+		shortNames: []string{"sa"},
+	}
+}
+
+// EndpointSlices: generation 1 on create and bumped on any change outside metadata (as
+// kube-apiserver does); addressType is required, one of IPv4/IPv6/FQDN, and immutable.
+func discoveryResources() []resourceSpec {
+	return []resourceSpec{{
+		gv: discoveryv1.SchemeGroupVersion, resource: "endpointslices", singular: "endpointslice", namespaced: true,
+		newFn:     func() runtime.Object { return &discoveryv1.EndpointSlice{} },
+		newListFn: func() runtime.Object { return &discoveryv1.EndpointSliceList{} },
+		nameFn:    apivalidation.NameIsDNSSubdomain,
+		prepareCreate: func(obj runtime.Object) {
+			obj.(*discoveryv1.EndpointSlice).Generation = 1
+		},
+		prepareUpdate: func(obj, old runtime.Object) {
+			e, o := obj.(*discoveryv1.EndpointSlice), old.(*discoveryv1.EndpointSlice)
+			a, b := *e, *o
+			a.ObjectMeta, b.ObjectMeta = metav1.ObjectMeta{}, metav1.ObjectMeta{}
+			a.TypeMeta, b.TypeMeta = metav1.TypeMeta{}, metav1.TypeMeta{}
+			if !apiequality.Semantic.DeepEqual(a, b) {
+				e.Generation = o.Generation + 1
+			} else {
+				e.Generation = o.Generation
+			}
+		},
+		validate: func(obj runtime.Object) field.ErrorList {
+			e := obj.(*discoveryv1.EndpointSlice)
+			var errs field.ErrorList
+			switch e.AddressType {
+			case discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN:
+			case "":
+				errs = append(errs, field.Required(field.NewPath("addressType"), ""))
+			default:
+				errs = append(errs, field.NotSupported(field.NewPath("addressType"), e.AddressType,
+					[]string{string(discoveryv1.AddressTypeIPv4), string(discoveryv1.AddressTypeIPv6), string(discoveryv1.AddressTypeFQDN)}))
+			}
+			for i, ep := range e.Endpoints {
+				p := field.NewPath("endpoints").Index(i).Child("addresses")
+				if len(ep.Addresses) == 0 || len(ep.Addresses) > 100 {
+					errs = append(errs, field.Invalid(p, len(ep.Addresses), "must contain at least 1 and at most 100 addresses"))
+				}
+			}
+			return errs
+		},
+		validateUpdate: func(obj, old runtime.Object) field.ErrorList {
+			e, o := obj.(*discoveryv1.EndpointSlice), old.(*discoveryv1.EndpointSlice)
+			if e.AddressType != o.AddressType {
+				return field.ErrorList{field.Invalid(field.NewPath("addressType"), e.AddressType, "field is immutable")}
+			}
+			return nil
+		},
+	}}
+}
+
+// PodDisruptionBudgets: status cleared on create, generation 1 and bumped on spec changes,
+// status kept on main-resource writes; /status keeps spec (no disruption controller fills it).
+func policyResources() []resourceSpec {
+	return []resourceSpec{{
+		gv: policyv1.SchemeGroupVersion, resource: "poddisruptionbudgets", singular: "poddisruptionbudget", namespaced: true,
+		newFn:      func() runtime.Object { return &policyv1.PodDisruptionBudget{} },
+		newListFn:  func() runtime.Object { return &policyv1.PodDisruptionBudgetList{} },
+		nameFn:     apivalidation.NameIsDNSSubdomain,
+		shortNames: []string{"pdb"},
+		prepareCreate: func(obj runtime.Object) {
+			p := obj.(*policyv1.PodDisruptionBudget)
+			p.Status = policyv1.PodDisruptionBudgetStatus{}
+			p.Generation = 1
+		},
+		prepareUpdate: func(obj, old runtime.Object) {
+			p, o := obj.(*policyv1.PodDisruptionBudget), old.(*policyv1.PodDisruptionBudget)
+			p.Status = o.Status
+			if !apiequality.Semantic.DeepEqual(p.Spec, o.Spec) {
+				p.Generation = o.Generation + 1
+			}
+		},
+		validate: func(obj runtime.Object) field.ErrorList {
+			p := obj.(*policyv1.PodDisruptionBudget)
+			if p.Spec.MinAvailable != nil && p.Spec.MaxUnavailable != nil {
+				return field.ErrorList{field.Invalid(field.NewPath("spec"), p.Spec, "minAvailable and maxUnavailable cannot be both set")}
+			}
+			return nil
+		},
+		resetFields: []fieldpath.Path{path("status")},
+		withStatus:  true,
+		statusPrepareUpdate: func(obj, old runtime.Object) {
+			p, o := obj.(*policyv1.PodDisruptionBudget), old.(*policyv1.PodDisruptionBudget)
+			p.Spec = o.Spec
+			p.Labels = o.Labels
+		},
+		statusResetFields: []fieldpath.Path{path("spec"), path("metadata", "labels")},
+	}}
 }
 
 func appsResources() []resourceSpec {
