@@ -148,30 +148,59 @@ async fn client(args: &Args) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Budgets of the shutdown steps. Their sum stays under the chart's
+/// `terminationGracePeriodSeconds` (10 s), so the kubelet never has to SIGKILL; with nothing in
+/// flight each step takes milliseconds (figures in docs/performance.md).
+const WRITER_STOP_BUDGET: Duration = Duration::from_secs(4);
+const LEASE_RELEASE_BUDGET: Duration = Duration::from_secs(3);
+const ADMIN_STOP_BUDGET: Duration = Duration::from_secs(1);
+
+/// The signals that stop the controller: SIGTERM (what `docker stop` and the kubelet send) and
+/// SIGINT (Ctrl-C). Installed first thing in `main`: in a container the controller is PID 1,
+/// and the kernel drops a signal that PID 1 has no handler for, so a SIGTERM that arrived before
+/// the handlers exist would be lost and the kubelet would wait out the grace period.
+struct ShutdownSignal {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+fn shutdown_signal() -> Result<ShutdownSignal> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok(ShutdownSignal {})
+}
+
+impl ShutdownSignal {
+    /// Waits for the next signal and names it.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let mut signals = shutdown_signal()?;
     let config = load_config(&args)?;
     init_logging(&config);
     let resync =
@@ -211,15 +240,19 @@ async fn main() -> Result<()> {
     let admin_task = tokio::spawn(serve);
 
     let election = if args.leader_election {
-        Election::start(
-            client.clone(),
-            &LeaderSettings {
-                namespace: namespace.clone(),
-                lease_name: args.lease_name.clone(),
-                identity: identity.clone(),
-            },
-        )
-        .await?
+        let settings = LeaderSettings {
+            namespace: namespace.clone(),
+            lease_name: args.lease_name.clone(),
+            identity: identity.clone(),
+        };
+        // The first Lease calls wait on the API server: a signal meanwhile stops at once.
+        tokio::select! {
+            election = Election::start(client.clone(), &settings) => election?,
+            signal = signals.recv() => {
+                tracing::info!(signal, "stopped during start-up");
+                return Ok(());
+            }
+        }
     } else {
         tracing::warn!("leader election disabled: this replica writes unconditionally");
         Election::always()
@@ -262,17 +295,44 @@ async fn main() -> Result<()> {
         &readiness,
     );
 
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    for w in &watches {
-        w.abort();
+    let signal = signals.recv().await;
+    let stopping = std::time::Instant::now();
+    tracing::info!(signal, "shutting down");
+    let shutdown = async move {
+        let _ = shutdown_tx.send(true);
+        for w in &watches {
+            w.abort();
+        }
+        let mut writer_task = writer_task;
+        if tokio::time::timeout(WRITER_STOP_BUDGET, &mut writer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(budget = ?WRITER_STOP_BUDGET, "writer did not stop in time; abandoning its writes");
+            writer_task.abort();
+            // Gone for sure, with its view of the leader flag, which the release needs.
+            let _ = writer_task.await;
+        }
+        index_task.abort();
+        // Hand the Lease over at once instead of letting it expire.
+        election.release(LEASE_RELEASE_BUDGET).await;
+        let mut admin_task = admin_task;
+        if tokio::time::timeout(ADMIN_STOP_BUDGET, &mut admin_task)
+            .await
+            .is_err()
+        {
+            admin_task.abort();
+        }
+    };
+    // A second signal while shutting down stops at once.
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!(signal, elapsed_ms = stopping.elapsed().as_millis() as u64, "stopped cleanly");
+            Ok(())
+        }
+        again = signals.recv() => {
+            tracing::warn!(signal = again, elapsed_ms = stopping.elapsed().as_millis() as u64, "second signal: exiting without finishing the shutdown");
+            std::process::exit(1);
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
-    index_task.abort();
-    // Hand the Lease over at once instead of letting it expire.
-    election.release(Duration::from_secs(3)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
-    tracing::info!("stopped");
-    Ok(())
 }
