@@ -57,5 +57,14 @@ bench-e2e: tools test-apiserver
     cargo build --release -p iter8-controller -p iter8-render
     cargo bench -p iter8-e2e --bench scale
 
+# The chart's default image iter8-controller:<appVersion>: static musl binary, FROM scratch.
+image:
+    bash scripts/install-tools.sh --image
+    bash scripts/image.sh
+
+# Checks the image and runs it on the test API server: size, cold start, docker stop time.
+image-check: test-apiserver
+    bash scripts/image-check.sh
+
 # What CI runs (.ci/run): lint, then every test tier.
 ci: lint test

@@ -7,6 +7,12 @@
 # Destination: ${ITER8_TOOLS_DIR:-<repo>/.tools}
 #   bin/helm, bin/kubectl, bin/kubernetes-validate (symlink into venv), venv/
 #
+# --image: instead, only what the container image needs (`just image`, CI):
+#   - the Rust target x86_64-unknown-linux-musl (rustup target add)
+#   - Debian musl-tools (musl-gcc, for ring's C code) and docker.io (dockerd and docker), with
+#     apt-get (one `apt-get update` first) and only when missing; docker.io is not needed when a
+#     Docker daemon already answers (DOCKER_HOST or the client's default)
+#
 # Idempotent: a tool that is already present at the pinned version is left alone.
 # Fails loudly (non-zero exit, message on stderr) when anything is missing.
 set -euo pipefail
@@ -21,6 +27,37 @@ die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
 log() { echo "install-tools: $*" >&2; }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# --- the container image's prerequisites (--image) ----------------------------------------------
+if [[ "${1:-}" == "--image" ]]; then
+  musl_target="x86_64-unknown-linux-musl"
+  command -v rustup >/dev/null ||
+    die "rustup not found: the static image needs the Rust target ${musl_target} (rustup target add ${musl_target})"
+  if (cd "${repo_root}" && rustup target list --installed) | grep -qx "${musl_target}"; then
+    log "Rust target ${musl_target} already installed"
+  else
+    log "rustup target add ${musl_target}"
+    (cd "${repo_root}" && rustup target add "${musl_target}") || die "rustup target add ${musl_target} failed"
+  fi
+  missing=()
+  command -v musl-gcc >/dev/null || missing+=(musl-tools)
+  if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
+    { command -v dockerd >/dev/null && command -v docker >/dev/null; } || missing+=(docker.io)
+  fi
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    command -v apt-get >/dev/null ||
+      die "missing ${missing[*]} (musl-gcc, dockerd) and no apt-get to install them: install them with the system's package manager"
+    [[ "$(id -u)" == 0 ]] ||
+      die "missing Debian packages ${missing[*]}: run as root, or: sudo apt-get install -y --no-install-recommends ${missing[*]}"
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+      die "apt-get install ${missing[*]} failed"
+  fi
+  command -v musl-gcc >/dev/null || die "musl-gcc still missing after installing musl-tools"
+  log "ok: Rust target ${musl_target}, $(command -v musl-gcc), $(docker --version 2>/dev/null || echo 'no docker client')$(command -v dockerd >/dev/null && echo ", $(command -v dockerd)")"
+  exit 0
+fi
 tools_dir="${ITER8_TOOLS_DIR:-${repo_root}/.tools}"
 bin_dir="${tools_dir}/bin"
 venv_dir="${tools_dir}/venv"
