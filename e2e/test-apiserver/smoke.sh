@@ -56,10 +56,14 @@ check "create namespace (phase Active)" t_create_ns
 
 t_discovery() {
   local r; r=$(k api-resources --no-headers) || return 1
-  for s in cm svc deploy ns ev; do echo "$r" | awk '{print $2}' | grep -qx "$s" || { echo "short name $s missing"; return 1; }; done
-  k get svc,deploy,cm,ev -n "$NS" >/dev/null
+  for s in cm svc deploy ns ev sa pdb; do echo "$r" | awk '{print $2}' | grep -qx "$s" || { echo "short name $s missing"; return 1; }; done
+  k get svc,deploy,cm,ev,sa,pdb -n "$NS" >/dev/null || return 1
+  k get secrets,serviceaccounts,endpointslices,roles,rolebindings,poddisruptionbudgets -n "$NS" >/dev/null || return 1
+  k get clusterroles,clusterrolebindings >/dev/null || return 1
+  # kube-apiserver's bootstrap cluster-admin and its binding to system:masters
+  expect_eq "$(jp clusterrolebinding cluster-admin -o jsonpath='{.roleRef.name}/{.subjects[0].name}')" "cluster-admin/system:masters"
 }
-check "discovery: short names cm/svc/deploy/ns/ev (kubectl get svc,deploy,cm,ev)" t_discovery
+check "discovery: short names cm/svc/deploy/ns/ev/sa/pdb; secrets, endpointslices, RBAC types listed" t_discovery
 
 t_crd() {
   k apply --server-side -f "$HTTPROUTE_CRD" || return 1
@@ -266,6 +270,204 @@ EOF
 }
 check "Event create and field selectors (involvedObject.name/kind, reason, type)" t_events
 
+t_secrets() {
+  k create secret generic creds -n "$NS" --from-literal=user=alice --from-literal=pass=s3cret || return 1
+  expect_eq "$(jp secret creds -n "$NS" -o jsonpath='{.type}/{.data.user}')" "Opaque/$(printf alice | base64)" || return 1
+  # stringData is merged into data, and an empty type is Opaque
+  k apply --server-side --field-manager=smoke -f - <<EOF || return 1
+apiVersion: v1
+kind: Secret
+metadata: {name: string-data, namespace: $NS}
+stringData: {token: abc}
+EOF
+  expect_eq "$(jp secret string-data -n "$NS" -o jsonpath='{.type}/{.data.token}/{.stringData}')" "Opaque/$(printf abc | base64)/" || return 1
+  k create -f - <<EOF || return 1
+apiVersion: v1
+kind: Secret
+metadata: {name: tlspair, namespace: $NS}
+type: kubernetes.io/tls
+data: {tls.crt: eA==, tls.key: eQ==}
+EOF
+  expect_eq "$(k get secrets -n "$NS" --field-selector type=kubernetes.io/tls -o name)" secret/tlspair || return 1
+  echo "$(k get secrets -n "$NS")" | grep -q '^creds  *Opaque  *2 ' || { k get secrets -n "$NS"; return 1; }
+  # invalid data keys, a TLS secret without its key, and a type change are rejected
+  local out
+  out=$(k create -f - 2>&1 <<EOF
+apiVersion: v1
+kind: Secret
+metadata: {name: bad-key, namespace: $NS}
+data: {"no/slash": eA==}
+EOF
+) && { echo "bad key accepted"; return 1; }
+  echo "$out" | grep -q 'data\[no/slash\]' || { echo "$out"; return 1; }
+  out=$(k create -f - 2>&1 <<EOF
+apiVersion: v1
+kind: Secret
+metadata: {name: half-tls, namespace: $NS}
+type: kubernetes.io/tls
+data: {tls.crt: eA==}
+EOF
+) && { echo "TLS secret without tls.key accepted"; return 1; }
+  echo "$out" | grep -q 'tls.key' || { echo "$out"; return 1; }
+  out=$(k patch secret creds -n "$NS" --type=merge -p '{"type":"kubernetes.io/basic-auth"}' 2>&1) && { echo "type change accepted"; return 1; }
+  echo "$out" | grep -q 'field is immutable' || { echo "$out"; return 1; }
+}
+check "Secrets: kubectl create/get, stringData merged, type Opaque, type field selector, key and type checks" t_secrets
+
+t_endpointslices() {
+  k apply --server-side --field-manager=smoke -f - <<EOF || return 1
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc12
+  namespace: $NS
+  labels: {kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: smoke}
+addressType: IPv4
+endpoints:
+- addresses: [127.0.0.1]
+  conditions: {ready: true}
+- addresses: [127.0.0.2]
+  conditions: {ready: false}
+ports:
+- {name: http, port: 8080, protocol: TCP}
+EOF
+  expect_eq "$(k get endpointslices -n "$NS" -l kubernetes.io/service-name=web -o name)" endpointslice.discovery.k8s.io/web-abc12 || return 1
+  expect_eq "$(jp endpointslice web-abc12 -n "$NS" -o jsonpath='{.metadata.generation}/{.endpoints[0].conditions.ready}/{.ports[0].port}')" "1/true/8080" || return 1
+  echo "$(k get endpointslices -n "$NS")" | grep -q '^web-abc12  *IPv4  *8080  *127.0.0.1,127.0.0.2 ' || { k get endpointslices -n "$NS"; return 1; }
+  # a change outside metadata bumps the generation; addressType is immutable
+  k patch endpointslice web-abc12 -n "$NS" --type=json -p '[{"op":"replace","path":"/endpoints/1/conditions/ready","value":true}]' || return 1
+  expect_eq "$(jp endpointslice web-abc12 -n "$NS" -o jsonpath='{.metadata.generation}/{.endpoints[1].conditions.ready}')" "2/true" || return 1
+  local out
+  out=$(k patch endpointslice web-abc12 -n "$NS" --type=merge -p '{"addressType":"IPv6"}' 2>&1) && { echo "addressType change accepted"; return 1; }
+  echo "$out" | grep -q 'field is immutable' || { echo "$out"; return 1; }
+}
+check "EndpointSlices: apply, label kubernetes.io/service-name, generation, addressType immutable" t_endpointslices
+
+t_pdb() {
+  k create -f - <<EOF || return 1
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: $NS}
+spec: {minAvailable: 1, selector: {matchLabels: {app: web}}}
+EOF
+  k patch pdb web -n "$NS" --subresource=status --type=merge -p '{"status":{"disruptionsAllowed":1,"currentHealthy":2,"desiredHealthy":1,"expectedPods":2,"observedGeneration":1}}' || return 1
+  echo "$(k get pdb -n "$NS")" | grep -q '^web  *1  *N/A  *1 ' || { k get pdb -n "$NS"; return 1; }
+}
+check "PodDisruptionBudgets: create, /status, kubectl get pdb" t_pdb
+
+t_rbac() {
+  local tok="smoke-$NS-reader" sa="system:serviceaccount:$NS:reader" out n0
+  kk() { k --token "$tok" "$@"; }
+  k create sa reader -n "$NS" || return 1
+  # a token added to the running server's token file is accepted at once
+  echo "$tok,$sa,reader-uid,\"system:serviceaccounts,system:serviceaccounts:$NS\"" >> "$DIR/tokens.csv"
+  n0=$(wc -l < "$DIR/authz.log" 2>/dev/null || echo 0)
+  out=$(kk get cm -n "$NS" 2>&1) && { echo "allowed without a binding: $out"; return 1; }
+  echo "$out" | grep -q "User \"$sa\" cannot list resource \"configmaps\"" || { echo "$out"; return 1; }
+  k create role cm-reader -n "$NS" --verb=get,list --resource=configmaps || return 1
+  k create rolebinding reader -n "$NS" --role=cm-reader --serviceaccount="$NS:reader" || return 1
+  kk get cm app-config -n "$NS" -o name >/dev/null || return 1
+  kk get cm -n "$NS" -o name >/dev/null || return 1
+  # still no writes, no other resource, no other namespace, no cluster-wide list
+  kk create cm nope -n "$NS" >/dev/null 2>&1 && { echo "create allowed"; return 1; }
+  kk get svc -n "$NS" >/dev/null 2>&1 && { echo "services allowed"; return 1; }
+  kk get cm -n default >/dev/null 2>&1 && { echo "another namespace allowed"; return 1; }
+  kk get cm -A >/dev/null 2>&1 && { echo "all namespaces allowed"; return 1; }
+  # a RoleBinding to a ClusterRole grants it in the binding's namespace only
+  k create clusterrole "svc-reader-$NS" --verb=list --resource=services || return 1
+  k create rolebinding svc-reader -n "$NS" --clusterrole="svc-reader-$NS" --serviceaccount="$NS:reader" || return 1
+  kk get svc -n "$NS" -o name >/dev/null || return 1
+  kk get svc -n default >/dev/null 2>&1 && { echo "ClusterRole via RoleBinding leaked to another namespace"; return 1; }
+  # a ClusterRoleBinding to the account's group grants it everywhere, until it is deleted
+  k create clusterrolebinding "svc-reader-$NS" --clusterrole="svc-reader-$NS" --group="system:serviceaccounts:$NS" || return 1
+  kk get svc -n default -o name >/dev/null || return 1
+  kk get svc -A -o name >/dev/null || return 1
+  k delete clusterrolebinding "svc-reader-$NS" >/dev/null || return 1
+  kk get svc -n default >/dev/null 2>&1 && { echo "deleted binding still in force"; return 1; }
+  # roleRef cannot change
+  out=$(k patch rolebinding reader -n "$NS" --type=merge -p '{"roleRef":{"name":"other"}}' 2>&1) && { echo "roleRef change accepted"; return 1; }
+  echo "$out" | grep -q 'cannot change roleRef' || { echo "$out"; return 1; }
+  # discovery for every authenticated user; an unknown token is 401
+  kk api-resources >/dev/null || return 1
+  out=$(k --token nobody-knows-this get cm -n "$NS" 2>&1) && return 1
+  echo "$out" | grep -qi 'unauthorized' || { echo "$out"; return 1; }
+  # the authorization log: one JSON line per decision of the reader (none of the admin's)
+  tail -n +"$((n0 + 1))" "$DIR/authz.log" | python3 -c '
+import json, sys
+sa, ns = sys.argv[1], sys.argv[2]
+recs = [json.loads(l) for l in sys.stdin]
+assert recs, "no records"
+assert all(r["user"] == sa for r in recs), sorted(set(r["user"] for r in recs))
+keys = {"user", "groups", "verb", "apiGroup", "resource", "subresource", "namespace", "name", "path", "allowed"}
+assert all(keys <= set(r) for r in recs), recs[0]
+denied = [r for r in recs if not r["allowed"]]
+allowed = [r for r in recs if r["allowed"]]
+assert any(r["verb"] == "list" and r["resource"] == "configmaps" and r["namespace"] == ns for r in denied), "denied list"
+assert any(r["verb"] == "get" and r["resource"] == "configmaps" and r["name"] == "app-config" for r in allowed), "allowed get"
+assert any(r["verb"] == "create" and r["resource"] == "configmaps" for r in denied), "denied create"
+assert any(r["path"] == "/api" and r["resource"] == "" for r in allowed), "discovery"
+print(len(allowed), "allowed,", len(denied), "denied")
+' "$sa" "$NS"
+}
+check "RBAC: token added at run time; Role, ClusterRole via RoleBinding, ClusterRoleBinding to a group; authz log" t_rbac
+
+
+# helm with its default storage driver (Secrets) and three-way strategic-merge upgrades
+HELM="${HELM:-$TAS_REPO/.tools/bin/helm}"
+[ -x "$HELM" ] || HELM=$(command -v helm || true)
+t_helm_steps() {
+  [ -n "$HELM" ] || { echo "helm not found (scripts/install-tools.sh puts it in .tools/bin; or set HELM)"; return 1; }
+  local h=("$HELM" --kubeconfig "$KUBECONFIG") vals="$TAS_REPO/fixtures/charts/values"
+  local ctl="$NS-iter8" ctlc="$NS-iter8c" app="$NS-app"
+  unset HELM_DRIVER
+  "${h[@]}" install iter8 "$TAS_REPO/charts/controller" -n "$ctl" --create-namespace >/dev/null || return 1
+  "${h[@]}" install iter8 "$TAS_REPO/charts/controller" -n "$ctlc" --create-namespace --set clusterScoped=true --set replicas=2 >/dev/null || return 1
+  k get sa/iter8 role/iter8 rolebinding/iter8 role/iter8-leader-election rolebinding/iter8-leader-election deploy/iter8 -n "$ctl" -o name >/dev/null || return 1
+  k get clusterrole/iter8 clusterrolebinding/iter8 pdb/iter8 -n "$ctlc" -o name >/dev/null || return 1
+  expect_eq "$(k get secrets -n "$ctl" -l owner=helm,name=iter8 -o jsonpath='{.items[*].metadata.name} {.items[*].type}')" "sh.helm.release.v1.iter8.v1 helm.sh/release.v1" || return 1
+  # the chart's grants, evaluated by the server's RBAC for the controller's ServiceAccount
+  local tok="smoke-$NS-iter8"
+  echo "$tok,system:serviceaccount:$ctl:iter8,iter8-uid,\"system:serviceaccounts,system:serviceaccounts:$ctl\"" >> "$DIR/tokens.csv"
+  local out
+  out=$(k --token "$tok" get lease -n "$ctl" leader 2>&1) && { echo "a missing lease was found: $out"; return 1; }
+  echo "$out" | grep -q NotFound || { echo "reading its own lease: $out"; return 1; }
+  out=$(k --token "$tok" get lease -n default leader 2>&1) && { echo "a missing lease was found: $out"; return 1; }
+  echo "$out" | grep -q Forbidden || { echo "a lease in another namespace: $out"; return 1; }
+  # the release chart: install, add a candidate, promote (real upgrades), in one namespace
+  "${h[@]}" upgrade --install httpbin "$TAS_REPO/charts/release" -n "$app" --create-namespace -f "$vals/seed-1-initial.yaml" >/dev/null || return 1
+  expect_eq "$(k get deploy -n "$app" -o name | tr '\n' ' ')" "deployment.apps/httpbin-0 " || return 1
+  "${h[@]}" upgrade --install httpbin "$TAS_REPO/charts/release" -n "$app" -f "$vals/seed-2-candidate.yaml" >/dev/null || return 1
+  expect_eq "$(k get deploy -n "$app" -o name | tr '\n' ' ')" "deployment.apps/httpbin-0 deployment.apps/httpbin-1 " || return 1
+  "${h[@]}" upgrade --install httpbin "$TAS_REPO/charts/release" -n "$app" -f "$vals/seed-3-promote.yaml" >/dev/null || return 1
+  expect_eq "$(k get deploy -n "$app" -o name | tr '\n' ' ')" "deployment.apps/httpbin-0 " || return 1
+  expect_eq "$("${h[@]}" history httpbin -n "$app" -o json | python3 -c 'import json,sys; print(" ".join("%s:%s" % (r["revision"], r["status"]) for r in json.load(sys.stdin)))')" "1:superseded 2:superseded 3:deployed" || return 1
+  local listed
+  listed=$("${h[@]}" list -A -o json | python3 -c 'import json,sys; print(" ".join(sorted(r["namespace"]+"/"+r["name"]+"/"+r["status"] for r in json.load(sys.stdin))))')
+  for r in "$app/httpbin/deployed" "$ctl/iter8/deployed" "$ctlc/iter8/deployed"; do
+    case " $listed " in *" $r "*) ;; *) echo "helm list -A: $listed (no $r)"; return 1 ;; esac
+  done
+  "${h[@]}" delete httpbin -n "$app" >/dev/null || return 1
+  "${h[@]}" delete iter8 -n "$ctl" >/dev/null || return 1
+  "${h[@]}" delete iter8 -n "$ctlc" >/dev/null || return 1
+  expect_eq "$(k get deploy,svc,cm,secrets -n "$app" -o name)" "" || return 1
+  expect_eq "$(k get sa,role,rolebinding,deploy,secrets,pdb -n "$ctl" -o name; k get sa,deploy,secrets,pdb -n "$ctlc" -o name)" "" || return 1
+  k get clusterrole iter8 >/dev/null 2>&1 && { echo "ClusterRole iter8 left behind"; return 1; }
+  [ "$("${h[@]}" list -n "$app" -q)" = "" ]
+}
+t_helm() {
+  # a failed run uninstalls what it installed (the cluster-scoped release's ClusterRole would
+  # block the next run on the same DIR)
+  local rc=0
+  t_helm_steps || rc=1
+  if [ $rc != 0 ] && [ -n "$HELM" ]; then
+    "$HELM" --kubeconfig "$KUBECONFIG" delete httpbin -n "$NS-app" >/dev/null 2>&1
+    "$HELM" --kubeconfig "$KUBECONFIG" delete iter8 -n "$NS-iter8" >/dev/null 2>&1
+    "$HELM" --kubeconfig "$KUBECONFIG" delete iter8 -n "$NS-iter8c" >/dev/null 2>&1
+  fi
+  return $rc
+}
+check "helm (Secret driver): controller chart namespaced + clusterScoped, release chart seed 1-2-3 upgrades, list -A, delete" t_helm
+
 t_restart_apiserver() {
   bash "$TAS_HERE/restart-apiserver.sh" "$DIR" || return 1
   expect_eq "$(jp cm app-config -n "$NS" -o jsonpath='{.data.mode}')" canary || return 1
@@ -289,6 +491,11 @@ t_restart_etcd() {
   k create cm after-etcd-restart -n "$NS" >/dev/null
 }
 check "restart-etcd.sh: server recovers, data kept" t_restart_etcd
+
+# the Go unit tests (RBAC binding lookup, authz log, token file), offline with the cached toolchain
+if [ "${SKIP_UNIT:-0}" != 1 ]; then
+  check "Go unit tests (test.sh)" bash "$TAS_HERE/test.sh"
+fi
 
 echo "smoke: $(( $(date +%s) - T0 ))s, logs in $DIR"
 echo "$PASS passed, $FAIL failed"
