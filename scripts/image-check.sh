@@ -8,7 +8,8 @@
 #   docker stop: N ms (the controller's own shutdown: M ms)
 #
 # Checks, each failing with a message that says what is wrong:
-#   - the image exists (NAME:TAG is the chart's default image: charts/controller values + appVersion)
+#   - the image exists (NAME:TAG is the chart's default image: charts/controller values + appVersion,
+#     and what `helm template charts/controller` renders)
 #   - user 65532:65532, entrypoint ["/iter8-controller"], port 8080/tcp exposed
 #   - the OCI labels title, description, version (= appVersion), licenses (= Apache-2.0), source
 #   - its files are /iter8-controller and nothing else, no shell (`--entrypoint /bin/sh` fails)
@@ -53,6 +54,16 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+
+# The name is the chart's default image: helm renders exactly that (when helm is installed).
+helm_bin="$(command -v helm || echo "${IMG_ROOT}/.tools/bin/helm")"
+if [[ -x "${helm_bin}" ]]; then
+  rendered="$("${helm_bin}" template iter8 "${IMG_CHART}" | sed -n 's/^ *image: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' | head -n1)"
+  [[ "${rendered}" == "${image}" ]] ||
+    img_die "helm template charts/controller renders image '${rendered}', but just image builds ${image}"
+else
+  img_log "helm not installed (bash scripts/install-tools.sh): not comparing with the rendered chart"
+fi
 
 img_daemon
 
