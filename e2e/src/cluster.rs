@@ -81,8 +81,15 @@ impl Cluster {
 
     /// A kubeconfig for the ordinary identity `start.sh` gives the token
     /// `test-apiserver-controller` (not `system:masters`, so the API server's in-flight limits
-    /// apply to it).
+    /// apply to it), bound to a ClusterRole that allows everything: the tests that use it are
+    /// about flow control, not permissions.
     pub fn controller_kubeconfig(&self) -> Result<PathBuf> {
+        self.kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: e2e-everything\nrules:\n- apiGroups: [\"*\"]\n  resources: [\"*\"]\n  verbs: [\"*\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: e2e-controller-everything\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: e2e-everything\nsubjects:\n- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: system:serviceaccount:default:iter8-controller\n",
+            ),
+        )?;
         let admin = std::fs::read_to_string(&self.kubeconfig)?;
         anyhow::ensure!(
             admin.contains("token: test-apiserver-allows-everyone"),

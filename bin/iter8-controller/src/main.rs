@@ -136,7 +136,11 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn client(args: &Args) -> Result<kube::Client> {
+/// Two clients of the same configuration: one for reads (watches, the Lease), whose 429s and
+/// 503s kube's client retries by itself as the server asks; and one for the writer, without that
+/// retry, so that the writer sees the API server's flow control, waits with jitter, counts it,
+/// and keeps its write slot free meanwhile (`routemap_index::write_plan`).
+async fn clients(args: &Args) -> Result<(kube::Client, kube::Client)> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -145,7 +149,12 @@ async fn client(args: &Args) -> Result<kube::Client> {
         }
         None => kube::Config::infer().await?,
     };
-    Ok(kube::Client::try_from(config)?)
+    let mut writes = config.clone();
+    writes.default_retry = false;
+    Ok((
+        kube::Client::try_from(config)?,
+        kube::Client::try_from(writes)?,
+    ))
 }
 
 /// Budgets of the shutdown steps. Their sum, 4 s + 2 x 2 s (the Lease release waits twice) +
@@ -210,7 +219,7 @@ async fn main() -> Result<()> {
         .parse()
         .with_context(|| format!("adminAddr {:?}", config.admin_addr))?;
 
-    let client = client(&args).await?;
+    let (client, write_client) = clients(&args).await?;
     let namespace = args
         .namespace
         .clone()
@@ -268,14 +277,14 @@ async fn main() -> Result<()> {
         metrics.clone(),
     ));
     let writer = Writer::new(
-        client.clone(),
+        write_client.clone(),
         WriterConfig {
             field_manager: config.field_manager.clone(),
             timeout: args.api_timeout,
             resync,
         },
         StatusWriter::new(
-            client.clone(),
+            write_client,
             Some(identity.clone()),
             args.api_timeout,
             metrics.clone(),

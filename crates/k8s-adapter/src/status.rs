@@ -21,6 +21,9 @@ use crate::kube_types::{
 };
 use crate::metrics::Metrics;
 
+/// Throttled status writes waited out after an Event, before the report is given up to a retry.
+const MAX_STATUS_THROTTLED: u32 = 5;
+
 /// Publishes Events and writes the status annotation.
 #[derive(Clone)]
 pub struct StatusWriter {
@@ -86,23 +89,33 @@ impl StatusWriter {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &owner.namespace, &configmap_resource());
         let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
-        match tokio::time::timeout(
-            self.timeout,
-            api.patch(&owner.name, &params, &Patch::Apply(&body)),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
-                let e = write_error(e);
-                if !matches!(e, WriteError::Throttled { .. }) {
-                    self.metrics.error("status");
+        // Once the Event is out, a throttled status write is waited out here, as the server
+        // asks, rather than by retrying the whole report (which would publish the Event twice).
+        let mut throttled = 0;
+        loop {
+            let answer = tokio::time::timeout(
+                self.timeout,
+                api.patch(&owner.name, &params, &Patch::Apply(&body)),
+            )
+            .await;
+            let e = match answer {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => write_error(e),
+                Err(_) => WriteError::Timeout(self.timeout),
+            };
+            match e {
+                WriteError::Throttled { retry_after, .. }
+                    if report.event.is_some() && throttled < MAX_STATUS_THROTTLED =>
+                {
+                    throttled += 1;
+                    self.metrics.throttled("status");
+                    tokio::time::sleep(retry_after.mul_f64(1.0 + fastrand::f64() / 2.0)).await;
                 }
-                Err(e)
-            }
-            Err(_) => {
-                self.metrics.error("status");
-                Err(WriteError::Timeout(self.timeout))
+                WriteError::Throttled { .. } => return Err(e),
+                e => {
+                    self.metrics.error("status");
+                    return Err(e);
+                }
             }
         }
     }
