@@ -103,13 +103,13 @@ func describeSubject(s rbacv1.Subject, bindingNamespace string) string {
 	return fmt.Sprintf("%s %q", s.Kind, s.Name)
 }
 
-// grantsFor returns the rules bound to the user for a request in namespace ("" for
-// cluster-scoped and non-resource requests, and for requests across all namespaces): those of
-// every ClusterRoleBinding naming the user, then those of the RoleBindings in that namespace.
-// A binding whose role cannot be read is skipped and its error returned beside the grants,
-// as kube-apiserver's RBAC authorizer does.
-func grantsFor(ctx context.Context, r rbacReader, u user.Info, namespace string) ([]grant, []error) {
-	var grants []grant
+// visitGrants calls visit with the rules of every binding that names the user, for a request in
+// namespace ("" for cluster-scoped and non-resource requests, and for requests across all
+// namespaces): first the ClusterRoleBindings, then the RoleBindings of that namespace, in the
+// order the store lists them, until visit returns false (kube-apiserver's RBAC authorizer also
+// stops at the first rule that allows). A binding whose role cannot be read is skipped and its
+// error returned, as kube-apiserver does.
+func visitGrants(ctx context.Context, r rbacReader, u user.Info, namespace string, visit func(grant) bool) []error {
 	var errs []error
 	crbs, err := r.ClusterRoleBindings(ctx)
 	if err != nil {
@@ -117,10 +117,7 @@ func grantsFor(ctx context.Context, r rbacReader, u user.Info, namespace string)
 	}
 	for _, b := range crbs {
 		s, ok := appliesToAny(u, b.Subjects, "")
-		if !ok {
-			continue
-		}
-		if b.RoleRef.Kind != "ClusterRole" {
+		if !ok || b.RoleRef.Kind != "ClusterRole" {
 			continue
 		}
 		cr, err := r.ClusterRole(ctx, b.RoleRef.Name)
@@ -128,13 +125,15 @@ func grantsFor(ctx context.Context, r rbacReader, u user.Info, namespace string)
 			errs = append(errs, fmt.Errorf("clusterrolebinding %q: %w", b.Name, err))
 			continue
 		}
-		grants = append(grants, grant{
+		if !visit(grant{
 			source: fmt.Sprintf("ClusterRoleBinding %q of ClusterRole %q to %s", b.Name, cr.Name, describeSubject(s, "")),
 			rules:  cr.Rules,
-		})
+		}) {
+			return errs
+		}
 	}
 	if namespace == "" {
-		return grants, errs
+		return errs
 	}
 	rbs, err := r.RoleBindings(ctx, namespace)
 	if err != nil {
@@ -164,12 +163,14 @@ func grantsFor(ctx context.Context, r rbacReader, u user.Info, namespace string)
 		default:
 			continue
 		}
-		grants = append(grants, grant{
+		if !visit(grant{
 			source: fmt.Sprintf("RoleBinding %q of %s %q to %s", namespace+"/"+b.Name, b.RoleRef.Kind, b.RoleRef.Name, describeSubject(s, namespace)),
 			rules:  rules,
-		})
+		}) {
+			return errs
+		}
 	}
-	return grants, errs
+	return errs
 }
 
 // requestRule is the request as a single-verb, single-resource rule, the form Covers checks.
@@ -221,11 +222,16 @@ func decide(ctx context.Context, r rbacReader, a authorizer.Attributes) (bool, s
 	if a.IsResourceRequest() {
 		namespace = a.GetNamespace()
 	}
-	grants, errs := grantsFor(ctx, r, u, namespace)
-	for _, g := range grants {
+	allowedBy := ""
+	errs := visitGrants(ctx, r, u, namespace, func(g grant) bool {
 		if ok, _ := rbacvalidation.Covers(g.rules, want); ok {
-			return true, "RBAC: allowed by " + g.source
+			allowedBy = g.source
+			return false
 		}
+		return true
+	})
+	if allowedBy != "" {
+		return true, "RBAC: allowed by " + allowedBy
 	}
 	if len(errs) > 0 {
 		return false, "RBAC: " + errors.Join(errs...).Error()

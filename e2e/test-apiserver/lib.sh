@@ -127,6 +127,7 @@ tas_start_apiserver() {
       # the generated apiserver.crt is "serving cert + its self-signed CA": the CA alone is ca.crt
       awk '/BEGIN CERTIFICATE/{n++; buf=""} {buf=buf $0 "\n"} /END CERTIFICATE/{last=buf} END{printf "%s", last}' \
         "$dir/certs/apiserver.crt" > "$dir/certs/ca.crt"
+      tas_grant_controller "$dir" || tas_die "creating the ClusterRoleBinding test-apiserver-controller failed"
       tas_log "API server ready on https://127.0.0.1:$APISERVER_PORT (pid $APISERVER_PID, $(python3 -c "import time; print(round(time.time()-$t0, 2))" 2>/dev/null || echo '?') s)"
       return 0
     fi
@@ -137,10 +138,30 @@ tas_start_apiserver() {
   tas_die "API server not ready after 60 s (log: $dir/apiserver.log)"
 }
 
+# tas_grant_controller DIR: binds the token file's ordinary identity test-apiserver-controller
+# (ServiceAccount default/iter8-controller) to cluster-admin with a ClusterRoleBinding of the same
+# name, so that it may do everything through RBAC while staying outside system:masters (the
+# in-flight limits apply to it). Idempotent (409 when it exists).
+tas_grant_controller() {
+  local dir=$1 code
+  code=$(curl -s -o "$dir/.grant.out" -w '%{http_code}' --max-time 10 --cacert "$dir/certs/ca.crt" \
+    -H "Authorization: Bearer test-apiserver-allows-everyone" -H 'Content-Type: application/json' \
+    -X POST "https://127.0.0.1:$APISERVER_PORT/apis/rbac.authorization.k8s.io/v1/clusterrolebindings" \
+    -d '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",
+         "metadata":{"name":"test-apiserver-controller"},
+         "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+         "subjects":[{"kind":"ServiceAccount","namespace":"default","name":"iter8-controller"}]}')
+  case "$code" in 201|409) rm -f "$dir/.grant.out"; return 0 ;; esac
+  cat "$dir/.grant.out" >&2
+  return 1
+}
+
 tas_write_kubeconfig() {
   local dir=$1
   # The tests' administrator (system:masters: never throttled), and an ordinary identity the
-  # tests may give a controller so that the API server's limits apply to it.
+  # tests may give a controller so that the API server's limits apply to it (RBAC decides its
+  # requests: tas_grant_controller binds it to cluster-admin). More lines may be appended while
+  # the server runs: it re-reads the file when it changes.
   [ -f "$dir/tokens.csv" ] || cat > "$dir/tokens.csv" <<EOF
 test-apiserver-allows-everyone,admin,admin,"system:masters"
 test-apiserver-controller,system:serviceaccount:default:iter8-controller,iter8-controller,"system:serviceaccounts,system:serviceaccounts:default"

@@ -210,10 +210,8 @@ func run(ctx context.Context, f flags, ip net.IP) error {
 		go createDefaultNamespaces(hc)
 		return nil
 	})
-	cfg.AddPostStartHookOrDie("create-cluster-admin", func(hc genericapiserver.PostStartHookContext) error {
-		go createClusterAdmin(hc)
-		return nil
-	})
+	// synchronous, as kube-apiserver's RBAC bootstrap hook: /readyz is ok once cluster-admin exists
+	cfg.AddPostStartHookOrDie("create-cluster-admin", createClusterAdmin)
 
 	crdConfig := &apiextensionsapiserver.Config{
 		GenericConfig: cfg,
@@ -329,11 +327,10 @@ func installBuiltins(server *genericapiserver.GenericAPIServer, optsGetter gener
 // on every resource and non-resource URL) and its ClusterRoleBinding to system:masters, when
 // missing, so that tests can bind a ServiceAccount to cluster-admin as on a real cluster. The
 // other bootstrap roles (admin, edit, view, system:*) are not created.
-func createClusterAdmin(hc genericapiserver.PostStartHookContext) {
+func createClusterAdmin(hc genericapiserver.PostStartHookContext) error {
 	client, err := rbacv1client.NewForConfig(hc.LoopbackClientConfig)
 	if err != nil {
-		klog.Errorf("cluster-admin: %v", err)
-		return
+		return fmt.Errorf("cluster-admin: %w", err)
 	}
 	meta := metav1.ObjectMeta{
 		Name:        "cluster-admin",
@@ -365,7 +362,7 @@ func createClusterAdmin(hc genericapiserver.PostStartHookContext) {
 				break
 			}
 			if hc.Context.Err() != nil {
-				return
+				return nil // shutting down
 			}
 			if attempt%20 == 0 {
 				klog.Warningf("creating cluster-admin: %v (retrying)", err)
@@ -373,6 +370,7 @@ func createClusterAdmin(hc genericapiserver.PostStartHookContext) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	return nil
 }
 
 func createDefaultNamespaces(hc genericapiserver.PostStartHookContext) {

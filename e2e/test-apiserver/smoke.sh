@@ -391,12 +391,17 @@ t_rbac() {
   kk api-resources >/dev/null || return 1
   out=$(k --token nobody-knows-this get cm -n "$NS" 2>&1) && return 1
   echo "$out" | grep -qi 'unauthorized' || { echo "$out"; return 1; }
+  # start.sh's ordinary identity is bound to cluster-admin (ClusterRoleBinding test-apiserver-controller)
+  k --token test-apiserver-controller get cm -A -o name >/dev/null || return 1
+  grep -q '"reason":"RBAC: allowed by ClusterRoleBinding \\"test-apiserver-controller\\" of ClusterRole \\"cluster-admin\\"' "$DIR/authz.log" \
+    || { echo "no decision for test-apiserver-controller in the authz log"; tail -3 "$DIR/authz.log"; return 1; }
   # the authorization log: one JSON line per decision of the reader (none of the admin's)
   tail -n +"$((n0 + 1))" "$DIR/authz.log" | python3 -c '
 import json, sys
 sa, ns = sys.argv[1], sys.argv[2]
 recs = [json.loads(l) for l in sys.stdin]
 assert recs, "no records"
+recs = [r for r in recs if r["user"] != "system:serviceaccount:default:iter8-controller"]
 assert all(r["user"] == sa for r in recs), sorted(set(r["user"] for r in recs))
 keys = {"user", "groups", "verb", "apiGroup", "resource", "subresource", "namespace", "name", "path", "allowed"}
 assert all(keys <= set(r) for r in recs), recs[0]
