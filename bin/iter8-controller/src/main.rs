@@ -47,6 +47,11 @@ struct Args {
     #[arg(long, env = "ITER8_CLUSTER_SCOPED", num_args = 0..=1, default_missing_value = "true")]
     cluster_scoped: Option<bool>,
 
+    /// Let routemaps name version resources in other namespaces than their own; only with
+    /// cluster scope (overrides allowCrossNamespaceReferences).
+    #[arg(long, env = "ITER8_ALLOW_CROSS_NAMESPACE_REFERENCES", num_args = 0..=1, default_missing_value = "true")]
+    allow_cross_namespace_references: Option<bool>,
+
     /// Period of the full resync that repairs missed writes, e.g. 15m (overrides defaultResync).
     #[arg(long, env = "ITER8_DEFAULT_RESYNC")]
     default_resync: Option<String>,
@@ -102,6 +107,9 @@ fn load_config(args: &Args) -> Result<Config> {
     };
     if let Some(v) = args.cluster_scoped {
         config.cluster_scoped = v;
+    }
+    if let Some(v) = args.allow_cross_namespace_references {
+        config.allow_cross_namespace_references = v;
     }
     if let Some(v) = &args.default_resync {
         config.default_resync = v.clone();
@@ -233,8 +241,13 @@ async fn main() -> Result<()> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "iter8-controller".into());
     let watch_namespace = (!config.cluster_scoped).then_some(namespace.as_str());
-    tracing::info!(namespace = %namespace, cluster_scoped = config.cluster_scoped, identity = %identity, field_manager = %config.field_manager, resync = ?resync, "starting iter8-controller");
+    tracing::info!(namespace = %namespace, cluster_scoped = config.cluster_scoped, allow_cross_namespace_references = config.allow_cross_namespace_references, identity = %identity, field_manager = %config.field_manager, resync = ?resync, "starting iter8-controller");
 
+    if config.allow_cross_namespace_references && !config.cluster_scoped {
+        tracing::warn!(
+            "allowCrossNamespaceReferences has no effect on a namespace-scoped controller: it reads its own namespace only"
+        );
+    }
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);

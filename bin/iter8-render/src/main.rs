@@ -107,9 +107,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(path) => Config::from_yaml(
             &std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         )?,
-        // Offline there is no scope: show routemaps whatever namespaces they name.
+        // Offline there is no scope: show routemaps whatever namespaces they name (with the
+        // controller's config, --config, its own rules apply).
         None => Config {
             cluster_scoped: true,
+            allow_cross_namespace_references: true,
             ..Config::default()
         },
     };

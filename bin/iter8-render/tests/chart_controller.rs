@@ -223,6 +223,7 @@ fn controller_deployment_and_config() {
             keys,
             [
                 "adminAddr",
+                "allowCrossNamespaceReferences",
                 "clusterScoped",
                 "defaultResync",
                 "fieldManager",
@@ -233,6 +234,9 @@ fn controller_deployment_and_config() {
             ]
         );
         assert_eq!(config["clusterScoped"], cluster_scoped);
+        // Off by default, whatever the scope: a routemap names resources in its own namespace.
+        assert_eq!(config["allowCrossNamespaceReferences"], false);
+        assert!(!parsed.allow_cross_namespace_references);
         assert_eq!(parsed.max_writes_in_flight, 16);
         assert_eq!(config["adminAddr"], "0.0.0.0:8080");
         assert_eq!(config["fieldManager"], "iter8-controller");

@@ -77,6 +77,12 @@ pub struct Config {
     /// Watch all namespaces (true) or only the controller's (false).
     #[serde(default)]
     pub cluster_scoped: bool,
+    /// Let a routemap's version resources live in another namespace than the routemap's. Off
+    /// by default: a routemap author could otherwise make the controller route traffic by the
+    /// readiness of objects in namespaces they do not control. Only a cluster-scoped controller
+    /// can use it (a namespace-scoped one reads its own namespace only).
+    #[serde(default)]
+    pub allow_cross_namespace_references: bool,
     /// Period of the full resync that repairs missed writes, e.g. `15m`.
     #[serde(default = "default_resync")]
     pub default_resync: String,
@@ -171,6 +177,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             cluster_scoped: false,
+            allow_cross_namespace_references: false,
             default_resync: default_resync(),
             field_manager: default_field_manager(),
             resource_types: default_resource_types(),

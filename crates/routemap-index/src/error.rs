@@ -41,9 +41,10 @@ pub enum RouteMapError {
         /// The configured short names, comma-separated.
         configured: String,
     },
-    /// A version resource lives in another namespace, which this controller does not read.
+    /// A version resource lives in another namespace than the routemap: refused unless the
+    /// controller is cluster-scoped and allows cross-namespace references.
     #[error(
-        "data[{ROUTEMAP_DATA_KEY}].versions[{version}].resources[{resource}].namespace: {namespace:?} differs from the routemap's namespace {routemap_namespace:?}, and the controller is namespace-scoped (install it with clusterScoped=true)"
+        "data[{ROUTEMAP_DATA_KEY}].versions[{version}].resources[{resource}].namespace: {namespace:?} differs from the routemap's namespace {routemap_namespace:?}; cross-namespace references are refused unless the controller is cluster-scoped and allows them (controller chart: --set clusterScoped=true --set allowCrossNamespaceReferences=true), or move the resource into {routemap_namespace:?}"
     )]
     OtherNamespace {
         /// Index of the version.

@@ -142,7 +142,9 @@ impl DecisionDigest {
 /// The index. See the module doc.
 #[derive(Debug)]
 pub struct Index {
-    cluster_scoped: bool,
+    /// Version resources may live in another namespace than their routemap's: a cluster-scoped
+    /// controller configured with `allowCrossNamespaceReferences`.
+    cross_namespace: bool,
     /// Short name -> canonical short name.
     canonical: HashMap<String, String>,
     /// Short name -> readiness conditions.
@@ -171,7 +173,7 @@ impl Index {
             canonical.insert(short.clone(), canon.clone());
         }
         Index {
-            cluster_scoped: config.cluster_scoped,
+            cross_namespace: config.cluster_scoped && config.allow_cross_namespace_references,
             canonical,
             conditions: config
                 .resource_types
@@ -484,7 +486,8 @@ impl Index {
         })
     }
 
-    /// Types must be configured; a namespace-scoped controller only reads its own namespace.
+    /// Types must be configured; version resources must be in the routemap's namespace unless
+    /// the controller is cluster-scoped and allows cross-namespace references.
     fn check_references(
         &self,
         key: &RouteMapKey,
@@ -503,7 +506,7 @@ impl Index {
                     });
                 }
                 if let Some(ns) = &r.namespace
-                    && !self.cluster_scoped
+                    && !self.cross_namespace
                     && ns != &key.namespace
                 {
                     return Err(RouteMapError::OtherNamespace {

@@ -357,16 +357,73 @@ fn unknown_type_and_foreign_namespace_are_invalid_when_namespace_scoped() {
         "{error}"
     );
 
+    assert!(
+        error.contains("allowCrossNamespaceReferences=true"),
+        "the message says how to allow it: {error}"
+    );
+}
+
+/// The spec of [`CANARY`] whose candidate Deployment is in namespace `other`.
+fn cross_namespace_spec() -> String {
+    CANARY.replace(
+        "{gvrShort: deploy, name: httpbin-1}",
+        "{gvrShort: deploy, name: httpbin-1, namespace: other}",
+    )
+}
+
+#[test]
+fn cross_namespace_references_are_refused_by_default_even_cluster_scoped() {
     let mut cluster = Index::new(&Config {
         cluster_scoped: true,
         ..Config::default()
     });
-    let changes = cluster.upsert_routemap(routemap(&spec));
+    let changes = cluster.upsert_routemap(routemap(&cross_namespace_spec()));
+    let error = invalid_error(&changes);
+    assert!(
+        error.contains("versions[1].resources[1].namespace: \"other\""),
+        "{error}"
+    );
+    assert!(
+        error.contains("--set clusterScoped=true --set allowCrossNamespaceReferences=true"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_cluster_scoped_controller_allowing_them_reads_other_namespaces() {
+    let mut cluster = Index::new(&Config {
+        cluster_scoped: true,
+        allow_cross_namespace_references: true,
+        ..Config::default()
+    });
+    let changes = cluster.upsert_routemap(routemap(&cross_namespace_spec()));
     assert_eq!(
         rules(&changes).len(),
         1,
-        "cluster scope reads other namespaces"
+        "cluster scope with allowCrossNamespaceReferences reads other namespaces"
     );
+}
+
+#[test]
+fn allowing_them_has_no_effect_on_a_namespace_scoped_controller() {
+    let mut ix = Index::new(&Config {
+        allow_cross_namespace_references: true,
+        ..Config::default()
+    });
+    let changes = ix.upsert_routemap(routemap(&cross_namespace_spec()));
+    let error = invalid_error(&changes);
+    assert!(
+        error.contains("versions[1].resources[1].namespace"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_config_key_is_allow_cross_namespace_references() {
+    let c = Config::from_yaml("clusterScoped: true\nallowCrossNamespaceReferences: true\n")
+        .expect("parses");
+    assert!(c.cluster_scoped && c.allow_cross_namespace_references);
+    assert!(!Config::default().allow_cross_namespace_references);
 }
 
 #[test]
