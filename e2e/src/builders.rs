@@ -14,7 +14,7 @@ pub fn app(i: usize) -> String {
 pub fn routemap(ns: &str, i: usize) -> Value {
     let app = app(i);
     // One line of JSON, keys sorted, as the chart's `toJson` writes it.
-    let spec = format!("{}\n", canary_spec(&app, ns));
+    let spec = format!("{}\n", test_builders::chart_canary_spec(&app, ns));
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {
@@ -26,36 +26,6 @@ pub fn routemap(ns: &str, i: usize) -> Value {
             },
         },
         "data": {"routemap.yaml": spec},
-    })
-}
-
-/// The spec of a two-version canary as `charts/release` builds it (before `toJson`).
-pub fn canary_spec(app: &str, ns: &str) -> Value {
-    let resources = |v: usize| {
-        json!([
-            {"gvrShort": "svc", "name": format!("{app}-{v}"), "namespace": ns},
-            {"gvrShort": "deploy", "name": format!("{app}-{v}"), "namespace": ns},
-        ])
-    };
-    json!({
-        "strategy": "canary",
-        "route": {
-            "name": app,
-            "parentRefs": [{"group": "", "kind": "Service", "name": app, "port": 80}],
-            "hostnames": [
-                app,
-                format!("{app}.{ns}"),
-                format!("{app}.{ns}.svc"),
-                format!("{app}.{ns}.svc.cluster.local"),
-            ],
-        },
-        "versions": [
-            {"name": format!("{app}-0"), "port": 80, "resources": resources(0)},
-            {
-                "name": format!("{app}-1"), "port": 80, "resources": resources(1),
-                "matches": [{"headers": [{"name": "traffic", "value": "test"}]}],
-            },
-        ],
     })
 }
 

@@ -19,6 +19,7 @@ use crate::cluster::Cluster;
 use crate::controller::{Controller, Launch};
 use crate::fleet::{CONCURRENCY, Fleet};
 use crate::metrics::{APPLIED, sum_series};
+use crate::out::say;
 use crate::status_probe::StatusProbe;
 use crate::tracker::{Tracker, drain, probe, wait_rules};
 use crate::wait::wait_every;
@@ -46,6 +47,77 @@ pub fn launch(cluster: &Cluster, ns: &str, kubeconfig: Option<&Path>) -> Result<
 pub struct ColdStartAs {
     /// Its kubeconfig, when not the administrator's (whom the API server never throttles).
     pub kubeconfig: Option<PathBuf>,
+}
+
+/// A fleet as a cold start finds it: `n` releases in namespace `ns` (created here), the even
+/// ones with their route and status already as the controller would leave them, the odd ones
+/// without, and a tracker watching the routes.
+#[derive(Debug)]
+pub struct HalfCorrect {
+    /// The releases.
+    pub fleet: Fleet,
+    /// Releases whose route is in place.
+    pub correct: Vec<usize>,
+    /// Releases whose route must be written.
+    pub needing: Vec<usize>,
+    /// The routes as a bare watch sees them.
+    pub tracker: Tracker,
+    /// How long seeding took.
+    pub seed_secs: f64,
+}
+
+impl HalfCorrect {
+    /// [`cold_start`] on this fleet, its summary logged after `label`.
+    pub async fn cold_start(
+        &self,
+        cluster: &Cluster,
+        limit: Duration,
+        how: &ColdStartAs,
+        label: &str,
+    ) -> Result<(ColdStart, Controller)> {
+        let (cold, ctl) = cold_start(
+            cluster,
+            &self.fleet,
+            &self.tracker,
+            &self.needing,
+            limit,
+            how,
+        )
+        .await?;
+        say(format!("{label}: {}", cold.summary(self.needing.len())));
+        Ok((cold, ctl))
+    }
+}
+
+/// Seeds a [`HalfCorrect`] fleet, saying how long each part took.
+pub async fn half_correct(cluster: &Cluster, ns: &str, n: usize) -> Result<HalfCorrect> {
+    cluster.create_namespace(ns).await?;
+    let t = Instant::now();
+    let fleet = crate::fleet::seed(cluster, ns, n).await?;
+    let seed_secs = t.elapsed().as_secs_f64();
+    say(format!(
+        "seeded {n} releases ({} objects, {} API calls) in {seed_secs:.1}s",
+        n * 5,
+        n * 7
+    ));
+    let correct: Vec<usize> = (0..n).filter(|i| i % 2 == 0).collect();
+    let needing: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
+    let t = Instant::now();
+    fleet.preapply(cluster, &correct).await?;
+    say(format!(
+        "pre-applied {} routes + status annotations as the controller would, in {:.1}s; {} missing",
+        correct.len(),
+        t.elapsed().as_secs_f64(),
+        needing.len()
+    ));
+    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
+    Ok(HalfCorrect {
+        fleet,
+        correct,
+        needing,
+        tracker,
+        seed_secs,
+    })
 }
 
 /// What a cold start did.
@@ -78,6 +150,28 @@ pub struct ColdStart {
     pub status_writes: usize,
     /// Peak RSS of the controller, bytes.
     pub peak_rss: u64,
+}
+
+impl ColdStart {
+    /// One line for the log.
+    pub fn summary(&self, needing: usize) -> String {
+        format!(
+            "all routes correct {:.2}s after process start, last status written at {:.2}s (idle at {:.2}s); applied {} (unchanged {}); routes changed {}/{needing} needing, max {} per route, {} on correct routes; {} Events ({} Warning), {} status writes; {} calls throttled (429) and retried; peak RSS {:.1} MiB",
+            self.to_correct.as_secs_f64(),
+            self.to_written.as_secs_f64(),
+            self.to_idle.as_secs_f64(),
+            self.applied,
+            self.unchanged,
+            self.needing_written,
+            self.max_writes_per_route,
+            self.correct_written,
+            self.events,
+            self.warnings,
+            self.status_writes,
+            self.throttled,
+            mib(self.peak_rss)
+        )
+    }
 }
 
 /// Starts a controller on a fleet whose `correct` releases have their routes and the rest

@@ -91,7 +91,7 @@ async fn renamed(cluster: &Cluster) -> Result<()> {
         "a route named httpbin that another owner wrote is never deleted",
     );
     let theirs = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: httpbin\n  namespace: {NS}\n  labels:\n    iter8.tools/routemap: {ROUTEMAP}\n    app.kubernetes.io/managed-by: iter8-controller\nspec:\n  rules:\n  - backendRefs:\n    - name: httpbin-0\n      port: 80\n"
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: httpbin\n  namespace: {NS}\n  labels:\n    iter8.tools/routemap: {ROUTEMAP}\n    app.kubernetes.io/managed-by: iter8-controller\nspec:\n  parentRefs:\n  - {{group: \"\", kind: Service, name: httpbin, port: 80}}\n  rules:\n  - backendRefs:\n    - name: httpbin-0\n      port: 80\n"
     );
     cluster.kubectl_in(
         &[

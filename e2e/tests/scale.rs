@@ -14,10 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use iter8_e2e::cluster::Cluster;
-use iter8_e2e::fleet::seed;
 use iter8_e2e::out::say;
-use iter8_e2e::scale::{ColdStartAs, churn, cold_start, mib};
-use iter8_e2e::tracker::Tracker;
+use iter8_e2e::scale::{ColdStartAs, churn, half_correct};
 
 const RELEASES: usize = 50;
 
@@ -29,36 +27,16 @@ fn churn_secs() -> u64 {
 }
 
 async fn scenario(cluster: &Cluster) -> Result<()> {
-    let ns = "scale";
-    cluster.create_namespace(ns).await?;
-    let fleet = seed(cluster, ns, RELEASES).await?;
-    let correct: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 0).collect();
-    let needing: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 1).collect();
-    fleet.preapply(cluster, &correct).await?;
-    say(format!(
-        "{RELEASES} releases seeded; {} routes (and status annotations) applied beforehand as the controller would, {} missing",
-        correct.len(),
-        needing.len()
-    ));
-    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
-
-    let (cold, mut ctl) = cold_start(
-        cluster,
-        &fleet,
-        &tracker,
-        &needing,
-        Duration::from_secs(60),
-        &ColdStartAs::default(),
-    )
-    .await?;
-    say(format!(
-        "cold start: all routes correct after {:.2}s; {} applies, {} Events, {} status writes, peak RSS {:.1} MiB",
-        cold.to_correct.as_secs_f64(),
-        cold.applied,
-        cold.events,
-        cold.status_writes,
-        mib(cold.peak_rss)
-    ));
+    let setup = half_correct(cluster, "scale", RELEASES).await?;
+    let (fleet, needing, tracker) = (&setup.fleet, &setup.needing, &setup.tracker);
+    let (cold, mut ctl) = setup
+        .cold_start(
+            cluster,
+            Duration::from_secs(60),
+            &ColdStartAs::default(),
+            "cold start",
+        )
+        .await?;
     ensure!(
         cold.applied == needing.len() as u64,
         "cold start: {} route applies, want exactly {} (one per missing route)",
@@ -86,8 +64,8 @@ async fn scenario(cluster: &Cluster) -> Result<()> {
 
     let c = churn(
         cluster,
-        &fleet,
-        &tracker,
+        fleet,
+        tracker,
         &mut ctl,
         Duration::from_secs(churn_secs()),
     )
@@ -154,35 +132,20 @@ async fn scale_throttled_cold_start_waits_as_asked_and_writes_once() -> Result<(
 }
 
 async fn throttled(cluster: &Cluster) -> Result<()> {
-    let ns = "scale";
-    cluster.create_namespace(ns).await?;
-    let fleet = seed(cluster, ns, RELEASES).await?;
-    let correct: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 0).collect();
-    let needing: Vec<usize> = (0..RELEASES).filter(|i| i % 2 == 1).collect();
-    fleet.preapply(cluster, &correct).await?;
-    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
+    let setup = half_correct(cluster, "scale", RELEASES).await?;
+    let needing = &setup.needing;
     // An ordinary identity: the API server's limits apply to it (not to system:masters).
     let how = ColdStartAs {
         kubeconfig: Some(cluster.controller_kubeconfig()?),
     };
-    let (cold, mut ctl) = cold_start(
-        cluster,
-        &fleet,
-        &tracker,
-        &needing,
-        Duration::from_secs(120),
-        &how,
-    )
-    .await?;
-    say(format!(
-        "throttled cold start ({THROTTLED_WRITES} write in flight at the API server): all routes correct after {:.2}s; {} calls answered 429 and retried; {} applies, {} Events ({} Warning), {} status writes",
-        cold.to_correct.as_secs_f64(),
-        cold.throttled,
-        cold.applied,
-        cold.events,
-        cold.warnings,
-        cold.status_writes
-    ));
+    let (cold, mut ctl) = setup
+        .cold_start(
+            cluster,
+            Duration::from_secs(120),
+            &how,
+            &format!("throttled cold start ({THROTTLED_WRITES} write in flight at the API server)"),
+        )
+        .await?;
     ensure!(
         cold.throttled > 0,
         "the API server throttled nothing: the test did not exercise its limit"

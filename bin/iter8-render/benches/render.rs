@@ -20,40 +20,7 @@ pub enum Specs {
 /// The spec of release `app` in namespace `ns`, as `charts/release` builds it.
 fn spec(app: &str, ns: &str, specs: Specs) -> String {
     match specs {
-        Specs::Chart => {
-            let versions: Vec<serde_json::Value> = (0..2)
-                .map(|v| {
-                    let mut version = serde_json::json!({
-                        "name": format!("{app}-{v}"),
-                        "port": 80,
-                        "resources": [
-                            {"gvrShort": "svc", "name": format!("{app}-{v}"), "namespace": ns},
-                            {"gvrShort": "deploy", "name": format!("{app}-{v}"), "namespace": ns},
-                        ],
-                    });
-                    if v == 1 {
-                        version["matches"] =
-                            serde_json::json!([{"headers": [{"name": "traffic", "value": "test"}]}]);
-                    }
-                    version
-                })
-                .collect();
-            serde_json::json!({
-                "strategy": "canary",
-                "route": {
-                    "name": app,
-                    "parentRefs": [{"group": "", "kind": "Service", "name": app, "port": 80}],
-                    "hostnames": [
-                        app,
-                        format!("{app}.{ns}"),
-                        format!("{app}.{ns}.svc"),
-                        format!("{app}.{ns}.svc.cluster.local"),
-                    ],
-                },
-                "versions": versions,
-            })
-            .to_string()
-        }
+        Specs::Chart => test_builders::chart_canary_spec(app, ns).to_string(),
         Specs::Yaml => {
             let mut s = format!(
                 "strategy: canary\nroute:\n  name: {app}\n  parentRefs:\n  - {{group: \"\", kind: Service, name: {app}, port: 80}}\n  hostnames:\n  - {app}\n  - {app}.{ns}\n  - {app}.{ns}.svc\n  - {app}.{ns}.svc.cluster.local\nversions:"

@@ -33,6 +33,39 @@ versions:
     )
 }
 
+/// The spec of a two-version canary of `app` in `ns` as `charts/release` builds it (before its
+/// `toJson`, which writes it as one line with sorted keys, as `to_string` does): the app Service
+/// as parent, its in-cluster host names, versions `<app>-0` and `<app>-1` (for `traffic: test`)
+/// with their Service and Deployment in `ns`.
+pub fn chart_canary_spec(app: &str, ns: &str) -> Value {
+    let resources = |v: usize| {
+        json!([
+            {"gvrShort": "svc", "name": format!("{app}-{v}"), "namespace": ns},
+            {"gvrShort": "deploy", "name": format!("{app}-{v}"), "namespace": ns},
+        ])
+    };
+    json!({
+        "strategy": "canary",
+        "route": {
+            "name": app,
+            "parentRefs": [{"group": "", "kind": "Service", "name": app, "port": 80}],
+            "hostnames": [
+                app,
+                format!("{app}.{ns}"),
+                format!("{app}.{ns}.svc"),
+                format!("{app}.{ns}.svc.cluster.local"),
+            ],
+        },
+        "versions": [
+            {"name": format!("{app}-0"), "port": 80, "resources": resources(0)},
+            {
+                "name": format!("{app}-1"), "port": 80, "resources": resources(1),
+                "matches": [{"headers": [{"name": "traffic", "value": "test"}]}],
+            },
+        ],
+    })
+}
+
 /// A blue-green spec of `app` over `weights.len()` versions `<app>-<i>` with those weights,
 /// each with a Service and a Deployment.
 pub fn blue_green_spec(app: &str, weights: &[u32]) -> String {

@@ -36,14 +36,12 @@ use anyhow::{Context, Result, bail};
 use iter8_e2e::builders::{app, routemap};
 use iter8_e2e::cluster::Cluster;
 use iter8_e2e::controller::{Controller, proc_status_kib};
-use iter8_e2e::fleet::Fleet;
-use iter8_e2e::fleet::seed;
 use iter8_e2e::out::say;
 use iter8_e2e::scale::{
-    Churn, ColdStart, ColdStartAs, Latency, churn, cold_start, latency, median, mib, ms, percentile,
+    Churn, ColdStart, ColdStartAs, HalfCorrect, Latency, churn, half_correct, latency, median, mib,
+    ms, percentile,
 };
 use iter8_e2e::tools::{repo_root, workspace_bin};
-use iter8_e2e::tracker::Tracker;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -81,75 +79,41 @@ async fn measure_size(
     flips: usize,
     churn_secs: u64,
 ) -> Result<SizeResult> {
-    let ns = "scale";
-    cluster.create_namespace(ns).await?;
     cluster.create_namespace("floor").await?;
-    let t = Instant::now();
-    let mut fleet = seed(cluster, ns, n).await?;
-    let seed_secs = t.elapsed().as_secs_f64();
-    say(format!(
-        "seeded {n} releases ({} objects, {} API calls) in {seed_secs:.1}s",
-        n * 5,
-        n * 7
-    ));
-    let correct: Vec<usize> = (0..n).filter(|i| i % 2 == 0).collect();
-    let needing: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
-    let t = Instant::now();
-    fleet.preapply(cluster, &correct).await?;
-    say(format!(
-        "pre-applied {} routes + status annotations as the controller would, in {:.1}s",
-        correct.len(),
-        t.elapsed().as_secs_f64()
-    ));
-    let tracker = Tracker::start(cluster, ns, &fleet.want).await?;
+    let mut setup = half_correct(cluster, "scale", n).await?;
     let mut out = SizeResult {
         n,
-        seed_secs,
+        seed_secs: setup.seed_secs,
         ..Default::default()
     };
     let mut last = None;
     let in_flight = routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT;
     for run in 0..runs {
         if run > 0 {
-            reset(cluster, &fleet, &tracker, &needing, correct.len()).await?;
+            reset(cluster, &setup).await?;
         }
         // The floor, in the same run as the controller: the same writes, as many in flight.
         let t = Instant::now();
-        fleet
-            .write_as_controller(cluster, &needing, in_flight, true)
+        setup
+            .fleet
+            .write_as_controller(cluster, &setup.needing, in_flight, true)
             .await?;
         let floor = t.elapsed();
         say(format!(
             "floor: {} route applies, Events and status writes, {in_flight} releases in flight, in {:.2}s",
-            needing.len(),
+            setup.needing.len(),
             floor.as_secs_f64()
         ));
         out.floors.push(floor);
-        reset(cluster, &fleet, &tracker, &needing, correct.len()).await?;
-        let (cold, ctl) = cold_start(
-            cluster,
-            &fleet,
-            &tracker,
-            &needing,
-            Duration::from_secs(1200),
-            &ColdStartAs::default(),
-        )
-        .await?;
-        say(format!(
-            "run {run}: all {n} routes correct {:.2}s after process start, last status written at {:.2}s (idle at {:.2}s); applied {} (unchanged {}); routes changed {}/{} needing, max {} per route, {} on correct routes; {} Events, {} status writes; peak RSS {:.1} MiB",
-            cold.to_correct.as_secs_f64(),
-            cold.to_written.as_secs_f64(),
-            cold.to_idle.as_secs_f64(),
-            cold.applied,
-            cold.unchanged,
-            cold.needing_written,
-            needing.len(),
-            cold.max_writes_per_route,
-            cold.correct_written,
-            cold.events,
-            cold.status_writes,
-            mib(cold.peak_rss)
-        ));
+        reset(cluster, &setup).await?;
+        let (cold, ctl) = setup
+            .cold_start(
+                cluster,
+                Duration::from_secs(1200),
+                &ColdStartAs::default(),
+                &format!("run {run}"),
+            )
+            .await?;
         out.runs.push(cold);
         if run + 1 < runs {
             stop(ctl);
@@ -172,7 +136,7 @@ async fn measure_size(
         controller / floor
     ));
     if flips > 0 {
-        let lat = latency(cluster, &mut fleet, "floor", flips, 10).await?;
+        let lat = latency(cluster, &mut setup.fleet, "floor", flips, 10).await?;
         for q in [50.0, 99.0] {
             let (c, f) = (
                 ms(percentile(&lat.controller_from_commit, q)),
@@ -188,8 +152,8 @@ async fn measure_size(
     if churn_secs > 0 {
         let c = churn(
             cluster,
-            &fleet,
-            &tracker,
+            &setup.fleet,
+            &setup.tracker,
             &mut ctl,
             Duration::from_secs(churn_secs),
         )
@@ -211,23 +175,18 @@ async fn measure_size(
     Ok(out)
 }
 
-/// Deletes the routes the controller or the floor wrote for `needing` and their status, and
-/// waits until only the `correct` routes are left.
-async fn reset(
-    cluster: &Cluster,
-    fleet: &Fleet,
-    tracker: &Tracker,
-    needing: &[usize],
-    correct: usize,
-) -> Result<()> {
+/// Deletes the routes the controller or the floor wrote for the releases that need one, and
+/// their status, and waits until only the correct routes are left.
+async fn reset(cluster: &Cluster, setup: &HalfCorrect) -> Result<()> {
     let t = Instant::now();
-    fleet.reset(cluster, needing).await?;
-    tracker
-        .wait_correct(correct, Duration::from_secs(120))
+    setup.fleet.reset(cluster, &setup.needing).await?;
+    setup
+        .tracker
+        .wait_correct(setup.correct.len(), Duration::from_secs(120))
         .await?;
     say(format!(
         "reset: {} routes deleted, status annotations removed, in {:.1}s",
-        needing.len(),
+        setup.needing.len(),
         t.elapsed().as_secs_f64()
     ));
     Ok(())
@@ -252,37 +211,28 @@ async fn throttled(n: usize, writes: usize) -> Result<ColdStart> {
         ],
     )
     .await?;
-    let ns = "scale";
-    cluster.create_namespace(ns).await?;
-    let fleet = seed(&cluster, ns, n).await?;
-    let correct: Vec<usize> = (0..n).filter(|i| i % 2 == 0).collect();
-    let needing: Vec<usize> = (0..n).filter(|i| i % 2 == 1).collect();
-    fleet.preapply(&cluster, &correct).await?;
-    let tracker = Tracker::start(&cluster, ns, &fleet.want).await?;
+    let setup = half_correct(&cluster, "scale", n).await?;
     let how = ColdStartAs {
         kubeconfig: Some(cluster.controller_kubeconfig()?),
     };
-    let (cold, ctl) = cold_start(
-        &cluster,
-        &fleet,
-        &tracker,
-        &needing,
-        Duration::from_secs(1200),
-        &how,
-    )
-    .await?;
+    let (cold, ctl) = setup
+        .cold_start(&cluster, Duration::from_secs(1200), &how, "throttled")
+        .await?;
     stop(ctl);
     say(format!(
         "throttled cold start {n} releases ({writes} writes in flight at the API server): controller {:.2} s; 429s seen and retried: {}; route applies {} for {} needed, max {} per route, {} on correct routes; Warning Events {}",
         cold.to_written.as_secs_f64(),
         cold.throttled,
         cold.applied,
-        needing.len(),
+        setup.needing.len(),
         cold.max_writes_per_route,
         cold.correct_written,
         cold.warnings
     ));
-    if cold.applied != needing.len() as u64 || cold.max_writes_per_route != 1 || cold.warnings > 0 {
+    if cold.applied != setup.needing.len() as u64
+        || cold.max_writes_per_route != 1
+        || cold.warnings > 0
+    {
         cluster.keep();
         bail!("the throttled cold start did not converge with one write per route and no Warning");
     }
