@@ -33,13 +33,25 @@ const TICK: Duration = Duration::from_millis(20);
 /// The controller as the bench runs it: leader election on, as deployed; `info` logs (debug logs
 /// would cost time at scale); under `ITER8_SCALE_WRAP` if set (e.g. `heaptrack -o /tmp/ctl`).
 pub fn launch(cluster: &Cluster, ns: &str, kubeconfig: Option<&Path>) -> Result<Controller> {
+    let in_flight = in_flight().to_string();
     let mut launch = Launch::new(cluster, ns, "scale-0")
         .log_level("info")
+        .args(&["--max-writes-in-flight", &in_flight])
         .wrap(&std::env::var("ITER8_SCALE_WRAP").unwrap_or_default());
     if let Some(kubeconfig) = kubeconfig {
         launch = launch.kubeconfig(kubeconfig);
     }
     launch.start()
+}
+
+/// Writes in flight, of the controller and of the floor: `ITER8_SCALE_IN_FLIGHT`, else the
+/// controller's default.
+pub fn in_flight() -> usize {
+    std::env::var("ITER8_SCALE_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT)
+        .max(1)
 }
 
 /// How a cold start runs the controller.

@@ -14,7 +14,8 @@
 //! `ITER8_SCALE_THROTTLED_WRITES` (default 4) writes in flight and answers 429 past them,
 //! default 1000, 0 skips),
 //! `ITER8_SCALE_RENDER` (routemaps for `iter8-render routes`, default 10000, 0 skips),
-//! `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`),
+//! `ITER8_SCALE_IN_FLIGHT` (writes in flight of the controller and of the floor, default the
+//! controller's default), `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`),
 //! `ITER8_SCALE_WRAP` (a command the controller runs under, e.g. `heaptrack -o /tmp/controller`).
 //!
 //! What it does per size: a fresh API server; N two-version canary releases (routemap + 2
@@ -87,7 +88,7 @@ async fn measure_size(
         ..Default::default()
     };
     let mut last = None;
-    let in_flight = routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT;
+    let in_flight = iter8_e2e::scale::in_flight();
     for run in 0..runs {
         if run > 0 {
             reset(cluster, &setup).await?;
