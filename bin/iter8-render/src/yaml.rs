@@ -1,9 +1,8 @@
 //! A fast block-YAML writer for the shapes routes have, byte-identical to `serde-saphyr`.
 //!
-//! `serde-saphyr` stays the YAML library of this project. Its serializer, though, costs about
-//! 130,000 instructions per route (it formats every key into its own `String` and runs several
-//! quoting scans on every scalar): 29% of the instructions of `iter8-render` on 1,000
-//! routemaps. Routes are plain trees of structs, lists, string maps, numbers, booleans and short
+//! `serde-saphyr` stays the YAML library of this project. Its serializer, though, formats every
+//! key into its own `String` and runs several quoting scans on every scalar, which made it a
+//! large part of `iter8-render`'s time (measured in `docs/performance.md`). Routes are plain trees of structs, lists, string maps, numbers, booleans and short
 //! name-like strings, so this module writes those directly, in the layout `serde-saphyr` uses
 //! (two-space indent, list items at their key's column), and gives up, returning `None`, on
 //! anything else:

@@ -302,9 +302,8 @@ pub fn spawn_watches(
 
 /// Objects per page of a watch's initial list. kube's default (500) holds a page of whole
 /// objects (managedFields included) per watch at once, five watches listing side by side; a
-/// smaller page keeps that transient peak, which the allocator keeps as resident memory, small:
-/// at 1,000 releases the controller's peak RSS went from 62 to 44 MiB (`cargo bench -p iter8-e2e
-/// --bench scale`), for one more list call per 100 objects.
+/// smaller page keeps that transient peak, which the allocator keeps as resident memory, small,
+/// for one more list call per 100 objects (measured in `docs/performance.md`).
 const LIST_PAGE_SIZE: u32 = 100;
 
 fn watcher<K>(

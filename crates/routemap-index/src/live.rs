@@ -81,8 +81,9 @@ pub struct LiveRoute {
     /// Its generation.
     pub generation: Option<i64>,
     /// `metadata.labels`, `metadata.ownerReferences` and `spec`, as compact JSON text: kept for
-    /// every route, and a parsed `serde_json::Value` costs about ten times the text's size
-    /// (a B-tree node per JSON object), which dominated the controller's memory at scale.
+    /// every route, and a parsed `serde_json::Value` costs many times the text's size (a B-tree node
+    /// per JSON object): the largest part of the controller's memory at scale (see
+    /// `docs/performance.md`).
     /// Shared with [`KeptRoute::owned`] when equal.
     pub owned: Arc<str>,
     /// The routemap named by its `iter8.tools/routemap` label.
