@@ -6,7 +6,8 @@
 # 3. runs the e2e tests (cargo test -p iter8-e2e), one test file at a time, each against its own
 #    fresh API server, printing every step.
 #
-# Needs helm and kubectl in .tools/bin (bash scripts/install-tools.sh).
+# Needs helm and kubectl in .tools/bin (bash scripts/install-tools.sh), and for tests/install.rs
+# Docker (DOCKER_HOST, or a private dockerd started here) with the image `just image` builds.
 # Extra arguments go to cargo test, e.g. `e2e/run.sh --test seed`.
 # ITER8_E2E_ONLY=<part of a scenario name> runs matching scenarios only;
 # ITER8_E2E_TIMEOUT_SECS (default 20) is the limit of each wait.
@@ -27,6 +28,36 @@ echo "==> e2e: building iter8-controller"
 cargo build -p iter8-controller
 echo "==> e2e: building the tests"
 cargo test -p iter8-e2e --no-run
+
+# The install test (tests/install.rs) runs the controller image as the chart's pod: it needs a
+# Docker daemon and the image. DOCKER_HOST when set (CI's private dockerd), else a private
+# dockerd started here (scripts/dockerd.sh) and stopped by its pid at the end; the image is
+# built when missing (scripts/image.sh). Skipped only when the arguments name other tests.
+needs_docker=1
+if [[ " $* " == *" --test "* && " $* " != *" --test install "* ]]; then needs_docker=""; fi
+if [ -n "$needs_docker" ]; then
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    docker info >/dev/null 2>&1 || {
+      echo "e2e: DOCKER_HOST=$DOCKER_HOST does not answer (docker info failed): the install test needs a Docker daemon" >&2
+      exit 1
+    }
+  else
+    dockerd_dir="$(mktemp -d "${TMPDIR:-/tmp}/iter8-e2e-dockerd.XXXXXX")"
+    trap 'bash scripts/dockerd.sh stop "$dockerd_dir" >/dev/null 2>&1 || true; rm -rf "$dockerd_dir"' EXIT
+    echo "==> e2e: no DOCKER_HOST: starting a private dockerd (scripts/dockerd.sh, $dockerd_dir)"
+    DOCKER_HOST="$(bash scripts/dockerd.sh start "$dockerd_dir")" || {
+      echo "e2e: FAILED: the install test needs a Docker daemon and none could be started (see the dockerd.sh error above: Debian's docker.io, root); or set DOCKER_HOST" >&2
+      exit 1
+    }
+    export DOCKER_HOST
+  fi
+  # The chart's default image, as helm renders it.
+  image="$(.tools/bin/helm template iter8 charts/controller | sed -n 's/^ *image: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' | head -n1)"
+  if ! docker image inspect "$image" >/dev/null 2>&1; then
+    echo "==> e2e: image $image missing in $DOCKER_HOST: building it (scripts/image.sh)"
+    bash scripts/image.sh
+  fi
+fi
 
 echo "==> e2e: running (build took $((SECONDS - started)) s)"
 tests_started=$SECONDS

@@ -26,6 +26,15 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 /// what a failing scenario prints.
 static LOGS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
 
+/// Adds a log to what a failing scenario prints (e.g. a pod's container log, `pod.rs`).
+pub fn register_log(who: &str, path: &std::path::Path) {
+    if let Ok(mut logs) = LOGS.lock()
+        && !logs.iter().any(|(_, p)| p == path)
+    {
+        logs.push((who.to_string(), path.to_path_buf()));
+    }
+}
+
 /// The logs of the controllers started since the last call (and forgets them).
 pub fn take_logs() -> Vec<(String, PathBuf)> {
     LOGS.lock()

@@ -10,6 +10,8 @@
 //! - [`metrics`]: its `/metrics`, and the waits for positive evidence that it has judged a change;
 //! - [`release`]: a release of `charts/release` (`helm template` + server-side apply);
 //! - [`live`]: a live HTTPRoute in routing-core's model, and where a request goes;
+//! - [`pod`]: a Deployment's pod run as a kubelet would run it, with Docker (the controller
+//!   chart's image, service account token, ConfigMap volumes, security context, probes);
 //! - [`suite`]: scenarios one after the other on one server, with logs on failure;
 //! - [`builders`]: releases, Deployments and their status as the chart and a controller-manager
 //!   make them;
@@ -27,6 +29,7 @@ pub mod live;
 pub mod metrics;
 pub mod objects;
 pub mod out;
+pub mod pod;
 pub mod release;
 pub mod scale;
 pub mod status_probe;

@@ -22,6 +22,17 @@ pub fn values(name: &str) -> PathBuf {
     repo_root().join("fixtures/charts/values").join(name)
 }
 
+/// `KEY`'s value in a shell `KEY=value` file such as the test API server's `DIR/env`.
+pub fn read_env_file(path: &Path, key: &str) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim_matches(|c| c == '"' || c == '\'').to_string())
+        .ok_or_else(|| anyhow!("no {key} in {}", path.display()))
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
