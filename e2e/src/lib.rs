@@ -17,6 +17,8 @@
 //!   make them;
 //! - [`fleet`], [`tracker`], [`scale`]: the scale bench's releases, its route watch and its
 //!   measurements (also run scaled down by `tests/scale.rs`);
+//! - [`gateway`]: the data plane: a test-only translator programming a real Envoy from the
+//!   routes, httpbin per version, EndpointSlices, requests through it;
 //! - [`wait`], [`tools`], [`out`]: polling with a limit, paths and commands, printing.
 //!
 //! `use iter8_e2e::prelude::*` brings what a test file uses.
@@ -25,6 +27,7 @@ pub mod builders;
 pub mod cluster;
 pub mod controller;
 pub mod fleet;
+pub mod gateway;
 pub mod live;
 pub mod metrics;
 pub mod objects;

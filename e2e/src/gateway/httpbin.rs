@@ -1,0 +1,118 @@
+//! The tutorial's application: `gunicorn --no-control-socket -w 1 -b 127.0.0.1:PORT httpbin:app`,
+//! one per version, with an access log (what a mirror test counts), stopped by its pid.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::tools::{free_port, http_get, repo_root};
+
+/// A running httpbin.
+#[derive(Debug)]
+pub struct Httpbin {
+    /// The version it serves (`httpbin-1`).
+    pub name: String,
+    /// Where it listens (127.0.0.1).
+    pub addr: SocketAddr,
+    /// Its access log: one line per request it answered.
+    pub access_log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Httpbin {
+    /// Starts it, logging to `dir/httpbin-<tag>.log` and `dir/httpbin-<tag>.access.log`; waits
+    /// until it answers.
+    pub fn start(dir: &Path, tag: &str, name: &str) -> Result<Httpbin> {
+        let gunicorn = repo_root().join(".tools/dataplane/bin/gunicorn");
+        ensure!(
+            gunicorn.is_file(),
+            "{} is missing: run: bash scripts/install-tools.sh",
+            gunicorn.display()
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let access_log = dir.join(format!("httpbin-{tag}.access.log"));
+        let log = std::fs::File::create(dir.join(format!("httpbin-{tag}.log")))?;
+        let child = Command::new(&gunicorn)
+            .args(["--no-control-socket", "-w", "1", "-b", &addr.to_string()])
+            .arg("--access-logfile")
+            .arg(&access_log)
+            .arg("httpbin:app")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", gunicorn.display()))?;
+        let mut me = Httpbin {
+            name: name.into(),
+            addr,
+            access_log,
+            child: Some(child),
+        };
+        let started = Instant::now();
+        loop {
+            if matches!(http_get(addr, "/status/200"), Ok((200, _))) {
+                break;
+            }
+            if let Some(c) = me.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!(
+                    "gunicorn for {name} exited ({status}); see {}",
+                    dir.display()
+                );
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("httpbin {name} not answering on {addr} within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(me)
+    }
+
+    /// Its pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Requests in its access log whose line contains `marker`.
+    pub fn served(&self, marker: &str) -> usize {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(marker))
+            .count()
+    }
+
+    /// Stops it by its pid: SIGTERM (gunicorn stops its worker), SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, &pid])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            signal("-KILL");
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Httpbin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
