@@ -172,9 +172,40 @@ struct Slot {
     unreported: bool,
     /// How the route step of the current round went, until it is reported.
     result: Option<RouteResult>,
+    /// A call of this routemap is in flight.
+    in_flight: bool,
+    /// A decision that came during a round, taken up once the round is over.
+    next: Option<Pending>,
+}
+
+/// A decision as the planner keeps it until its round starts.
+#[derive(Debug)]
+struct Pending {
+    owner: RouteMapRef,
+    decision: KeptDecision,
+    /// `None`: keep the route (an invalid routemap); `Some(None)`: no route (strategy `none`).
+    route: Option<Option<KeptRoute>>,
 }
 
 impl Slot {
+    /// A round is under way: a call in flight, or a route step whose report is still to make.
+    fn in_round(&self) -> bool {
+        self.in_flight || self.result.is_some()
+    }
+
+    /// Starts a new round for a decision.
+    fn adopt(&mut self, p: Pending) {
+        self.owner = p.owner;
+        self.decision = p.decision;
+        if let Some(route) = p.route {
+            self.route = route;
+            self.retry = None;
+        }
+        self.unreported = true;
+        self.result = None;
+        self.call_retry = None;
+    }
+
     /// What a status annotation says was reported.
     fn remember(&mut self, status: Option<RouteMapStatus>) {
         self.reported = status.as_ref().map(|s| s.fingerprint.clone());
@@ -290,19 +321,23 @@ impl WritePlanner {
                     }
                 };
                 let (route, decision) = kept;
+                let pending = Pending {
+                    owner,
+                    decision,
+                    route,
+                };
                 match self.slots.get_mut(&key) {
-                    Some(slot) => {
-                        slot.owner = owner;
-                        slot.decision = decision;
-                        if let Some(route) = route {
-                            slot.route = route;
-                            slot.retry = None;
-                        }
-                        slot.unreported = true;
-                        slot.result = None;
-                        slot.call_retry = None;
-                    }
+                    // A round under way (a call in flight, or its report still to make) ends as
+                    // it began, so every write gets its own report; the newest decision waits,
+                    // replacing any older one waiting.
+                    Some(slot) if slot.in_round() => slot.next = Some(pending),
+                    Some(slot) => slot.adopt(pending),
                     None => {
+                        let Pending {
+                            owner,
+                            decision,
+                            route,
+                        } = pending;
                         let (resource_version, status) = self.seen.remove(&key).unwrap_or_default();
                         let mut slot = Box::new(Slot {
                             owner,
@@ -317,6 +352,8 @@ impl WritePlanner {
                             reported_gateway: None,
                             unreported: true,
                             result: None,
+                            in_flight: false,
+                            next: None,
                         });
                         slot.remember(status);
                         self.slots.insert(key.clone(), slot);
@@ -442,6 +479,28 @@ impl WritePlanner {
         if !self.live_synced {
             return Next::Idle(Idle::NotSynced);
         }
+        loop {
+            if let Some(slot) = self.slots.get_mut(key)
+                && !slot.in_round()
+                && let Some(pending) = slot.next.take()
+            {
+                slot.adopt(pending);
+            }
+            let next = self.next_step(key, now);
+            let Some(slot) = self.slots.get_mut(key) else {
+                return next;
+            };
+            match next {
+                Next::Write(_) => slot.in_flight = true,
+                // The round just ended: a decision that waited for it starts its own.
+                Next::Idle(Idle::Settled) if slot.next.is_some() && !slot.in_round() => continue,
+                Next::Idle(_) => {}
+            }
+            return next;
+        }
+    }
+
+    fn next_step(&mut self, key: &RouteMapKey, now: Instant) -> Next {
         let stale = self.stale_route(key);
         let Some(slot) = self.slots.get_mut(key) else {
             return Next::Idle(Idle::Gone);
@@ -569,6 +628,7 @@ impl WritePlanner {
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };
+        slot.in_flight = false;
         match answer {
             Ok(mut live) => {
                 if let Some(route) = &slot.route {
@@ -643,6 +703,9 @@ impl WritePlanner {
         now: Instant,
         jitter: f64,
     ) -> bool {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.in_flight = false;
+        }
         match answer {
             Ok(()) => {
                 let live = self.live_of(key).map(|l| l.gateway.clone());
@@ -660,8 +723,9 @@ impl WritePlanner {
                     slot.result = None;
                     slot.call_retry = None;
                 }
-                // The gateway may have answered while the report was in flight.
-                live.is_some() && live.as_ref() != status.gateway.as_ref()
+                // A decision may have come, or the gateway answered, while it was in flight.
+                self.slots.get(key).is_some_and(|s| s.next.is_some())
+                    || (live.is_some() && live.as_ref() != status.gateway.as_ref())
             }
             Err(e @ WriteError::Throttled { .. }) => self.failed(key, &e, now, jitter, false),
             Err(_) => {
@@ -683,6 +747,9 @@ impl WritePlanner {
         now: Instant,
         jitter: f64,
     ) -> bool {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.in_flight = false;
+        }
         match answer {
             Ok(()) | Err(WriteError::Rejected { code: 404, .. }) => {
                 self.forget_live(id);

@@ -337,3 +337,71 @@ fn the_gateways_answer_is_reported_when_it_changes_and_is_never_drift() {
         "{note}"
     );
 }
+
+/// The same canary routemap decided with `app-0`'s Deployment available or not (the route is
+/// the same: the primary keeps the catch-all rule; only what users are told differs).
+fn decided_with_primary(available: bool) -> Change {
+    let mut index = Index::new(&Config::default());
+    index.upsert_routemap(RouteMap::new(NS, "app-routemap", canary_spec("app")).object());
+    index.upsert_resource("svc", NS, "app-0", watched());
+    index.upsert_resource("svc", NS, "app-1", watched());
+    index.upsert_resource("deploy", NS, "app-1", test_builders::deployment(false));
+    let mut changes =
+        index.upsert_resource("deploy", NS, "app-0", test_builders::deployment(available));
+    changes.pop().expect("a decision")
+}
+
+fn available_in(next: &Next) -> Vec<String> {
+    match next {
+        Next::Write(Step::Report { report, .. }) => report.status.available_versions.clone(),
+        other => panic!("expected a report, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_decision_that_comes_while_a_write_is_in_flight_gets_its_own_report() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided_with_primary(true)).expect("to settle");
+    let route = apply_step(p.next(&k, now));
+    // While that apply is in flight, the primary's Deployment rolls out (not available).
+    assert_eq!(p.change(decided_with_primary(false)), Some(key()));
+    assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
+    // The write is reported as the decision it was made for...
+    let first = p.next(&k, now);
+    assert_eq!(report_reason(&first), "RouteApplied");
+    assert_eq!(available_in(&first), ["app-0"]);
+    let Next::Write(Step::Report { report, .. }) = &first else {
+        unreachable!()
+    };
+    assert!(
+        p.reported(&k, &report.status, Ok(()), now, 0.0),
+        "more to do"
+    );
+    // ...then the newer decision, which needs no write, is reported on its own.
+    let second = p.next(&k, now);
+    assert_eq!(report_reason(&second), "VersionsChanged");
+    assert!(available_in(&second).is_empty());
+}
+
+#[test]
+fn a_decision_that_comes_while_a_report_is_in_flight_is_not_lost() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided_with_primary(true)).expect("to settle");
+    let route = apply_step(p.next(&k, now));
+    assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
+    let first = p.next(&k, now);
+    let Next::Write(Step::Report { report, .. }) = &first else {
+        panic!("expected a report, got {first:?}");
+    };
+    // While the report is in flight, the primary becomes unavailable.
+    assert_eq!(p.change(decided_with_primary(false)), Some(key()));
+    assert!(
+        p.reported(&k, &report.status, Ok(()), now, 0.0),
+        "more to do"
+    );
+    let second = p.next(&k, now);
+    assert_eq!(report_reason(&second), "VersionsChanged");
+    assert!(available_in(&second).is_empty());
+}
