@@ -15,6 +15,10 @@ tools:
 demo: tools
     bash scripts/demo.sh
 
+# The seed tutorial live: API server, controller, Envoy + translator, httpbin; real curl answers.
+tutorial: tools
+    bash scripts/tutorial.sh
+
 # Format the code.
 fmt:
     cargo fmt --all

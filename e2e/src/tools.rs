@@ -43,10 +43,14 @@ pub fn free_port() -> Result<u16> {
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // <target>/<profile>/deps/<test>-<hash>
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
+    // ...or <target>/<profile>/<binary> (`just tutorial`'s iter8-tutorial).
+    let parent = exe.parent();
+    let profile = if parent.is_some_and(|p| p.ends_with("deps")) {
+        parent.and_then(Path::parent)
+    } else {
+        parent
+    }
+    .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
     let target = profile
         .parent()
         .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
