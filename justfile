@@ -32,6 +32,7 @@ lint:
 # Unit, property, golden, request-exact and chart tests (no API server).
 unit: tools
     cargo test --workspace --exclude iter8-e2e
+    cargo test -p iter8-e2e --lib gateway    # the gateway translator's goldens (fixtures/gateway)
 
 # End to end against a real API server built from Debian packages (see e2e/README.md).
 e2e: tools
