@@ -15,7 +15,7 @@
 //! [`QUEUE_LIMIT`], so a burst (a cold start) pushes back on the index task through the bounded
 //! channel instead of growing memory.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -104,8 +104,14 @@ pub struct Writer {
     busy: HashSet<RouteMapKey>,
     again: HashSet<RouteMapKey>,
     in_flight: FuturesUnordered<BoxFuture<'static, (RouteMapKey, Done)>>,
-    /// Watch marks waiting for the routemaps that had work when they came.
-    marks: Vec<(String, i64, HashSet<RouteMapKey>)>,
+    /// Work is numbered as it is queued: a routemap with work queued or in flight holds the
+    /// number it got when it had none, until it has none again.
+    ticket: u64,
+    outstanding: HashMap<RouteMapKey, u64>,
+    by_ticket: BTreeSet<(u64, RouteMapKey)>,
+    /// Watch marks, each with the number of the next work to come: published once no work
+    /// numbered before it is outstanding.
+    marks: VecDeque<(String, i64, u64)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -139,7 +145,10 @@ impl Writer {
             busy: HashSet::new(),
             again: HashSet::new(),
             in_flight: FuturesUnordered::new(),
-            marks: Vec::new(),
+            ticket: 0,
+            outstanding: HashMap::new(),
+            by_ticket: BTreeSet::new(),
+            marks: VecDeque::new(),
         }
     }
 
@@ -199,38 +208,42 @@ impl Writer {
             WriterMsg::Observed {
                 watch,
                 resource_version,
-            } => {
-                let pending: HashSet<RouteMapKey> = self
-                    .queued
-                    .iter()
-                    .chain(&self.busy)
-                    .chain(&self.again)
-                    .cloned()
-                    .collect();
-                self.marks.push((watch, resource_version, pending));
-            }
+            } => self.marks.push_back((watch, resource_version, self.ticket)),
         }
         self.count();
         self.release_marks();
     }
 
-    /// Publishes the marks whose routemaps have no work queued or in flight any more.
+    /// Publishes the marks no outstanding work came before.
     fn release_marks(&mut self) {
-        if self.marks.is_empty() {
+        let oldest = self.by_ticket.first().map(|(t, _)| *t);
+        while let Some((_, _, ticket)) = self.marks.front() {
+            if oldest.is_some_and(|o| o < *ticket) {
+                break;
+            }
+            if let Some((watch, rv, _)) = self.marks.pop_front() {
+                self.metrics.observed(&watch, rv);
+            }
+        }
+    }
+
+    /// Numbers a routemap's work if it had none outstanding.
+    fn hold(&mut self, key: &RouteMapKey) {
+        if !self.outstanding.contains_key(key) {
+            self.outstanding.insert(key.clone(), self.ticket);
+            self.by_ticket.insert((self.ticket, key.clone()));
+            self.ticket += 1;
+        }
+    }
+
+    /// Drops a routemap's number once it has nothing queued or in flight.
+    fn release(&mut self, key: &RouteMapKey) {
+        if self.queued.contains(key) || self.busy.contains(key) || self.again.contains(key) {
             return;
         }
-        let (queued, busy, again) = (&self.queued, &self.busy, &self.again);
-        for (_, _, pending) in &mut self.marks {
-            pending.retain(|k| queued.contains(k) || busy.contains(k) || again.contains(k));
+        if let Some(ticket) = self.outstanding.remove(key) {
+            self.by_ticket.remove(&(ticket, key.clone()));
         }
-        let metrics = &self.metrics;
-        self.marks.retain(|(watch, rv, pending)| {
-            let done = pending.is_empty();
-            if done {
-                metrics.observed(watch, *rv);
-            }
-            !done
-        });
     }
 
     fn leadership(&mut self, leader: bool) {
@@ -255,6 +268,7 @@ impl Writer {
 
     /// Queues a routemap once; one with a call in flight is queued again when it returns.
     fn enqueue(&mut self, key: RouteMapKey) {
+        self.hold(&key);
         if self.busy.contains(&key) {
             self.again.insert(key);
         } else if self.queued.insert(key.clone()) {
@@ -273,6 +287,8 @@ impl Writer {
                 self.busy.insert(key.clone());
                 let call = self.call(key, step);
                 self.in_flight.push(call);
+            } else {
+                self.release(&key);
             }
         }
         self.count();
@@ -312,6 +328,8 @@ impl Writer {
             if self.queued.insert(key.clone()) {
                 self.queue.push_front(key);
             }
+        } else {
+            self.release(&key);
         }
         self.release_marks();
     }

@@ -29,7 +29,7 @@
 //! jitter, and reported to nobody; other transient failures retry with exponential backoff and
 //! an `ApplyFailed` report; a rejected route waits for a new decision or the next resync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use routing_core::RouteMapRef;
@@ -236,6 +236,8 @@ pub struct WritePlanner {
     live_synced: bool,
     leader: bool,
     tally: Tally,
+    /// Routemaps given a retry (some may have none any more; `due` forgets those).
+    retrying: HashSet<RouteMapKey>,
 }
 
 /// Delay before retry number `attempt` (from 1) of a failed write: 200 ms doubling to 60 s, or
@@ -454,17 +456,29 @@ impl WritePlanner {
     }
 
     /// Routemaps whose retry is due at `now`.
-    pub fn due(&self, now: Instant) -> Vec<RouteMapKey> {
-        self.slots
+    pub fn due(&mut self, now: Instant) -> Vec<RouteMapKey> {
+        let slots = &self.slots;
+        self.retrying
+            .retain(|k| slots.get(k).is_some_and(|s| s.next_try().is_some()));
+        self.retrying
             .iter()
-            .filter(|(_, s)| s.next_try().is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
+            .filter(|k| {
+                slots
+                    .get(*k)
+                    .and_then(|s| s.next_try())
+                    .is_some_and(|at| at <= now)
+            })
+            .cloned()
             .collect()
     }
 
-    /// When the next retry is due.
+    /// When the next retry is due (asked after every event: only the routemaps that were ever
+    /// given a retry are looked at).
     pub fn next_retry(&self) -> Option<Instant> {
-        self.slots.values().filter_map(|s| s.next_try()).min()
+        self.retrying
+            .iter()
+            .filter_map(|k| self.slots.get(k)?.next_try())
+            .min()
     }
 
     /// The next write for a routemap (see the module doc).
@@ -681,6 +695,9 @@ impl WritePlanner {
         *retry = e
             .transient()
             .then(|| (now + retry_delay(attempt, e, jitter), attempt));
+        if retry.is_some() {
+            self.retrying.insert(key.clone());
+        }
         if let WriteError::Throttled { .. } = e {
             return false;
         }
