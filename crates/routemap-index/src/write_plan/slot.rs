@@ -1,0 +1,109 @@
+//! What the planner keeps per routemap between its calls.
+
+use std::time::Instant;
+
+use routing_core::RouteMapRef;
+
+use crate::error::RouteMapError;
+use crate::gateway::GatewayStatus;
+use crate::index::{Decision, Traffic};
+use crate::live::KeptRoute;
+use crate::report::{RouteMapStatus, RouteResult};
+
+/// A decision without its route (the slot's `route`): a `Decision` is as large as a typed
+/// route even when it holds none.
+#[derive(Debug)]
+pub(super) enum KeptDecision {
+    Desired(Traffic),
+    Invalid(RouteMapError),
+}
+
+impl KeptDecision {
+    pub(super) fn decision(&self) -> Decision {
+        match self {
+            KeptDecision::Desired(traffic) => Decision::Desired {
+                route: None,
+                traffic: traffic.clone(),
+            },
+            KeptDecision::Invalid(error) => Decision::Invalid {
+                error: error.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) owner: RouteMapRef,
+    pub(super) decision: KeptDecision,
+    /// The route to have: the decided one, or the last good one while the routemap is invalid
+    /// (drift repair goes on). Kept as text, shared with the live view.
+    pub(super) route: Option<KeptRoute>,
+    /// Hash of the owned view this process last applied (only compared for equality).
+    pub(super) applied: Option<u64>,
+    /// resourceVersion of our last write, until the watch shows it.
+    pub(super) echo: Option<String>,
+    /// When the route may be written again, and how many writes failed in a row.
+    pub(super) retry: Option<(Instant, u32)>,
+    /// When a throttled or conflicting report or delete may be tried again, and how many tries
+    /// failed in a row.
+    pub(super) call_retry: Option<(Instant, u32)>,
+    pub(super) resource_version: Option<String>,
+    /// The decision fingerprint last reported (see [`RouteMapStatus::fingerprint`]).
+    pub(super) reported: Option<String>,
+    /// The gateway's answer last reported.
+    pub(super) reported_gateway: Option<GatewayStatus>,
+    /// A decision not yet reported (follower, or the live view not yet synced).
+    pub(super) unreported: bool,
+    /// How the route step of the current round went, until it is reported.
+    pub(super) result: Option<RouteResult>,
+    /// A call of this routemap is in flight.
+    pub(super) in_flight: bool,
+    /// A decision that came during a round, taken up once the round is over.
+    pub(super) next: Option<Pending>,
+}
+
+/// A decision as the planner keeps it until its round starts.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) owner: RouteMapRef,
+    pub(super) decision: KeptDecision,
+    /// `None`: keep the route (an invalid routemap); `Some(None)`: no route (strategy `none`).
+    pub(super) route: Option<Option<KeptRoute>>,
+}
+
+impl Slot {
+    /// A round is under way: a call in flight, or a route step whose report is still to make.
+    pub(super) fn in_round(&self) -> bool {
+        self.in_flight || self.result.is_some()
+    }
+
+    /// Starts a new round for a decision.
+    pub(super) fn adopt(&mut self, p: Pending) {
+        self.owner = p.owner;
+        self.decision = p.decision;
+        if let Some(route) = p.route {
+            self.route = route;
+            self.retry = None;
+        }
+        self.unreported = true;
+        self.result = None;
+        self.call_retry = None;
+    }
+
+    /// What a status annotation says was reported.
+    pub(super) fn remember(&mut self, status: Option<RouteMapStatus>) {
+        self.reported = status.as_ref().map(|s| s.fingerprint.clone());
+        self.reported_gateway = status.and_then(|s| s.gateway);
+    }
+
+    /// When this routemap's next retry is due.
+    pub(super) fn next_try(&self) -> Option<Instant> {
+        let wait = if self.result.is_none() {
+            self.retry
+        } else {
+            self.call_retry
+        };
+        wait.map(|(at, _)| at)
+    }
+}
