@@ -12,6 +12,9 @@
 //! - [`live`]: a live HTTPRoute in routing-core's model, and where a request goes;
 //! - [`pod`]: a Deployment's pod run as a kubelet would run it, with Docker (the controller
 //!   chart's image, service account token, ConfigMap volumes, security context, probes);
+//! - [`install`], [`rbac`]: a helm install of the controller chart, and its least privilege
+//!   (the authorization log, requests with the pod's token);
+//! - [`traffic`]: what the traffic test checks of requests through the data plane;
 //! - [`suite`]: scenarios one after the other on one server, with logs on failure;
 //! - [`builders`]: releases, Deployments and their status as the chart and a controller-manager
 //!   make them;
@@ -28,17 +31,20 @@ pub mod cluster;
 pub mod controller;
 pub mod fleet;
 pub mod gateway;
+pub mod install;
 pub mod live;
 pub mod metrics;
 pub mod objects;
 pub mod out;
 pub mod pod;
+pub mod rbac;
 pub mod release;
 pub mod scale;
 pub mod status_probe;
 pub mod suite;
 pub mod tools;
 pub mod tracker;
+pub mod traffic;
 pub mod wait;
 
 /// What the test files use.

@@ -4,15 +4,14 @@
 //! live HTTPRoutes by the test-only translator (`iter8_e2e::gateway`); each version is a real
 //! httpbin; the harness writes Deployment status and EndpointSlices (no kubelet here).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use iter8_e2e::gateway::dataplane::{Dataplane, translator_answer};
-use iter8_e2e::gateway::traffic::{Answer, Load, curl, request};
+use iter8_e2e::gateway::traffic::{Answer, Load, request};
 use iter8_e2e::prelude::*;
+use iter8_e2e::traffic::{curl_expect, is_2xx, routed, split, tally, wait_gateway, within};
 use iter8_e2e::wait::wait_every;
-use serde_json::Value;
 
 const ROUTE: &str = "httpbin";
 const ROUTEMAP: &str = "httpbin-routemap";
@@ -55,87 +54,6 @@ async fn traffic() -> Result<()> {
     suite.finish()
 }
 
-/// The tutorial's curl, printed with its answer; fails unless it is `status` (and `version`).
-fn curl_expect(
-    dp: &Dataplane<'_>,
-    host: &str,
-    test: bool,
-    status: &str,
-    version: Option<&str>,
-) -> Result<()> {
-    let c = curl(dp.listener(), host, test)?;
-    println!("    $ {}", c.command);
-    for l in &c.shown {
-        println!("      {l}");
-    }
-    ensure!(
-        c.status_line == status && c.app_version.as_deref() == version,
-        "want {status} app-version {version:?}, got {:?}",
-        c.shown
-    );
-    Ok(())
-}
-
-/// Waits until the routemap's status annotation reports the gateway's answer `acceptance`.
-async fn wait_gateway(cluster: &Cluster, ns: &str, acceptance: &str) -> Result<Value> {
-    wait_for(
-        &format!("the routemap's gateway answer {acceptance}"),
-        timeout(),
-        || async {
-            let status = cluster
-                .routemap_status(ns, ROUTEMAP)
-                .await?
-                .unwrap_or_default();
-            Ok(if status["gateway"]["acceptance"] == acceptance {
-                Ok(status["gateway"].clone())
-            } else {
-                Err(status["gateway"].to_string())
-            })
-        },
-    )
-    .await
-}
-
-/// Routed and programmed: the controller's route passes `check`, and the translator has
-/// programmed that generation into Envoy.
-async fn routed<F>(
-    cluster: &Cluster,
-    dp: &Dataplane<'_>,
-    ns: &str,
-    what: &str,
-    check: F,
-) -> Result<Live>
-where
-    F: Fn(&Live) -> std::result::Result<(), String>,
-{
-    cluster.wait_route(ns, ROUTE, what, check).await?;
-    let live = Live::from_json(dp.wait_programmed(ns, ROUTE).await?)?;
-    note(format!("programmed into Envoy: {}", live.describe()));
-    Ok(live)
-}
-
-/// `version -> status -> count` of a list of answers.
-fn tally(answers: &[Answer]) -> BTreeMap<String, BTreeMap<u16, usize>> {
-    let mut out: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
-    for a in answers {
-        let v = format!(
-            "{}{}",
-            if a.test {
-                "traffic: test -> "
-            } else {
-                "plain -> "
-            },
-            a.app_version.as_deref().unwrap_or("(no app-version)")
-        );
-        *out.entry(v).or_default().entry(a.status).or_default() += 1;
-    }
-    out
-}
-
-fn is_2xx(a: &Answer) -> bool {
-    (200..300).contains(&a.status)
-}
-
 async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     let ns = "test";
     let host = "httpbin.test";
@@ -150,13 +68,14 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         cluster,
         dp,
         ns,
+        ROUTE,
         "one rule to httpbin-0",
         one_rule_to("httpbin-0"),
     )
     .await?;
     curl_expect(dp, host, false, "HTTP/1.1 200 OK", Some("httpbin-0"))?;
     curl_expect(dp, host, true, "HTTP/1.1 200 OK", Some("httpbin-0"))?;
-    let gateway = wait_gateway(cluster, ns, "accepted").await?;
+    let gateway = wait_gateway(cluster, ns, ROUTEMAP, "accepted").await?;
     ok(format!(
         "the routemap's status annotation: gateway {gateway}"
     ));
@@ -203,6 +122,7 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         cluster,
         dp,
         ns,
+        ROUTE,
         "a traffic: test rule to httpbin-1",
         canary_split("httpbin-0", "httpbin-1"),
     )
@@ -228,7 +148,7 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         .await?;
     // The Service httpbin-1 is gone: the EndpointSlice controller would delete its slice.
     dp.delete_slice(ns, "httpbin-1").await?;
-    routed(cluster, dp, ns, "the candidate rule removed", |r| {
+    routed(cluster, dp, ns, ROUTE, "the candidate rule removed", |r| {
         (r.rules() == 1)
             .then_some(())
             .ok_or_else(|| "still a candidate rule".into())
@@ -249,6 +169,7 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         cluster,
         dp,
         ns,
+        ROUTE,
         "one rule to httpbin-0",
         one_rule_to("httpbin-0"),
     )
@@ -347,6 +268,7 @@ async fn flips(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         cluster,
         dp,
         ns,
+        ROUTE,
         "the canary split",
         canary_split("httpbin-0", "httpbin-1"),
     )
@@ -450,30 +372,6 @@ async fn flips(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     Ok(())
 }
 
-/// `n` plain requests; the share each app-version answered (all must be 200).
-fn split(dp: &Dataplane<'_>, host: &str, path: &str, n: usize) -> Result<BTreeMap<String, usize>> {
-    let mut out = BTreeMap::new();
-    for _ in 0..n {
-        let a = request(dp.listener(), host, path, false);
-        ensure!(a.status == 200, "{a:?}");
-        *out.entry(a.app_version.unwrap_or_default()).or_insert(0) += 1;
-    }
-    Ok(out)
-}
-
-/// Fails unless `got`'s share of `n` is within `tol` of `want`.
-fn within(who: &str, got: usize, n: usize, want: f64, tol: f64) -> Result<()> {
-    let share = got as f64 / n as f64;
-    ensure!(
-        (share - want).abs() <= tol,
-        "{who}: {got}/{n} = {share:.3}, want {want:.3} ± {tol}"
-    );
-    ok(format!(
-        "{who}: {got}/{n} = {share:.3} (want {want:.3} ± {tol})"
-    ));
-    Ok(())
-}
-
 async fn blue_green(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     const N: usize = 400;
     const TOL: f64 = 0.08; // about 3.5 standard deviations at N = 400
@@ -485,7 +383,7 @@ async fn blue_green(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     dp.set_version(ns, "httpbin-0", true).await?;
     dp.set_version(ns, "httpbin-1", true).await?;
     let want = vec![("httpbin-0".to_string(), 30), ("httpbin-1".to_string(), 70)];
-    let live = routed(cluster, dp, ns, "30/70", move |r| {
+    let live = routed(cluster, dp, ns, ROUTE, "30/70", move |r| {
         (r.rules() == 1 && r.backends(0) == want)
             .then_some(())
             .ok_or_else(|| "not 30/70".into())
@@ -522,7 +420,7 @@ async fn blue_green(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         "iter8.tools/weight=10",
     ])?;
     let want = vec![("httpbin-0".to_string(), 30), ("httpbin-1".to_string(), 10)];
-    routed(cluster, dp, ns, "30/10", move |r| {
+    routed(cluster, dp, ns, ROUTE, "30/10", move |r| {
         (r.rules() == 1 && r.backends(0) == want)
             .then_some(())
             .ok_or_else(|| "not 30/10".into())
@@ -549,7 +447,7 @@ async fn mirror(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     for v in ["httpbin-0", "httpbin-1", "httpbin-2"] {
         dp.set_version(ns, v, true).await?;
     }
-    routed(cluster, dp, ns, "a 25% mirror to httpbin-1", |r| {
+    routed(cluster, dp, ns, ROUTE, "a 25% mirror to httpbin-1", |r| {
         (r.mirrors() == [("httpbin-1".to_string(), 25)])
             .then_some(())
             .ok_or_else(|| "no mirror".into())
@@ -606,11 +504,12 @@ async fn missing_backend(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()
         cluster,
         dp,
         ns,
+        ROUTE,
         "one rule to httpbin-0",
         one_rule_to("httpbin-0"),
     )
     .await?;
-    wait_gateway(cluster, ns, "accepted").await?;
+    wait_gateway(cluster, ns, ROUTEMAP, "accepted").await?;
     step(
         1,
         "kubectl delete svc httpbin-0 (the backend Service goes; the route still names it)",
@@ -628,7 +527,7 @@ async fn missing_backend(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()
     })
     .await?;
     ok(format!("the translator's status: {answer}"));
-    let gateway = wait_gateway(cluster, ns, "backendNotResolved").await?;
+    let gateway = wait_gateway(cluster, ns, ROUTEMAP, "backendNotResolved").await?;
     ok(format!(
         "the routemap's status annotation: gateway {gateway}"
     ));

@@ -103,7 +103,12 @@ pub(super) fn cluster(name: &str, endpoints: &[(String, i64)]) -> Value {
 pub(super) type Resolution = Result<(String, Vec<(String, i64)>), (String, String)>;
 
 /// What a backendRef resolves to: a cluster, or why not (condition reason, message).
-pub(super) fn backend_cluster(world: &World, ns: &str, b: &Value, path: &str) -> Result<Resolution, String> {
+pub(super) fn backend_cluster(
+    world: &World,
+    ns: &str,
+    b: &Value,
+    path: &str,
+) -> Result<Resolution, String> {
     only(
         b,
         &[

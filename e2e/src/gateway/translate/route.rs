@@ -60,7 +60,11 @@ pub(super) struct Translated {
     pub(super) resolved: Cond,
 }
 
-pub(super) fn translate_route(world: &World, route: &Value, parents: &[&Value]) -> Result<Translated, String> {
+pub(super) fn translate_route(
+    world: &World,
+    route: &Value,
+    parents: &[&Value],
+) -> Result<Translated, String> {
     let meta = &route["metadata"];
     let ns = s(meta, "namespace").unwrap_or_default();
     let name = s(meta, "name").unwrap_or_default();

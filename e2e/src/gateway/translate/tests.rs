@@ -165,8 +165,8 @@ fn mirror_is_a_mirror_policy_with_its_percent_and_no_shadow_suffix() {
         1
     );
     assert_eq!(
-        out.clusters["test/httpbin-0/8080"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
-            [0]["endpoint"]["address"]["socket_address"]["port_value"],
+        out.clusters["test/httpbin-0/8080"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["address"]["socket_address"]["port_value"],
         41000
     );
 }
