@@ -36,6 +36,8 @@ unit: tools
 
 # End to end against a real API server built from Debian packages (see e2e/README.md).
 e2e: tools
+    # Docker and the musl toolchain (apt, rustup; idempotent): the install test runs the image.
+    bash scripts/install-tools.sh --image
     bash e2e/run.sh
 
 # Build the e2e API server from Debian sid packages (cached; a no-op when up to date).
