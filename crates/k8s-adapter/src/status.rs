@@ -21,8 +21,9 @@ use crate::kube_types::{
 };
 use crate::metrics::Metrics;
 
-/// Throttled status writes waited out after an Event, before the report is given up to a retry.
-const MAX_STATUS_THROTTLED: u32 = 5;
+/// How long a status write throttled after its Event is waited out in place before the report
+/// is given up to a retry (which would publish the Event again).
+const STATUS_THROTTLED_BUDGET: Duration = Duration::from_secs(300);
 
 /// Publishes Events and writes the status annotation.
 #[derive(Clone)]
@@ -91,7 +92,7 @@ impl StatusWriter {
         let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
         // Once the Event is out, a throttled status write is waited out here, as the server
         // asks, rather than by retrying the whole report (which would publish the Event twice).
-        let mut throttled = 0;
+        let started = tokio::time::Instant::now();
         loop {
             let answer = tokio::time::timeout(
                 self.timeout,
@@ -105,9 +106,8 @@ impl StatusWriter {
             };
             match e {
                 WriteError::Throttled { retry_after, .. }
-                    if report.event.is_some() && throttled < MAX_STATUS_THROTTLED =>
+                    if report.event.is_some() && started.elapsed() < STATUS_THROTTLED_BUDGET =>
                 {
-                    throttled += 1;
                     self.metrics.throttled("status");
                     tokio::time::sleep(retry_after.mul_f64(1.0 + fastrand::f64() / 2.0)).await;
                 }
