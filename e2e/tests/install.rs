@@ -118,8 +118,10 @@ async fn install(
     ));
 
     if cluster_scoped {
-        for app in ["team-a", "team-b"] {
-            tutorial(cluster, app, false).await?;
+        // Each scope's grants are audited on their own: team-a renames its route, so that this
+        // controller's `delete` on HTTPRoutes is exercised too.
+        for (app, rename) in [("team-a", true), ("team-b", false)] {
+            tutorial(cluster, app, rename).await?;
         }
         cross_namespace_refused(cluster).await?;
     } else {
