@@ -102,6 +102,11 @@ stop)
     kill -KILL "${pid}" 2>/dev/null || true
   fi
   rm -f "${D}/dockerd.launch.pid"
+  # dockerd leaves its network namespace bind-mounted under its exec root (exec/netns/default):
+  # unmount what is still mounted below D, deepest first, so that the folder can be removed.
+  awk -v d="${D}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+    umount "${m}" 2>/dev/null || umount -l "${m}" 2>/dev/null || log "cannot unmount ${m}"
+  done
   log "dockerd stopped (pid ${pid})"
   ;;
 status)
