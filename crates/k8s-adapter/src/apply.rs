@@ -323,7 +323,9 @@ impl Writer {
                 self.planner.deleted(&key, &id, answer, now, jitter)
             }
         };
-        if more || self.again.remove(&key) {
+        // Both: a routemap that got new work while in flight must leave `again` either way.
+        let again = self.again.remove(&key);
+        if more || again {
             // Finish this routemap's sequence before starting others.
             if self.queued.insert(key.clone()) {
                 self.queue.push_front(key);
