@@ -31,6 +31,17 @@ fn decided(route: &str) -> Change {
     changes.pop().expect("a decision")
 }
 
+/// The route decided for the canary routemap of `app` (routes named `route`), as kept.
+fn decided_route(route: &str) -> KeptRoute {
+    match decided(route) {
+        Change::Decided {
+            decision: routemap_index::index::Decision::Desired { route: Some(r), .. },
+            ..
+        } => KeptRoute::new(&r),
+        other => panic!("expected a route, got {other:?}"),
+    }
+}
+
 /// A leader with a synced live view (holding `live`).
 fn planner(live: &[LiveRoute]) -> WritePlanner {
     let mut p = WritePlanner::new();
@@ -181,17 +192,7 @@ fn a_failed_apply_is_reported_at_once_and_retried_after_its_backoff() {
 #[test]
 fn a_renamed_route_is_deleted_once_the_new_one_is_in_place() {
     let now = Instant::now();
-    let Change::Decided {
-        decision:
-            routemap_index::index::Decision::Desired {
-                route: Some(old), ..
-            },
-        ..
-    } = decided("app")
-    else {
-        panic!("a route")
-    };
-    let old = stored(&KeptRoute::new(&old), "5", "uid-1");
+    let old = stored(&decided_route("app"), "5", "uid-1");
     let mut p = planner(&[old]);
     let k = p.change(decided("app-v2")).expect("to settle");
     // First the new route: traffic is never left without one.
@@ -228,18 +229,8 @@ fn a_renamed_route_is_deleted_once_the_new_one_is_in_place() {
 #[test]
 fn a_route_owned_by_another_routemap_is_never_deleted() {
     let now = Instant::now();
-    let Change::Decided {
-        decision:
-            routemap_index::index::Decision::Desired {
-                route: Some(old), ..
-            },
-        ..
-    } = decided("app")
-    else {
-        panic!("a route")
-    };
     // Same label, but another owner (a routemap of the same name, deleted and created again).
-    let theirs = stored(&KeptRoute::new(&old), "5", "uid-of-someone-else");
+    let theirs = stored(&decided_route("app"), "5", "uid-of-someone-else");
     let mut p = planner(&[theirs]);
     let k = p.change(decided("app-v2")).expect("to settle");
     let route = apply_step(p.next(&k, now));

@@ -241,6 +241,13 @@ impl WritePlanner {
         route
     }
 
+    /// A call of this routemap has returned.
+    fn returned(&mut self, key: &RouteMapKey) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.in_flight = false;
+        }
+    }
+
     /// How writing `status` (and its Event) went. Returns whether the routemap has a next
     /// step now.
     pub fn reported(
@@ -251,9 +258,7 @@ impl WritePlanner {
         now: Instant,
         jitter: f64,
     ) -> bool {
-        if let Some(slot) = self.slots.get_mut(key) {
-            slot.in_flight = false;
-        }
+        self.returned(key);
         match answer {
             Ok(()) => {
                 let live = self.live_of(key).map(|l| l.gateway.clone());
@@ -295,9 +300,7 @@ impl WritePlanner {
         now: Instant,
         jitter: f64,
     ) -> bool {
-        if let Some(slot) = self.slots.get_mut(key) {
-            slot.in_flight = false;
-        }
+        self.returned(key);
         match answer {
             Ok(()) | Err(WriteError::Rejected { code: 404, .. }) => {
                 self.forget_live(id);
