@@ -57,6 +57,6 @@ pub mod prelude {
     pub use crate::out::{note, ok, say, step};
     pub use crate::release::{Release, rendered_object};
     pub use crate::suite::{Suite, release_with_controller};
-    pub use crate::tools::values;
+    pub use crate::tools::{promote_with_new_image, values};
     pub use crate::wait::{timeout, wait_for};
 }

@@ -145,6 +145,24 @@ impl Live {
             .unwrap_or_default()
     }
 
+    /// Fails unless plain and `traffic: test` requests both reach `version` alone (answering
+    /// with its own `app-version`); logs where each goes.
+    pub fn expect_all_to(&self, version: &str) -> Result<()> {
+        for req in [plain_request(), test_request()] {
+            anyhow::ensure!(
+                self.serves(&req) == [(version.to_string(), Some(version.to_string()))],
+                "{req:?} -> {}",
+                self.explain(&req)
+            );
+        }
+        crate::out::ok(format!("GET / -> {}", self.explain(&plain_request())));
+        crate::out::ok(format!(
+            "GET / traffic: test -> {}",
+            self.explain(&test_request())
+        ));
+        Ok(())
+    }
+
     /// One-line traffic: `rule 0 [traffic=test] -> httpbin-1 w1; rule 1 [/] -> httpbin-0 w1`.
     pub fn describe(&self) -> String {
         let rules: Vec<String> = self

@@ -22,6 +22,21 @@ pub fn values(name: &str) -> PathBuf {
     repo_root().join("fixtures/charts/values").join(name)
 }
 
+/// `seed-3-promote.yaml` as a real promotion would be: the tutorial changes only the version
+/// label, a real one the image too, so the Deployment's spec changes and the new primary is
+/// unavailable until it has rolled out. Written to `dir/<name>.yaml`; returns its path.
+pub fn promote_with_new_image(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(values("seed-3-promote.yaml"))?.replace(
+            "image: kennethreitz/httpbin",
+            "image: kennethreitz/httpbin:latest",
+        ),
+    )?;
+    Ok(path)
+}
+
 /// `KEY`'s value in a shell `KEY=value` file such as the test API server's `DIR/env`.
 pub fn read_env_file(path: &Path, key: &str) -> Result<String> {
     let text =

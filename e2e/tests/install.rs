@@ -191,22 +191,6 @@ async fn primary_ready(cluster: &Cluster, ns: &str) -> Result<Live> {
         .await
 }
 
-fn all_to_primary(live: &Live) -> Result<()> {
-    for req in [plain_request(), test_request()] {
-        ensure!(
-            live.serves(&req) == [("httpbin-0".into(), Some("httpbin-0".into()))],
-            "{req:?} -> {}",
-            live.explain(&req)
-        );
-    }
-    ok(format!("GET / -> {}", live.explain(&plain_request())));
-    ok(format!(
-        "GET / traffic: test -> {}",
-        live.explain(&test_request())
-    ));
-    Ok(())
-}
-
 /// The seed tutorial in `ns` with real helm releases; `rename`: also rename the route (the
 /// controller then deletes the old one: its `delete` grant).
 async fn tutorial(cluster: &Cluster, ns: &str, rename: bool) -> Result<()> {
@@ -230,7 +214,7 @@ async fn tutorial(cluster: &Cluster, ns: &str, rename: bool) -> Result<()> {
         "parentRefs {parent:?}"
     );
     ok("parentRef: Service httpbin; every backend sets app-version");
-    all_to_primary(&live)?;
+    live.expect_all_to("httpbin-0")?;
     events_agree(cluster, ns, ROUTE).await?;
 
     step(
@@ -271,16 +255,7 @@ async fn tutorial(cluster: &Cluster, ns: &str, rename: bool) -> Result<()> {
         format!("{ns} 3"),
         "helm upgrade --install httpbin -f seed-3-promote.yaml (new image)",
     );
-    let promote = cluster
-        .dir
-        .join(format!("seed-3-promote-new-image-{ns}.yaml"));
-    std::fs::write(
-        &promote,
-        std::fs::read_to_string(values("seed-3-promote.yaml"))?.replace(
-            "image: kennethreitz/httpbin",
-            "image: kennethreitz/httpbin:latest",
-        ),
-    )?;
+    let promote = promote_with_new_image(&cluster.dir, &format!("seed-3-promote-new-image-{ns}"))?;
     release(cluster, ns, &[&values("seed-3-promote.yaml"), &promote])?;
     let (generation, observed) = cluster.deployment_generations(ns, "httpbin-0").await?;
     ensure!(
@@ -302,7 +277,7 @@ async fn tutorial(cluster: &Cluster, ns: &str, rename: bool) -> Result<()> {
         .await?;
     let live = primary_ready(cluster, ns).await?;
     println!("==> step {ns} 3: new httpbin-0 ready: {}", live.describe());
-    all_to_primary(&live)?;
+    live.expect_all_to("httpbin-0")?;
     events_agree(cluster, ns, ROUTE).await?;
 
     let mut route = ROUTE;

@@ -74,18 +74,7 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
         "parentRefs {parent:?}"
     );
     ok("parentRef: Service httpbin port 80 (mesh)");
-    for req in [plain_request(), test_request()] {
-        ensure!(
-            live.serves(&req) == [("httpbin-0".into(), Some("httpbin-0".into()))],
-            "{req:?} -> {}",
-            live.explain(&req)
-        );
-    }
-    ok(format!("GET / -> {}", live.explain(&plain_request())));
-    ok(format!(
-        "GET / traffic: test -> {}",
-        live.explain(&test_request())
-    ));
+    live.expect_all_to("httpbin-0")?;
     check_events(cluster, &controller, &live).await?;
 
     step(2, "deploy the candidate (seed-2-candidate.yaml)");
@@ -135,14 +124,7 @@ async fn tutorial(cluster: &Cluster) -> Result<()> {
     );
     // The tutorial changes only the version label; a real promotion also changes the image, so
     // the Deployment's spec changes and httpbin-0 is unavailable until it has rolled out.
-    let promote = cluster.dir.join("seed-3-promote-new-image.yaml");
-    std::fs::write(
-        &promote,
-        std::fs::read_to_string(values("seed-3-promote.yaml"))?.replace(
-            "image: kennethreitz/httpbin",
-            "image: kennethreitz/httpbin:latest",
-        ),
-    )?;
+    let promote = promote_with_new_image(&cluster.dir, "seed-3-promote-new-image")?;
     note("seed-3-promote.yaml with the image changed to kennethreitz/httpbin:latest");
     release
         .upgrade(&[&values("seed-3-promote.yaml"), &promote])

@@ -54,16 +54,9 @@ async fn traffic() -> Result<()> {
     suite.finish()
 }
 
-async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
-    let ns = "test";
-    let host = "httpbin.test";
-    step(1, "deploy the initial version (seed-1-initial.yaml)");
-    let (mut release, mut controller) =
-        release_with_controller(cluster, ns, "seed-1-initial.yaml").await?;
-    dp.set_version(ns, "httpbin-0", true).await?;
-    note(
-        "deploy/httpbin-0 Available=True, EndpointSlice httpbin-0-e2e ready (127.0.0.1, its httpbin)",
-    );
+/// Waits until the route sends everything to httpbin-0 and Envoy serves it so: the tutorial's
+/// curl answers from httpbin-0, with and without `traffic: test`.
+async fn all_to_primary(cluster: &Cluster, dp: &Dataplane<'_>, ns: &str, host: &str) -> Result<()> {
     routed(
         cluster,
         dp,
@@ -74,7 +67,20 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     )
     .await?;
     curl_expect(dp, host, false, "HTTP/1.1 200 OK", Some("httpbin-0"))?;
-    curl_expect(dp, host, true, "HTTP/1.1 200 OK", Some("httpbin-0"))?;
+    curl_expect(dp, host, true, "HTTP/1.1 200 OK", Some("httpbin-0"))
+}
+
+async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
+    let ns = "test";
+    let host = "httpbin.test";
+    step(1, "deploy the initial version (seed-1-initial.yaml)");
+    let (mut release, mut controller) =
+        release_with_controller(cluster, ns, "seed-1-initial.yaml").await?;
+    dp.set_version(ns, "httpbin-0", true).await?;
+    note(
+        "deploy/httpbin-0 Available=True, EndpointSlice httpbin-0-e2e ready (127.0.0.1, its httpbin)",
+    );
+    all_to_primary(cluster, dp, ns, host).await?;
     let gateway = wait_gateway(cluster, ns, ROUTEMAP, "accepted").await?;
     ok(format!(
         "the routemap's status annotation: gateway {gateway}"
@@ -134,14 +140,7 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         3,
         "promote: redefine version 0, remove version 1 (seed-3-promote.yaml, new image)",
     );
-    let promote = cluster.dir.join("traffic-promote-new-image.yaml");
-    std::fs::write(
-        &promote,
-        std::fs::read_to_string(values("seed-3-promote.yaml"))?.replace(
-            "image: kennethreitz/httpbin",
-            "image: kennethreitz/httpbin:latest",
-        ),
-    )?;
+    let promote = promote_with_new_image(&cluster.dir, "traffic-promote-new-image")?;
     let removal_started = Instant::now();
     release
         .upgrade(&[&values("seed-3-promote.yaml"), &promote])
@@ -165,17 +164,7 @@ async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     cluster
         .wait_status(ns, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
         .await?;
-    routed(
-        cluster,
-        dp,
-        ns,
-        ROUTE,
-        "one rule to httpbin-0",
-        one_rule_to("httpbin-0"),
-    )
-    .await?;
-    curl_expect(dp, host, false, "HTTP/1.1 200 OK", Some("httpbin-0"))?;
-    curl_expect(dp, host, true, "HTTP/1.1 200 OK", Some("httpbin-0"))?;
+    all_to_primary(cluster, dp, ns, host).await?;
 
     let answers = load.stop();
     note(format!(
