@@ -59,9 +59,9 @@ impl RouteMapSpec {
         spec.checked()
     }
 
-    /// A parsed spec, validated and without spare capacity.
+    /// A parsed spec, validated, with its regexes compiled, and without spare capacity.
     fn checked(mut self) -> Result<Self, SpecError> {
-        self.validate()?;
+        self.regexes = crate::validate::validate_and_compile(&self)?;
         self.shrink_to_fit();
         Ok(self)
     }
