@@ -10,6 +10,7 @@ use routing_core::RouteMapSpec;
 use routing_core::keys::{
     ROUTEMAP_DATA_KEY, ROUTEMAP_FORMAT_VERSION, ROUTEMAP_KIND_LABEL, ROUTEMAP_VERSION_LABEL,
 };
+use routing_core::names::{is_label_value, shown};
 use serde_json::Value;
 
 use crate::error::RouteMapError;
@@ -66,11 +67,20 @@ impl RouteMapObject {
         labels: &BTreeMap<String, String>,
         data: Option<&BTreeMap<String, String>>,
     ) -> Self {
+        // The route carries the routemap's name as a label value: a name that cannot be one
+        // could never get a route, so it is refused before the spec is even read.
+        let spec = if is_label_value(&key.name) {
+            parse_spec(labels, data)
+        } else {
+            Err(RouteMapError::NameNotLabelValue {
+                shown: shown(&key.name),
+            })
+        };
         RouteMapObject {
             key,
             uid,
             resource_version,
-            spec: parse_spec(labels, data),
+            spec,
         }
     }
 

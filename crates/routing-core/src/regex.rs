@@ -210,9 +210,14 @@ fn item_ranges(item: &ClassSetItem) -> Result<(usize, bool), String> {
 
 /// The compiled regexes of one spec (or route), by pattern, with their estimated program size.
 /// Cloning shares them.
+///
+/// Those of a spec also mark it as validated: [`crate::plan`] does not validate such a spec again
+/// (a decision costs no more than building its route), so a spec must not be changed after
+/// validation without validating it again.
 #[derive(Clone, Default)]
 pub struct Regexes {
     by_pattern: Arc<HashMap<Box<str>, (Regex, usize)>>,
+    validated: bool,
 }
 
 impl Regexes {
@@ -220,7 +225,19 @@ impl Regexes {
     pub(crate) fn from_map(map: HashMap<Box<str>, (Regex, usize)>) -> Self {
         Regexes {
             by_pattern: Arc::new(map),
+            validated: false,
         }
+    }
+
+    /// The same regexes, marking the spec that holds them as validated.
+    pub(crate) fn validated(mut self) -> Self {
+        self.validated = true;
+        self
+    }
+
+    /// Whether these are the regexes of a validated spec.
+    pub fn is_validated(&self) -> bool {
+        self.validated
     }
 
     pub(crate) fn map(&self) -> &HashMap<Box<str>, (Regex, usize)> {
@@ -300,6 +317,29 @@ mod tests {
         let one = program_size(".*").expect("accepted");
         let two = program_size(".*.*").expect("accepted");
         assert!(two - one >= 15, "{one} {two}");
+    }
+
+    /// The figures docs/routemap.md quotes.
+    #[test]
+    fn documented_estimates() {
+        for (p, want) in [
+            ("/asdf/.*", 28),
+            ("/api/v[0-9]+/.*", 31),
+            ("test|canary", 16),
+            ("(?i)firefox.*", 32),
+            (
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                105,
+            ),
+        ] {
+            let got = OVERHEAD
+                + size_of(
+                    &ast::parse::Parser::new().parse(p).expect("parses"),
+                    p.starts_with("(?i)"),
+                )
+                .expect("sized");
+            assert_eq!(got, want, "{p}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn validate_and_compile(spec: &RouteMapSpec) -> Result<Regexes> {
             ));
         }
     }
-    Ok(regexes.finish())
+    Ok(regexes.finish().validated())
 }
 
 /// Compiles each regex once, reusing those already compiled, and keeps the routemap's budget.
