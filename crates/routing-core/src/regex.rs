@@ -208,6 +208,9 @@ fn item_ranges(item: &ClassSetItem) -> Result<(usize, bool), String> {
     })
 }
 
+/// Compiled regexes with their estimated program size, by pattern.
+pub(crate) type ByPattern = HashMap<Box<str>, (Regex, usize)>;
+
 /// The compiled regexes of one spec (or route), by pattern, with their estimated program size.
 /// Cloning shares them.
 ///
@@ -216,15 +219,17 @@ fn item_ranges(item: &ClassSetItem) -> Result<(usize, bool), String> {
 /// validation without validating it again.
 #[derive(Clone, Default)]
 pub struct Regexes {
-    by_pattern: Arc<HashMap<Box<str>, (Regex, usize)>>,
+    /// `None` when there are none: most specs have no regex, and a controller keeps one spec per
+    /// routemap, so they pay for no allocation.
+    by_pattern: Option<Arc<ByPattern>>,
     validated: bool,
 }
 
 impl Regexes {
     /// Regexes from compiled entries.
-    pub(crate) fn from_map(map: HashMap<Box<str>, (Regex, usize)>) -> Self {
+    pub(crate) fn from_map(map: ByPattern) -> Self {
         Regexes {
-            by_pattern: Arc::new(map),
+            by_pattern: (!map.is_empty()).then(|| Arc::new(map)),
             validated: false,
         }
     }
@@ -240,8 +245,8 @@ impl Regexes {
         self.validated
     }
 
-    pub(crate) fn map(&self) -> &HashMap<Box<str>, (Regex, usize)> {
-        &self.by_pattern
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Box<str>, &(Regex, usize))> {
+        self.by_pattern.iter().flat_map(|m| m.iter())
     }
 
     /// Compiles every regex a route's matches use; a pattern that does not compile is left out
@@ -271,7 +276,7 @@ impl Regexes {
 
     /// The compiled regex and estimated program size of a pattern.
     pub fn get(&self, pattern: &str) -> Option<&(Regex, usize)> {
-        self.by_pattern.get(pattern)
+        self.by_pattern.as_ref()?.get(pattern)
     }
 
     /// Whether `text` as a whole matches `pattern`; false for a pattern not held.
@@ -281,12 +286,12 @@ impl Regexes {
 
     /// Number of distinct patterns held.
     pub fn len(&self) -> usize {
-        self.by_pattern.len()
+        self.by_pattern.as_ref().map_or(0, |m| m.len())
     }
 
     /// No pattern held.
     pub fn is_empty(&self) -> bool {
-        self.by_pattern.is_empty()
+        self.len() == 0
     }
 }
 

@@ -116,7 +116,7 @@ impl<'a> RegexChecker<'a> {
             return self.known.clone();
         }
         let mut all = self.compiled;
-        for (p, c) in self.known.map() {
+        for (p, c) in self.known.entries() {
             all.entry(p.clone()).or_insert_with(|| c.clone());
         }
         Regexes::from_map(all)
