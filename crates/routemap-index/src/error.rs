@@ -39,7 +39,8 @@ pub enum RouteMapError {
     Spec(SpecError),
     /// A version resource names a type the controller is not configured for.
     #[error(
-        "data[{ROUTEMAP_DATA_KEY}].versions[{version}].resources[{resource}].gvrShort: {short_name:?} is not a configured resource type (configured: {configured})"
+        "data[{ROUTEMAP_DATA_KEY}].versions[{version}].resources[{resource}].gvrShort: {given} is not a configured resource type (configured: {configured})",
+        given = routing_core::names::shown(.short_name)
     )]
     UnknownType {
         /// Index of the version.

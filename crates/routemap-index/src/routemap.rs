@@ -130,3 +130,38 @@ fn parse_spec(
         .ok_or(RouteMapError::MissingSpec)?;
     RouteMapSpec::from_yaml(text).map_err(RouteMapError::Spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str) -> RouteMapObject {
+        let labels = BTreeMap::from([
+            (ROUTEMAP_KIND_LABEL.to_string(), "routemap".to_string()),
+            (
+                ROUTEMAP_VERSION_LABEL.to_string(),
+                ROUTEMAP_FORMAT_VERSION.to_string(),
+            ),
+        ]);
+        let spec = "strategy: none\nroute: {name: r, parentRefs: [{name: gw}]}\nversions: [{name: v0, resources: [{gvrShort: svc, name: v0}]}]\n";
+        let data = BTreeMap::from([(ROUTEMAP_DATA_KEY.to_string(), spec.to_string())]);
+        RouteMapObject::from_parts(
+            RouteMapKey::new("ns", name),
+            "u".into(),
+            None,
+            &labels,
+            Some(&data),
+        )
+    }
+
+    #[test]
+    fn a_name_that_cannot_be_a_label_value_is_refused() {
+        assert!(object(&"a".repeat(63)).spec.is_ok());
+        for name in ["a".repeat(64), "a".repeat(300), "a-".to_string()] {
+            let e = object(&name).spec.expect_err("not a label value");
+            assert_eq!(e.category(), "name");
+            assert!(e.to_string().starts_with("metadata.name: "), "{e}");
+            assert!(e.to_string().len() < 400, "{e}");
+        }
+    }
+}

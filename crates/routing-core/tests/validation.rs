@@ -293,3 +293,30 @@ fn counts_are_bounded_under_every_strategy() {
     );
     assert_refused(&yaml, "versions[0].resources", "17 resources; at most 16");
 }
+
+#[test]
+fn errors_quoting_huge_input_stay_small() {
+    // A parser's message quotes the unknown variant or field: 300 KB of it would not fit an
+    // Event or the status annotation.
+    let huge = "x".repeat(300_000);
+    for yaml in [
+        spec(ROUTE, MATCHES).replace("strategy: canary", &format!("strategy: {huge}")),
+        spec(ROUTE, MATCHES).replace("strategy: canary", &format!("strategy: canary\n{huge}: 1")),
+        spec(
+            ROUTE,
+            &format!("[{{headers: [{{name: x, value: '1'}}], method: {huge}}}]"),
+        ),
+        spec(
+            ROUTE,
+            &format!("[{{headers: [{{name: {huge}, value: '1'}}]}}]"),
+        ),
+        format!("{{\"strategy\": \"{huge}\"}}"),
+        format!("strategy: [{huge}"),
+    ] {
+        let e = error(&yaml);
+        assert!(e.len() < 1500, "{} bytes: {}", e.len(), &e[..200]);
+    }
+    // The parser did quote it: cut, with its length.
+    let e = error(&spec(ROUTE, MATCHES).replace("strategy: canary", &format!("strategy: {huge}")));
+    assert!(e.contains("bytes in all)"), "{e}");
+}
