@@ -37,6 +37,7 @@
 //!   decision.
 
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod gateway;
 pub mod index;
