@@ -29,6 +29,9 @@ pub struct Traffic {
     pub versions: Vec<VersionTraffic>,
     /// Problems that did not change the decision (e.g. an invalid weight annotation).
     pub warnings: Vec<String>,
+    /// Set when the routemap is invalid and this decision comes from its last good spec, still
+    /// in force ([`crate::index::Index::keep_last_good`]): why it is invalid.
+    pub invalid: Option<RouteMapError>,
 }
 
 impl Traffic {
@@ -89,6 +92,7 @@ pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSour
     let traffic = Traffic {
         strategy: spec.strategy,
         warnings: states.iter().flat_map(|s| s.warnings.clone()).collect(),
+        invalid: None,
         versions: spec
             .versions
             .iter()
