@@ -18,7 +18,8 @@ use crate::names::{
 use crate::regex::{MAX_ROUTEMAP_PROGRAM_SIZE, Regexes};
 use crate::route::GATEWAY_GROUP;
 use crate::spec::{
-    MatchSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchSpec, ValueMatchType, VersionSpec,
+    MatchSpec, ParentRefSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchSpec,
+    ValueMatchType, VersionSpec,
 };
 
 /// Gateway API: rules per route.
@@ -141,10 +142,9 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
             ),
         ));
     }
-    // The CRD's CEL rules: two references to one parent must each name a distinct section.
-    let mut sections: HashMap<(&str, &str, &str, &str), Vec<Option<&str>>> = HashMap::new();
     for (i, p) in r.parent_refs.iter().enumerate() {
-        let at = |field: &str| format!("route.parentRefs[{i}].{field}");
+        // Field paths are formatted only for an error: judging a valid spec allocates nothing.
+        let at = |field: &'static str| Field("route.parentRefs", i, field);
         if let Some(group) = &p.group {
             check_group(&at("group"), group)?;
         }
@@ -161,26 +161,21 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
         if let Some(port) = p.port {
             check_port(&at("port"), port)?;
         }
-        let parent = (
-            p.group.as_deref().unwrap_or(GATEWAY_GROUP),
-            p.kind.as_deref().unwrap_or("Gateway"),
-            p.namespace.as_deref().unwrap_or(""),
-            p.name.as_str(),
-        );
-        let seen = sections.entry(parent).or_default();
-        let section = p.section_name.as_deref().filter(|s| !s.is_empty());
-        if !seen.is_empty()
-            && (section.is_none() || seen.iter().any(|s| s.is_none() || *s == section))
-        {
+        // The CRD's CEL rules: references to one parent must each name a distinct section
+        // (at most 32 references, so comparing each with those before it is cheap).
+        let clash = r.parent_refs[..i].iter().any(|q| {
+            parent_of(q) == parent_of(p)
+                && (section(p).is_none() || section(q).is_none() || section(q) == section(p))
+        });
+        if clash {
             return Err(SpecError::field(
-                at("sectionName"),
+                at("sectionName").to_string(),
                 format!(
                     "parentRef {} is listed more than once: each reference to one parent needs its own, distinct sectionName (Gateway API)",
                     shown(&p.name)
                 ),
             ));
         }
-        seen.push(section);
     }
     if r.hostnames.len() > MAX_HOSTNAMES {
         return Err(SpecError::field(
@@ -197,6 +192,31 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
     Ok(())
 }
 
+/// `list[index].field`, formatted only when shown.
+struct Field(&'static str, usize, &'static str);
+
+impl Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}].{}", self.0, self.1, self.2)
+    }
+}
+
+/// A parentRef's section, empty the same as none.
+fn section(p: &ParentRefSpec) -> Option<&str> {
+    p.section_name.as_deref().filter(|s| !s.is_empty())
+}
+
+/// A parentRef's parent as the CRD's CEL rules compare them (defaults filled in, an empty
+/// namespace the same as none).
+fn parent_of(p: &ParentRefSpec) -> (&str, &str, &str, &str) {
+    (
+        p.group.as_deref().unwrap_or(GATEWAY_GROUP),
+        p.kind.as_deref().unwrap_or("Gateway"),
+        p.namespace.as_deref().unwrap_or(""),
+        p.name.as_str(),
+    )
+}
+
 fn validate_version(
     strategy: Strategy,
     i: usize,
@@ -204,8 +224,8 @@ fn validate_version(
     regexes: &mut RegexChecker,
 ) -> Result {
     let at = |field: &str| format!("versions[{i}].{field}");
-    check_dns_label(&at("name"), &v.name)?;
-    check_port(&at("port"), v.port)?;
+    check_dns_label(&Field("versions", i, "name"), &v.name)?;
+    check_port(&Field("versions", i, "port"), v.port)?;
     if v.resources.is_empty() {
         return Err(SpecError::field(
             at("resources"),
