@@ -21,13 +21,13 @@
 //!    not deleting, configured conditions `True` and not stale). The first valid
 //!    `iter8.tools/weight` annotation among its resources overrides its weight. The result is a
 //!    [`VersionState`] per version.
-//! 4. **Planning** ([`plan`]): spec + states -> the [`HttpRoute`] to apply, or `None` for strategy
+//! 4. **Planning** ([`plan`](mod@plan)): spec + states -> the [`HttpRoute`] to apply, or `None` for strategy
 //!    `none`. `canary` gives one rule per available candidate and the primary as the catch-all;
 //!    `blue-green` one weighted rule over available versions; `mirror` the primary plus a
 //!    `RequestMirror` per available candidate. Every backend sets the `app-version` response header.
 //!    The output is canonical (all server defaults written, deterministic order), so an unchanged
 //!    decision serializes to identical bytes and re-applying it is a no-op.
-//! 5. **Explain** ([`explain`]): which backend a request reaches under Gateway API precedence,
+//! 5. **Explain** ([`explain`](mod@explain)): which backend a request reaches under Gateway API precedence,
 //!    and where that precedence is the implementation's (regex paths), a note saying so; it
 //!    powers `iter8-render explain` and the planner's property tests.
 //!

@@ -214,7 +214,7 @@ pub(crate) type ByPattern = HashMap<Box<str>, (Regex, usize)>;
 /// The compiled regexes of one spec (or route), by pattern, with their estimated program size.
 /// Cloning shares them.
 ///
-/// Those of a spec also mark it as validated: [`crate::plan`] does not validate such a spec again
+/// Those of a spec also mark it as validated: [`crate::plan()`] does not validate such a spec again
 /// (a decision costs no more than building its route), so a spec must not be changed after
 /// validation without validating it again.
 #[derive(Clone, Default)]
@@ -249,8 +249,8 @@ impl Regexes {
         self.by_pattern.iter().flat_map(|m| m.iter())
     }
 
-    /// Compiles every regex a route's matches use; a pattern that does not compile is left out
-    /// (it then matches nothing).
+    /// Compiles every regex a route's matches use; a pattern that does not compile, or is over
+    /// the limits above, is left out (it then matches nothing: a gateway would refuse it).
     pub fn for_route(route: &crate::HttpRoute) -> Self {
         use crate::spec::{PathMatchType, ValueMatchType};
         let mut map = HashMap::new();
