@@ -195,7 +195,7 @@ fn implementation_specific(winner: usize, m: &Match, all: &[(usize, &Match)]) ->
     }
     if regex_value(m) {
         notes.push(
-            "the match holds through a RegularExpression header or query value, whose dialect each gateway chooses (RE2 here)"
+            "the match holds through a RegularExpression header or query value, whose dialect each gateway chooses (this tool reads RE2 syntax)"
                 .to_string(),
         );
     }
