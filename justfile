@@ -57,6 +57,7 @@ test: unit e2e
 bench:
     cargo bench -p routing-core --bench planner
     cargo bench -p routemap-index --bench index
+    cargo bench -p routemap-index --bench heavy
     cargo bench -p iter8-render --bench render
 
 # The controller against the real API server: reaction latency, cold start, churn, memory.
