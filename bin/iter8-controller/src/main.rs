@@ -12,7 +12,7 @@ use k8s_adapter::admin::{self, CacheSync};
 use k8s_adapter::apply::{Writer, WriterConfig};
 use k8s_adapter::index_task::run_index;
 use k8s_adapter::kube_types::go_duration;
-use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings};
+use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings, Timings};
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
 use k8s_adapter::watch::spawn_watches;
@@ -270,14 +270,7 @@ async fn main() -> Result<()> {
             lease_name: args.lease_name.clone(),
             identity: identity.clone(),
         };
-        // The first Lease calls wait on the API server: a signal meanwhile stops at once.
-        tokio::select! {
-            election = Election::start(client.clone(), &settings) => election?,
-            signal = signals.recv() => {
-                tracing::info!(signal, "stopped during start-up");
-                return Ok(());
-            }
-        }
+        Election::start(client.clone(), &settings, Timings::default())?
     } else {
         tracing::warn!("leader election disabled: this replica writes unconditionally");
         Election::always()
@@ -307,7 +300,8 @@ async fn main() -> Result<()> {
         ),
         metrics.clone(),
     )
-    .with_max_in_flight(config.max_writes_in_flight);
+    .with_max_in_flight(config.max_writes_in_flight)
+    .with_fence(election.fence.clone());
     let writer_task =
         tokio::spawn(writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()));
     let watches = spawn_watches(

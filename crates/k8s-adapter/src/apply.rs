@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::error::{WriteError, write_error};
+use crate::fence::Fence;
 use crate::kube_types::{DynamicObject, GatewayHttpRoute, httproute_resource};
 use crate::metrics::Metrics;
 use crate::status::StatusWriter;
@@ -96,6 +97,7 @@ pub struct Writer {
     config: WriterConfig,
     status: StatusWriter,
     metrics: Metrics,
+    fence: Fence,
     planner: WritePlanner,
     max_in_flight: usize,
     queue: VecDeque<RouteMapKey>,
@@ -138,6 +140,7 @@ impl Writer {
             config,
             status,
             metrics,
+            fence: Fence::always(),
             planner: WritePlanner::new(),
             max_in_flight: routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT,
             queue: VecDeque::new(),
@@ -150,6 +153,12 @@ impl Writer {
             by_ticket: BTreeSet::new(),
             marks: VecDeque::new(),
         }
+    }
+
+    /// Writes only while `fence` is open (leader election); without it, always.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// At most `n` (at least 1) calls in flight.
@@ -390,9 +399,13 @@ impl Writer {
         let field_manager = self.config.field_manager.clone();
         let timeout = self.config.timeout;
         let metrics = self.metrics.clone();
+        // Leadership fence (crate::fence): nothing starts once it is closed, and a call still
+        // running when it closes is dropped, its requests and waits with it.
+        let fence = self.fence.clone();
+        let fenced = fenced_off(&step);
         Box::pin(
             async move {
-                let done = match step {
+                let work = async move { match step {
                     Step::Apply { id, route } => Done::Applied(
                         apply(&client, &field_manager, timeout, &metrics, &id, &route).await,
                     ),
@@ -424,7 +437,11 @@ impl Writer {
                         }
                         Done::Deleted { id, answer }
                     }
-                };
+                }};
+                let done = fence.guard(work).await.unwrap_or_else(|| {
+                    tracing::info!("write not made: leadership fence closed");
+                    fenced
+                });
                 (key, done)
             }
             .instrument(span),
@@ -535,6 +552,23 @@ async fn delete(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(write_error(e)),
         Err(_) => Err(WriteError::Timeout(timeout)),
+    }
+}
+
+/// What a call that the leadership fence stopped hands back: a transient failure, retried if
+/// this replica leads again.
+fn fenced_off(step: &Step) -> Done {
+    let e = || WriteError::Connection("leadership fence closed".into());
+    match step {
+        Step::Apply { .. } => Done::Applied(Err(e())),
+        Step::Report { report, .. } => Done::Reported {
+            status: report.status.clone(),
+            answer: Err(e()),
+        },
+        Step::Delete { id, .. } => Done::Deleted {
+            id: id.clone(),
+            answer: Err(e()),
+        },
     }
 }
 

@@ -10,7 +10,8 @@
 //!    that owns the index, feeds it what the watches saw and sends each change of decision on.
 //! 2. [`apply`]: the writer task applies routes, publishes Events and writes the status
 //!    annotation ([`status`]) for those changes, leader only, with backoff.
-//! 3. [`leader`]: Lease leader election; [`admin`]: `/metrics`, `/livez`, `/readyz`;
+//! 3. [`leader`]: Lease leader election, fenced ([`fence`]: until when this replica may write,
+//!    checked before each write and cancelling calls in flight when it closes); [`admin`]: `/metrics`, `/livez`, `/readyz`;
 //!    [`metrics`]: the Prometheus metrics.
 //!
 //! [`kube_types`] is the one module that names `k8s_openapi` and `gateway_api` types.
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod apply;
 pub mod error;
+pub mod fence;
 pub mod index_task;
 pub mod kube_types;
 pub mod leader;
