@@ -181,7 +181,11 @@ impl Election {
     /// Closes the fence and gives the Lease up (when this replica holds it) so another takes
     /// over at once.
     pub async fn release(self, timeout: Duration) {
-        self.fence.close();
+        // The task closes the fence itself before releasing: closing it here first would look
+        // like a lost Lease to the task, which would then not release it.
+        if self.stop.is_none() {
+            self.fence.close();
+        }
         if let Some(stop) = &self.stop {
             stop.send_replace(true);
         }
@@ -274,6 +278,7 @@ impl Elector {
         loop {
             let leading = *self.leader.borrow();
             tokio::select! {
+                biased;
                 _ = stop.changed() => break,
                 () = self.fence.closed_now(), if leading => {
                     self.lose("no renewal succeeded within the renew deadline");
