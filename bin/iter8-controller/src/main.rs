@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
-use k8s_adapter::admin::{self, CacheSync};
+use k8s_adapter::admin::{self, CacheSync, Limits, Liveness};
 use k8s_adapter::apply::{Writer, WriterConfig};
 use k8s_adapter::index_task::run_index;
 use k8s_adapter::kube_types::go_duration;
 use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings, Timings};
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
-use k8s_adapter::watch::spawn_watches;
+use k8s_adapter::watch::{Reporting, spawn_watches};
 use prometheus_client::registry::Registry;
 use routemap_index::config::Config;
 use routemap_index::index::Index;
@@ -252,11 +252,13 @@ async fn main() -> Result<()> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let readiness = CacheSync::default();
+    let liveness = Liveness::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Admin server first, so probes answer while caches fill.
     let mut admin_shutdown = shutdown_rx.clone();
-    let (bound, serve) = admin::bind(admin_addr, registry, readiness.clone(), async move {
+    let app = admin::router(registry, readiness.clone(), liveness.clone());
+    let (bound, serve) = admin::bind(admin_addr, app, Limits::default(), async move {
         let _ = admin_shutdown.changed().await;
     })
     .await
@@ -279,12 +281,16 @@ async fn main() -> Result<()> {
     let (index_tx, index_rx) = mpsc::channel(1024);
     // Bounded: a burst of decisions waits in the index task while the writer is busy.
     let (writer_tx, writer_rx) = mpsc::channel(256);
-    let index_task = tokio::spawn(run_index(
-        Index::new(&config),
-        index_rx,
-        writer_tx.clone(),
-        metrics.clone(),
-    ));
+    liveness.check("leader election", election.liveness());
+    let index_task = liveness.spawn(
+        "index",
+        run_index(
+            Index::new(&config),
+            index_rx,
+            writer_tx.clone(),
+            metrics.clone(),
+        ),
+    );
     let writer = Writer::new(
         write_client.clone(),
         WriterConfig {
@@ -302,16 +308,21 @@ async fn main() -> Result<()> {
     )
     .with_max_in_flight(config.max_writes_in_flight)
     .with_fence(election.fence.clone());
-    let writer_task =
-        tokio::spawn(writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()));
+    let writer_task = liveness.spawn(
+        "writer",
+        writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()),
+    );
     let watches = spawn_watches(
         &client,
         &config,
         watch_namespace,
         index_tx,
         writer_tx,
-        &metrics,
-        &readiness,
+        &Reporting {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            liveness: liveness.clone(),
+        },
     );
 
     let signal = signals.recv().await;

@@ -15,6 +15,16 @@
 //! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
 //! until it appears; it does not fail the process or flood the log.
 //!
+//! A watch that fails otherwise (the API server down, a type it may not list) is retried after
+//! a delay that doubles with each consecutive failure, jittered, up to 30 s, and resets on
+//! success ([`Retry`]). So that a long outage does not leave routes behind by that much once
+//! the server is back, one cheap probe per replica (a one-item list of routemaps, through etcd)
+//! runs every second while a watch fails for server reasons ([`ApiHealth`]); the moment it
+//! succeeds again, every waiting watch retries at once. A failing watch is named in `/readyz`
+//! with its error and in `iter8_watch_failing{watch}`; its WARN line is written at the first
+//! failure and then at most every 30 s with the count since ([`FailureLog`]), and an INFO line
+//! says when it recovers.
+//!
 //! After each event's messages (after a whole initial list), a watch sends an `Observed` mark
 //! with the event's resourceVersion down the same path: through the index task (held while the
 //! index is paused) to the writer, which sets `iter8_observed_resource_version{watch}` once the
@@ -28,15 +38,17 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use routing_core::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_KIND_LABEL, WATCH_LABEL};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::admin::CacheSync;
+use crate::admin::{CacheSync, Liveness};
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
 use crate::index_task::{IndexMsg, index_mark, resource_message, routemap_message};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
@@ -61,7 +73,8 @@ fn is_not_found(e: &watcher::Error) -> bool {
 ///
 /// A type the API server does not serve (404 on list) is not left to the watcher's own retry,
 /// which restarts every second or so: the stream is dropped and made again after a backoff
-/// doubling from 1 s to 5 min, and the absence is logged once.
+/// doubling from 1 s to 5 min, and the absence is logged once. Other failures: see the module
+/// doc.
 #[allow(clippy::too_many_arguments)]
 async fn drive<K, M, S, F>(
     name: String,
@@ -70,16 +83,24 @@ async fn drive<K, M, S, F>(
     mut convert: F,
     mark: impl Fn(&str, i64) -> M,
     on_missing: impl Fn() -> Option<M>,
-    metrics: Metrics,
-    readiness: CacheSync,
+    shared: Shared,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
     F: FnMut(Event<K>) -> Vec<M>,
 {
+    let Shared {
+        metrics,
+        readiness,
+        health,
+    } = shared;
     let mut missing = false;
     let mut synced = false;
     let mut absent_backoff = absent_backoff();
+    let mut retry = Retry::default();
+    let mut log = FailureLog::default();
+    let mut server_trouble = false;
+    let mut back = health.subscribe();
     // Highest resourceVersion of the list in progress: marked once the list is complete.
     let mut listed: Option<i64> = None;
     loop {
@@ -89,11 +110,24 @@ async fn drive<K, M, S, F>(
             match item {
                 Ok(event) => {
                     // `Init` comes before the list call, so it proves nothing about the type.
-                    if missing && !matches!(event, Event::Init) {
-                        missing = false;
-                        absent_backoff = self::absent_backoff();
-                        metrics.set_type_missing(&name, false);
-                        tracing::info!(watch = %name, "resource type is now served; watching it");
+                    if !matches!(event, Event::Init) {
+                        if missing {
+                            missing = false;
+                            absent_backoff = self::absent_backoff();
+                            metrics.set_type_missing(&name, false);
+                            tracing::info!(watch = %name, "resource type is now served; watching it");
+                        }
+                        let failures = retry.succeeded();
+                        if failures > 0 {
+                            let over = log.recovered();
+                            readiness.recovered(&name);
+                            metrics.set_watch_failing(&name, false);
+                            if std::mem::take(&mut server_trouble) {
+                                health.trouble_ended();
+                            }
+                            back.borrow_and_update();
+                            tracing::info!(watch = %name, failures, over = ?over, "watch works again");
+                        }
                     }
                     let done = matches!(event, Event::InitDone);
                     let observed = match &event {
@@ -143,9 +177,42 @@ async fn drive<K, M, S, F>(
                     restart_after = Some(absent_backoff.next().unwrap_or(Duration::from_secs(300)));
                     break;
                 }
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                    // Expired resourceVersion: the watcher relists at once; nothing failed.
+                    tracing::debug!(watch = %name, "watch expired (410); relisting");
+                }
                 Err(e) => {
                     metrics.error("watch");
-                    tracing::warn!(watch = %name, error = %e, "watch failed; retrying with backoff");
+                    let error = e.to_string();
+                    if retry.failures() == 0 {
+                        readiness.failing(&name, &error);
+                        metrics.set_watch_failing(&name, true);
+                    }
+                    if is_server_trouble(&e) && !server_trouble {
+                        server_trouble = true;
+                        health.trouble_started();
+                    }
+                    let delay = retry.failed(fastrand::f64());
+                    let failures = retry.failures();
+                    match log.failed(std::time::Instant::now()) {
+                        Some(0) => {
+                            tracing::warn!(watch = %name, error = %error, retry_in = ?delay, "watch failed; retrying with growing backoff (logged again every 30 s while it fails)");
+                        }
+                        Some(since_last) => {
+                            tracing::warn!(watch = %name, error = %error, failures, since_last, retry_in = ?delay, "watch still failing");
+                        }
+                        None => {
+                            tracing::debug!(watch = %name, error = %error, failures, retry_in = ?delay, "watch failed");
+                        }
+                    }
+                    // The kube watcher retries when polled again: the wait is here.
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = back.changed() => {
+                            // Spread the watches of every replica a little.
+                            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+                        }
+                    }
                 }
             }
         }
@@ -153,6 +220,156 @@ async fn drive<K, M, S, F>(
             Some(delay) => tokio::time::sleep(delay).await,
             None => return,
         }
+    }
+}
+
+/// What every watch shares.
+#[derive(Clone)]
+struct Shared {
+    metrics: Metrics,
+    readiness: CacheSync,
+    health: ApiHealth,
+}
+
+/// A failure that says the API server (or etcd behind it) is in trouble, rather than that this
+/// watch is refused (401, 403, 404, 422...): only these make the health probe run.
+fn is_server_trouble(e: &watcher::Error) -> bool {
+    let api = match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => k,
+        watcher::Error::WatchError(status) => return status.code >= 500 || status.code == 429,
+        _ => return true,
+    };
+    match api {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        _ => true,
+    }
+}
+
+/// Delay before the next attempt of a failing watch: doubles with each consecutive failure
+/// from [`Retry::MIN`] to [`Retry::MAX`], with jitter (between half and all of it), and starts
+/// over after a success.
+#[derive(Debug, Default, Clone)]
+pub struct Retry {
+    failures: u32,
+}
+
+impl Retry {
+    /// The first delay's upper bound.
+    pub const MIN: Duration = Duration::from_millis(250);
+    /// The cap.
+    pub const MAX: Duration = Duration::from_secs(30);
+
+    /// One more failure; `jitter` in `0..1`. Returns the delay before the next attempt.
+    pub fn failed(&mut self, jitter: f64) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let doubled = Self::MIN.saturating_mul(1 << (self.failures - 1).min(16));
+        doubled
+            .min(Self::MAX)
+            .mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+    }
+
+    /// A success: returns how many failures it ends.
+    pub fn succeeded(&mut self) -> u32 {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// When a failing watch writes a WARN line: at the first failure, then at most every
+/// [`FailureLog::EVERY`] with the number of failures since the last line.
+#[derive(Debug, Default, Clone)]
+pub struct FailureLog {
+    since: Option<std::time::Instant>,
+    last_line: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl FailureLog {
+    /// At most one WARN line this often per watch.
+    pub const EVERY: Duration = Duration::from_secs(30);
+
+    /// A failure at `now`: `Some(n)` when a WARN line is due (`n` failures not logged since the
+    /// last line; 0 for the first), `None` to stay quiet.
+    pub fn failed(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.since.get_or_insert(now);
+        match self.last_line {
+            Some(last) if now.duration_since(last) < Self::EVERY => {
+                self.unlogged += 1;
+                None
+            }
+            _ => {
+                self.last_line = Some(now);
+                Some(std::mem::take(&mut self.unlogged))
+            }
+        }
+    }
+
+    /// The watch works again: how long it failed.
+    pub fn recovered(&mut self) -> Option<Duration> {
+        let since = self.since.take()?;
+        self.last_line = None;
+        self.unlogged = 0;
+        Some(since.elapsed())
+    }
+}
+
+/// Whether the API server answers, shared by every watch: while at least one watch fails for
+/// server reasons, [`probe`] asks the server once a second; when it answers again after failing,
+/// the generation moves and every watch waiting out its backoff retries at once.
+#[derive(Debug, Clone, Default)]
+pub struct ApiHealth {
+    back: Arc<tokio::sync::watch::Sender<u64>>,
+    troubled: Arc<AtomicUsize>,
+}
+
+impl ApiHealth {
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.back.subscribe()
+    }
+
+    fn trouble_started(&self) {
+        self.troubled.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn trouble_ended(&self) {
+        self.troubled.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The server answered again after failing.
+    pub fn answered_again(&self) {
+        self.back.send_modify(|g| *g += 1);
+    }
+}
+
+/// How often the probe asks while a watch fails for server reasons.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The probe task: a one-item metadata list of routemaps (it goes through etcd, unlike
+/// `/version`), only while some watch is in server trouble.
+async fn probe(health: ApiHealth, api: Api<ConfigMap>, selector: String) {
+    let params = kube::api::ListParams::default().labels(&selector).limit(1);
+    let mut up = true;
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if health.troubled.load(Ordering::SeqCst) == 0 {
+            up = true;
+            continue;
+        }
+        let answered = matches!(
+            tokio::time::timeout(PROBE_EVERY * 2, api.list_metadata(&params)).await,
+            Ok(Ok(_))
+        );
+        if answered && !up {
+            tracing::info!("the API server answers again: failed watches retry now");
+            health.answered_again();
+        }
+        up = answered;
     }
 }
 
@@ -189,6 +406,17 @@ fn dynamic_api(
     }
 }
 
+/// Where the watches report: metrics, `/readyz`, `/livez`.
+#[derive(Debug, Clone)]
+pub struct Reporting {
+    /// The controller's metrics.
+    pub metrics: Metrics,
+    /// Cache sync and failing watches, for `/readyz`.
+    pub readiness: CacheSync,
+    /// Tasks that must run, for `/livez` (each watch and the probe).
+    pub liveness: Liveness,
+}
+
 /// Starts every watch. `namespace` is `None` for a cluster-scoped controller.
 pub fn spawn_watches(
     client: &Client,
@@ -196,11 +424,25 @@ pub fn spawn_watches(
     namespace: Option<&str>,
     index: mpsc::Sender<IndexMsg>,
     writer: mpsc::Sender<WriterMsg>,
-    metrics: &Metrics,
-    readiness: &CacheSync,
+    report: &Reporting,
 ) -> Vec<JoinHandle<()>> {
     let scope = namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
-    let mut tasks = Vec::new();
+    let readiness = &report.readiness;
+    let liveness = &report.liveness;
+    let health = ApiHealth::default();
+    let shared = Shared {
+        metrics: report.metrics.clone(),
+        readiness: report.readiness.clone(),
+        health: health.clone(),
+    };
+    let mut tasks = vec![liveness.spawn(
+        "api probe",
+        probe(
+            health,
+            configmap_api(client, namespace),
+            format!("{ROUTEMAP_KIND_LABEL}=routemap"),
+        ),
+    )];
     // Waiting on a full index channel only waits for the index task, which does no IO.
     let send_index = |tx: mpsc::Sender<IndexMsg>| {
         move |m: IndexMsg| -> BoxFuture<'static, bool> {
@@ -219,24 +461,26 @@ pub fn spawn_watches(
     tracing::info!(kind = "ConfigMap", selector = %selector, scope = %scope, "watching routemaps");
     readiness.expect("routemaps");
     let api = configmap_api(client, namespace);
-    tasks.push(tokio::spawn(drive(
-        "routemaps".to_string(),
-        move || watcher(api.clone(), &selector),
-        send_index(index.clone()),
-        |event: Event<ConfigMap>| match event {
-            Event::Init => vec![IndexMsg::RouteMapsRelisting],
-            Event::InitApply(cm) | Event::Apply(cm) => vec![routemap_message(&cm)],
-            Event::Delete(cm) => vec![IndexMsg::RouteMapDeleted(RouteMapKey::new(
-                cm.metadata.namespace.unwrap_or_default(),
-                cm.metadata.name.unwrap_or_default(),
-            ))],
-            Event::InitDone => vec![IndexMsg::RouteMapsSynced],
-        },
-        index_mark,
-        || None,
-        metrics.clone(),
-        readiness.clone(),
-    )));
+    tasks.push(liveness.spawn(
+        "watch routemaps",
+        drive(
+            "routemaps".to_string(),
+            move || watcher(api.clone(), &selector),
+            send_index(index.clone()),
+            |event: Event<ConfigMap>| match event {
+                Event::Init => vec![IndexMsg::RouteMapsRelisting],
+                Event::InitApply(cm) | Event::Apply(cm) => vec![routemap_message(&cm)],
+                Event::Delete(cm) => vec![IndexMsg::RouteMapDeleted(RouteMapKey::new(
+                    cm.metadata.namespace.unwrap_or_default(),
+                    cm.metadata.name.unwrap_or_default(),
+                ))],
+                Event::InitDone => vec![IndexMsg::RouteMapsSynced],
+            },
+            index_mark,
+            || None,
+            shared.clone(),
+        ),
+    ));
 
     // Version resources, one watch per distinct group/resource.
     let selector = format!("{WATCH_LABEL}=true");
@@ -248,21 +492,25 @@ pub fn spawn_watches(
         let kind = short.clone();
         let missing = short.clone();
         let selector = selector.clone();
-        tasks.push(tokio::spawn(drive(
-            short,
-            move || watcher(api.clone(), &selector),
-            send_index(index.clone()),
-            move |event: Event<DynamicObject>| match event {
-                Event::Init => vec![IndexMsg::ResourcesRelisting(kind.clone())],
-                Event::InitApply(o) | Event::Apply(o) => vec![resource_message(&kind, &o, false)],
-                Event::Delete(o) => vec![resource_message(&kind, &o, true)],
-                Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
-            },
-            index_mark,
-            move || Some(IndexMsg::ResourcesSynced(missing.clone())),
-            metrics.clone(),
-            readiness.clone(),
-        )));
+        tasks.push(liveness.spawn(
+            &format!("watch {short}"),
+            drive(
+                short,
+                move || watcher(api.clone(), &selector),
+                send_index(index.clone()),
+                move |event: Event<DynamicObject>| match event {
+                    Event::Init => vec![IndexMsg::ResourcesRelisting(kind.clone())],
+                    Event::InitApply(o) | Event::Apply(o) => {
+                        vec![resource_message(&kind, &o, false)]
+                    }
+                    Event::Delete(o) => vec![resource_message(&kind, &o, true)],
+                    Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
+                },
+                index_mark,
+                move || Some(IndexMsg::ResourcesSynced(missing.clone())),
+                shared.clone(),
+            ),
+        ));
     }
 
     // Our routes, for drift repair.
@@ -270,33 +518,37 @@ pub fn spawn_watches(
     tracing::info!(kind = "HTTPRoute", selector = %selector, scope = %scope, "watching owned routes");
     readiness.expect("httproutes");
     let api = dynamic_api(client, namespace, &httproute_resource());
-    tasks.push(tokio::spawn(drive(
-        "httproutes".to_string(),
-        move || watcher(api.clone(), &selector),
-        move |m: WriterMsg| -> BoxFuture<'static, bool> {
-            let writer = writer.clone();
-            Box::pin(async move { writer.send(m).await.is_ok() })
-        },
-        |event: Event<DynamicObject>| match event {
-            Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],
-            Event::InitApply(o) | Event::Apply(o) => live_route(&o)
-                .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
-                .into_iter()
-                .collect(),
-            Event::Delete(o) => vec![WriterMsg::Live(LiveEvent::Delete(RouteId {
-                namespace: o.metadata.namespace.unwrap_or_default(),
-                name: o.metadata.name.unwrap_or_default(),
-            }))],
-            Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
-        },
-        |watch: &str, resource_version| WriterMsg::Observed {
-            watch: watch.to_string(),
-            resource_version,
-        },
-        || None,
-        metrics.clone(),
-        readiness.clone(),
-    )));
+    tasks.push(liveness.spawn(
+        "watch httproutes",
+        drive(
+            "httproutes".to_string(),
+            move || watcher(api.clone(), &selector),
+            move |m: WriterMsg| -> BoxFuture<'static, bool> {
+                let writer = writer.clone();
+                Box::pin(async move { writer.send(m).await.is_ok() })
+            },
+            |event: Event<DynamicObject>| {
+                match event {
+                    Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],
+                    Event::InitApply(o) | Event::Apply(o) => live_route(&o)
+                        .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
+                        .into_iter()
+                        .collect(),
+                    Event::Delete(o) => vec![WriterMsg::Live(LiveEvent::Delete(RouteId {
+                        namespace: o.metadata.namespace.unwrap_or_default(),
+                        name: o.metadata.name.unwrap_or_default(),
+                    }))],
+                    Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
+                }
+            },
+            |watch: &str, resource_version| WriterMsg::Observed {
+                watch: watch.to_string(),
+                resource_version,
+            },
+            || None,
+            shared.clone(),
+        ),
+    ));
     tasks
 }
 
@@ -313,70 +565,60 @@ fn watcher<K>(
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
+    // No backoff here: `drive` waits between attempts (Retry, ApiHealth).
     watcher::watcher(
         api,
         watcher::Config::default()
             .labels(selector)
             .page_size(LIST_PAGE_SIZE),
     )
-    .backoff(WatchBackoff::new())
-}
-
-/// Delays between attempts of a failed watch: 100 ms doubling to 500 ms, each with up to as much
-/// again of jitter, so the route follows within a second of an API server coming back. kube's
-/// default grows to 30 s, which left routes behind for seconds after a short outage; a retry a
-/// second against a server that is down costs it nothing.
-#[derive(Debug)]
-struct WatchBackoff {
-    builder: backon::ExponentialBuilder,
-    current: backon::ExponentialBackoff,
-}
-
-impl WatchBackoff {
-    fn new() -> Self {
-        use backon::BackoffBuilder;
-        let builder = backon::ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_millis(500))
-            .with_jitter()
-            .without_max_times();
-        WatchBackoff {
-            builder,
-            current: builder.build(),
-        }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        self.current.next()
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        use backon::BackoffBuilder;
-        self.current = self.builder.build();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     #[test]
-    fn a_failed_watch_is_retried_within_a_second() {
-        use kube::runtime::utils::Backoff;
-        let mut backoff = WatchBackoff::new();
-        let delays: Vec<Duration> = backoff.by_ref().take(50).collect();
-        assert_eq!(delays.len(), 50, "never gives up");
-        assert!(
-            delays.iter().all(|d| *d <= Duration::from_secs(1)),
-            "{delays:?}"
-        );
-        backoff.reset();
-        assert!(backoff.next().expect("a delay") <= Duration::from_millis(200));
+    fn backoff_grows_with_consecutive_failures_to_a_cap_and_resets_on_success() {
+        let mut retry = Retry::default();
+        // Without jitter (1.0: the whole delay): 250 ms, 500 ms, 1 s, ... capped at 30 s.
+        let delays: Vec<Duration> = (0..12).map(|_| retry.failed(1.0)).collect();
+        assert_eq!(delays[0], Duration::from_millis(250));
+        assert_eq!(delays[1], Duration::from_millis(500));
+        assert_eq!(delays[3], Duration::from_secs(2));
+        assert_eq!(*delays.last().expect("delays"), Retry::MAX);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        // Jitter takes up to half off, never adds.
+        let jittered = retry.failed(0.0);
+        assert_eq!(jittered, Retry::MAX / 2);
+        assert_eq!(retry.succeeded(), 13);
+        assert_eq!(retry.failed(1.0), Retry::MIN);
+    }
+
+    #[test]
+    fn a_failing_watch_warns_once_then_every_30_s_with_a_count() {
+        let mut log = FailureLog::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(log.failed(t0), Some(0));
+        // A failure a second for 29 s: quiet.
+        for s in 1..30 {
+            assert_eq!(log.failed(t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(log.failed(t0 + Duration::from_secs(30)), Some(29));
+        assert!(log.recovered().is_some());
+        // A new outage warns at once again.
+        assert_eq!(log.failed(t0 + Duration::from_secs(31)), Some(0));
+    }
+
+    #[test]
+    fn only_server_failures_make_the_probe_run() {
+        let api = |code| {
+            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            })))
+        };
+        assert!(is_server_trouble(&api(500)) && is_server_trouble(&api(429)));
+        assert!(!is_server_trouble(&api(403)) && !is_server_trouble(&api(401)));
     }
 
     /// A restarted controller listing its routemap before the Deployments must not decide
