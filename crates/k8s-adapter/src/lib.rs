@@ -6,7 +6,8 @@
 //! changes this crate acts on.
 //!
 //! Steps:
-//! 1. [`watch`]: one watch per routemap scope and resource type; [`index_task`]: the one task
+//! 1. [`watch`]: one watch per routemap scope and resource type (failures: [`watch_retry`]);
+//!    [`index_task`]: the one task
 //!    that owns the index, feeds it what the watches saw and sends each change of decision on.
 //! 2. [`apply`]: the writer task applies routes, publishes Events and writes the status
 //!    annotation ([`status`]) for those changes, leader only, with backoff.
@@ -26,3 +27,4 @@ pub mod leader;
 pub mod metrics;
 pub mod status;
 pub mod watch;
+pub mod watch_retry;
