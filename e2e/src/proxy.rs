@@ -3,7 +3,9 @@
 //! through untouched (the replica's own bearer token included, so the API server's authz log
 //! names the replica), except that once [`Proxy::cut`] is on, every request whose path
 //! contains the cut pattern (e.g. `/leases`) is blackholed: it never gets an answer, as behind
-//! a network partition, and streams already open on such paths (a watch) end.
+//! a network partition, and streams already open on such paths (a watch) end. With
+//! [`Proxy::refuse`] on instead, such requests get `503 Service Unavailable` at once (an API
+//! server that is down behind its load balancer), and open streams on them end too.
 //!
 //! The proxy runs in the test's own runtime and stops when dropped.
 
@@ -26,7 +28,9 @@ struct Shared {
     upstream: kube::Client,
     pattern: String,
     cut: watch::Sender<bool>,
+    refuse: watch::Sender<bool>,
     blackholed: AtomicU64,
+    refused: AtomicU64,
     passed: AtomicU64,
 }
 
@@ -58,7 +62,9 @@ impl Proxy {
             upstream: kube::Client::try_from(config)?,
             pattern: pattern.to_string(),
             cut: watch::Sender::new(false),
+            refuse: watch::Sender::new(false),
             blackholed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             passed: AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -78,6 +84,16 @@ impl Proxy {
     /// Blackholes (true) or passes again (false) the requests matching the pattern.
     pub fn cut(&self, on: bool) {
         self.shared.cut.send_replace(on);
+    }
+
+    /// Answers 503 (true) or passes again (false) the requests matching the pattern.
+    pub fn refuse(&self, on: bool) {
+        self.shared.refuse.send_replace(on);
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
     }
 
     /// Requests blackholed, and passed, so far.
@@ -153,6 +169,16 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
         // No answer, ever: the client's timeout or closing the connection ends this.
         std::future::pending::<()>().await;
     }
+    if matches && *s.refuse.borrow() {
+        s.refused.fetch_add(1, Ordering::SeqCst);
+        let status = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"refused by the test proxy","reason":"ServiceUnavailable","code":503}"#;
+        return (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            status,
+        )
+            .into_response();
+    }
     s.passed.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, 64 << 20).await {
@@ -176,10 +202,13 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
             let (parts, body) = resp.into_parts();
             let body = Body::new(body);
             let body = if matches {
-                // A stream on a cut path (a watch) ends when the cut starts.
-                let mut cut = s.cut.subscribe();
+                // A stream on a cut path (a watch) ends when a cut or refusal starts.
+                let (mut cut, mut refuse) = (s.cut.subscribe(), s.refuse.subscribe());
                 let cut = async move {
-                    let _ = cut.wait_for(|c| *c).await;
+                    tokio::select! {
+                        _ = cut.wait_for(|c| *c) => {}
+                        _ = refuse.wait_for(|c| *c) => {}
+                    }
                 };
                 Body::from_stream(body.into_data_stream().take_until(cut))
             } else {

@@ -15,7 +15,7 @@ use k8s_adapter::kube_types::go_duration;
 use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings, Timings};
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
-use k8s_adapter::watch::{Reporting, spawn_watches};
+use k8s_adapter::watch::{ApiHealth, Reporting, spawn_watches};
 use prometheus_client::registry::Registry;
 use routemap_index::config::Config;
 use routemap_index::index::Index;
@@ -134,7 +134,15 @@ fn load_config(args: &Args) -> Result<Config> {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+    // kube's HTTP trace layer logs every 5xx answer at ERROR, one line per call: during an
+    // outage that floods the log with what `watch` already reports, rate-limited. Off unless
+    // the filter names kube_client itself.
+    let directives = if config.log_level.contains("kube_client") {
+        config.log_level.clone()
+    } else {
+        format!("{},kube_client::client::builder=off", config.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: `kubectl logs` and log collectors would show the escapes.
     let builder = tracing_subscriber::fmt()
@@ -147,12 +155,15 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Two clients of the same configuration: one for reads (watches, the Lease), whose 429s and
-/// 503s kube's client retries by itself as the server asks; and one for the writer, without that
-/// retry, so that the writer sees the API server's flow control, waits with jitter, counts it,
-/// and keeps its write slot free meanwhile (`routemap_index::write_plan`).
+/// Two clients of the same configuration, neither with kube's own retry of 429/503 (up to 15
+/// attempts, doubling from 5 ms: minutes inside one call): one for reads (watches, the Lease,
+/// the watch probe), whose failures `watch` and `leader` retry with their own backoff and
+/// deadlines, so a watch retries the moment the API server answers again; and one for the
+/// writer, so that it sees the API server's flow control, waits with jitter, counts it, and
+/// keeps its write slot free meanwhile (`routemap_index::write_plan`). Separate clients keep
+/// writes from queueing behind reads for a connection.
 async fn clients(args: &Args) -> Result<(kube::Client, kube::Client)> {
-    let config = match &args.kubeconfig {
+    let mut config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -160,11 +171,10 @@ async fn clients(args: &Args) -> Result<(kube::Client, kube::Client)> {
         }
         None => kube::Config::infer().await?,
     };
-    let mut writes = config.clone();
-    writes.default_retry = false;
+    config.default_retry = false;
     Ok((
+        kube::Client::try_from(config.clone())?,
         kube::Client::try_from(config)?,
-        kube::Client::try_from(writes)?,
     ))
 }
 
@@ -253,6 +263,7 @@ async fn main() -> Result<()> {
     metrics.register(&mut registry);
     let readiness = CacheSync::default();
     let liveness = Liveness::default();
+    let health = ApiHealth::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Admin server first, so probes answer while caches fill.
@@ -272,7 +283,7 @@ async fn main() -> Result<()> {
             lease_name: args.lease_name.clone(),
             identity: identity.clone(),
         };
-        Election::start(client.clone(), &settings, Timings::default())?
+        Election::start(client.clone(), &settings, Timings::default(), Some(&health))?
     } else {
         tracing::warn!("leader election disabled: this replica writes unconditionally");
         Election::always()
@@ -322,6 +333,7 @@ async fn main() -> Result<()> {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             liveness: liveness.clone(),
+            health,
         },
     );
 

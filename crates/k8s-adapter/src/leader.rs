@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use crate::fence::Fence;
 use crate::kube_types::{Lease, now};
+use crate::watch_retry::ApiHealth;
 
 /// Default Lease name.
 pub const DEFAULT_LEASE_NAME: &str = "iter8-controller-leader";
@@ -134,10 +135,13 @@ impl Election {
     }
 
     /// Starts competing for the Lease (returns at once; the task does the calls).
+    /// `health`: a candidate tries again the moment the API server answers after an outage
+    /// (a leader that lost the Lease in it takes it back at once, instead of at its next retry).
     pub fn start(
         client: Client,
         settings: &LeaderSettings,
         timings: Timings,
+        health: Option<&ApiHealth>,
     ) -> Result<Self, LeaderError> {
         timings.validate()?;
         let (tx, is_leader) = watch::channel(false);
@@ -152,6 +156,7 @@ impl Election {
             fence: fence.clone(),
             leader: tx,
             seen: None,
+            back: health.map(ApiHealth::subscribe),
         };
         tracing::info!(
             lease.namespace = %settings.namespace,
@@ -268,6 +273,7 @@ struct Elector {
     fence: Fence,
     leader: watch::Sender<bool>,
     seen: Option<Seen>,
+    back: Option<watch::Receiver<u64>>,
 }
 
 impl Elector {
@@ -299,6 +305,7 @@ impl Elector {
                         continue;
                     }
                 }
+                () = api_back(&mut self.back), if !leading => {}
                 () = tokio::time::sleep_until(next) => {}
             }
             next = self.attempt().await;
@@ -458,6 +465,16 @@ impl Elector {
                 tracing::warn!(lease = %self.name, error = %e, "releasing the leader Lease failed; it expires by itself")
             }
         }
+    }
+}
+
+/// Resolves when the API server answers again after an outage; never without a health handle.
+async fn api_back(back: &mut Option<watch::Receiver<u64>>) {
+    let Some(rx) = back else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

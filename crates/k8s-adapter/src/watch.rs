@@ -288,6 +288,8 @@ pub struct Reporting {
     pub readiness: CacheSync,
     /// Tasks that must run, for `/livez` (each watch and the probe).
     pub liveness: Liveness,
+    /// Whether the API server answers (also followed by the leader election).
+    pub health: ApiHealth,
 }
 
 /// Starts every watch. `namespace` is `None` for a cluster-scoped controller.
@@ -302,7 +304,7 @@ pub fn spawn_watches(
     let scope = namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
     let readiness = &report.readiness;
     let liveness = &report.liveness;
-    let health = ApiHealth::default();
+    let health = report.health.clone();
     let shared = Shared {
         metrics: report.metrics.clone(),
         readiness: report.readiness.clone(),

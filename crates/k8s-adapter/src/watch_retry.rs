@@ -92,7 +92,8 @@ pub struct ApiHealth {
 }
 
 impl ApiHealth {
-    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// Moves each time the API server answers again after failing.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.back.subscribe()
     }
 
