@@ -294,8 +294,17 @@ impl Writer {
             self.queued.remove(&key);
             if let Next::Write(step) = self.planner.next(&key, Instant::now().into_std()) {
                 self.busy.insert(key.clone());
-                let call = self.call(key, step);
-                self.in_flight.push(call);
+                // Leadership fence (crate::fence): nothing starts once it is closed, and a call
+                // still running when it closes is dropped, its requests and waits with it.
+                let fenced = fenced_off(&step);
+                let call = self.call(key.clone(), step);
+                let fence = self.fence.clone();
+                self.in_flight.push(Box::pin(async move {
+                    fence.guard(call).await.unwrap_or_else(|| {
+                        tracing::info!(routemap.namespace = %key.namespace, routemap.name = %key.name, "write not made: leadership fence closed");
+                        (key, fenced)
+                    })
+                }));
             } else {
                 self.release(&key);
             }
@@ -399,13 +408,9 @@ impl Writer {
         let field_manager = self.config.field_manager.clone();
         let timeout = self.config.timeout;
         let metrics = self.metrics.clone();
-        // Leadership fence (crate::fence): nothing starts once it is closed, and a call still
-        // running when it closes is dropped, its requests and waits with it.
-        let fence = self.fence.clone();
-        let fenced = fenced_off(&step);
         Box::pin(
             async move {
-                let work = async move { match step {
+                let done = match step {
                     Step::Apply { id, route } => Done::Applied(
                         apply(&client, &field_manager, timeout, &metrics, &id, &route).await,
                     ),
@@ -437,11 +442,7 @@ impl Writer {
                         }
                         Done::Deleted { id, answer }
                     }
-                }};
-                let done = fence.guard(work).await.unwrap_or_else(|| {
-                    tracing::info!("write not made: leadership fence closed");
-                    fenced
-                });
+                };
                 (key, done)
             }
             .instrument(span),
