@@ -9,8 +9,11 @@
 //!    update, patch, delete; Leases aside) of a lands after b's first write, and the gap between
 //!    a's last and b's first write is printed.
 //! 2. **Handover.** SIGTERM of the leader with a follower waiting, K times: how long until the
-//!    follower holds the Lease (under 1 s required); then a SIGKILL of the leader: how long
-//!    until the other holds it (within the lease duration plus a retry period).
+//!    follower holds the Lease (under 1 s required); every other time a version's readiness
+//!    changes at the moment of the SIGTERM (a rolling update under traffic) and must reach the
+//!    route within a second, and the other times the route must not be written at all. Then a
+//!    SIGKILL of the leader: how long until the other holds the Lease (within the lease
+//!    duration plus a retry period).
 //!
 //! API server outages and the admin port are in `tests/outage.rs`.
 //!
@@ -26,6 +29,7 @@ use anyhow::{Result, ensure};
 use iter8_e2e::controller::Launch;
 use iter8_e2e::prelude::*;
 use iter8_e2e::proxy::{Proxy, add_identity, kubeconfig_with};
+use iter8_e2e::wait::wait_every;
 use serde_json::Value;
 
 const LEASE: &str = "iter8-controller-leader";
@@ -350,6 +354,14 @@ async fn handover(cluster: &Cluster) -> Result<()> {
     for r in replicas.iter_mut() {
         r.wait_ready().await?;
     }
+    cluster
+        .wait_route(
+            ns,
+            "httpbin",
+            "two rules",
+            canary_split("httpbin-0", "httpbin-1"),
+        )
+        .await?;
     let mut leader = match holder(cluster, ns).await?.as_deref() {
         Some("replica-b") => 1,
         _ => {
@@ -363,20 +375,66 @@ async fn handover(cluster: &Cluster) -> Result<()> {
         format!("SIGTERM of the leader, {HANDOVERS} times, the other replica waiting"),
     );
     let mut took = Vec::new();
+    let mut applied = Vec::new();
+    let mut available = true;
     for round in 0..HANDOVERS {
         let follower = 1 - leader;
+        let before = cluster
+            .existing_route(ns, "httpbin")
+            .await?
+            .resource_version();
+        // Every other round, a readiness change at the moment of the SIGTERM (a rolling update
+        // under traffic): the new leader must apply it within the handover.
+        let flip = round % 2 == 1;
         let sent = Instant::now();
         replicas[leader].terminate();
+        if flip {
+            available = !available;
+            cluster.set_deployment(ns, "httpbin-1", available).await?;
+        }
         let t = until_held(cluster, ns, names[follower], sent, Duration::from_secs(20)).await?;
-        let status = replicas[leader].wait_exit(Duration::from_secs(15))?;
-        ensure!(status.success(), "{} exited with {status}", names[leader]);
-        note(format!(
+        let mut line = format!(
             "round {}: {} -> {} in {} ms",
             round + 1,
             names[leader],
             names[follower],
             t.as_millis()
-        ));
+        );
+        if flip {
+            let want = if available { 2 } else { 1 };
+            wait_every(
+                "the readiness change on the route",
+                timeout(),
+                Duration::from_millis(10),
+                || async {
+                    let rules = cluster.existing_route(ns, "httpbin").await?.rules();
+                    Ok((rules == want)
+                        .then_some(())
+                        .ok_or(format!("{rules} rules")))
+                },
+            )
+            .await?;
+            applied.push(sent.elapsed());
+            line.push_str(&format!(
+                "; httpbin-1 {} at the SIGTERM, on the route {} ms later",
+                if available { "ready" } else { "unready" },
+                sent.elapsed().as_millis()
+            ));
+        } else {
+            replicas[follower].wait_caught_up(cluster, ns).await?;
+            let after = cluster
+                .existing_route(ns, "httpbin")
+                .await?
+                .resource_version();
+            ensure!(
+                after == before,
+                "a handover with nothing changed rewrote the route (rv {before} -> {after})"
+            );
+            line.push_str("; route untouched");
+        }
+        let status = replicas[leader].wait_exit(Duration::from_secs(15))?;
+        ensure!(status.success(), "{} exited with {status}", names[leader]);
+        note(line);
         took.push(t);
         replicas[leader] = Controller::start(cluster, ns, names[leader])?;
         replicas[leader].wait_ready().await?;
@@ -397,6 +455,16 @@ async fn handover(cluster: &Cluster) -> Result<()> {
         max.as_millis(),
         failover.as_secs_f64()
     ));
+    let slowest = applied.iter().max().copied().unwrap_or_default();
+    figure(format!(
+        "readiness change at a SIGTERM handover: on the route within {} ms (max over {})",
+        slowest.as_millis(),
+        applied.len()
+    ));
+    ensure!(
+        slowest < Duration::from_secs(1),
+        "a readiness change made at a handover took {slowest:?} to reach the route"
+    );
     ensure!(
         median < Duration::from_secs(1),
         "SIGTERM handover p50 {median:?}, want under 1 s"
