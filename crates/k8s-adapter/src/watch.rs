@@ -88,6 +88,7 @@ async fn drive<K, M, S, F>(
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
     F: FnMut(Event<K>) -> Vec<M>,
 {
+    let shared_ref = shared.clone();
     let Shared {
         metrics,
         readiness,
@@ -105,7 +106,34 @@ async fn drive<K, M, S, F>(
     loop {
         let mut stream = std::pin::pin!(make());
         let mut restart_after = None;
-        while let Some(item) = stream.next().await {
+        loop {
+            // After a failure, a resumed watch that has nothing new to say sends no event:
+            // no error for a moment after the retry, with the probe finding the server up,
+            // means it works again. (Dropping `next()`
+            // is safe: the watcher keeps its state in the stream.)
+            let item = if retry.failures() > 0 {
+                match tokio::time::timeout(QUIET_AFTER_RETRY, stream.next()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        // A server that does not answer at all looks quiet too: the probe
+                        // must agree that it answers.
+                        if health.is_up() {
+                            recover(
+                                &mut retry,
+                                &mut log,
+                                &mut server_trouble,
+                                &name,
+                                &shared_ref,
+                            );
+                            back.borrow_and_update();
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(item) = item else { break };
             match item {
                 Ok(event) => {
                     // `Init` comes before the list call, so it proves nothing about the type.
@@ -116,17 +144,14 @@ async fn drive<K, M, S, F>(
                             metrics.set_type_missing(&name, false);
                             tracing::info!(watch = %name, "resource type is now served; watching it");
                         }
-                        let failures = retry.succeeded();
-                        if failures > 0 {
-                            let over = log.recovered();
-                            readiness.recovered(&name);
-                            metrics.set_watch_failing(&name, false);
-                            if std::mem::take(&mut server_trouble) {
-                                health.trouble_ended();
-                            }
-                            back.borrow_and_update();
-                            tracing::info!(watch = %name, failures, over = ?over, "watch works again");
-                        }
+                        recover(
+                            &mut retry,
+                            &mut log,
+                            &mut server_trouble,
+                            &name,
+                            &shared_ref,
+                        );
+                        back.borrow_and_update();
                     }
                     let done = matches!(event, Event::InitDone);
                     let observed = match &event {
@@ -158,6 +183,14 @@ async fn drive<K, M, S, F>(
                     }
                 }
                 Err(e) if is_not_found(&e) => {
+                    // The server answered (the type is just not served): not a failing watch.
+                    recover(
+                        &mut retry,
+                        &mut log,
+                        &mut server_trouble,
+                        &name,
+                        &shared_ref,
+                    );
                     if !missing {
                         missing = true;
                         metrics.set_type_missing(&name, true);
@@ -220,6 +253,30 @@ async fn drive<K, M, S, F>(
             None => return,
         }
     }
+}
+
+/// How long a retried watch must go without an error to count as working again.
+const QUIET_AFTER_RETRY: Duration = Duration::from_secs(1);
+
+/// A failing watch works again (or the server answered it): clears its failure marks.
+fn recover(
+    retry: &mut Retry,
+    log: &mut FailureLog,
+    server_trouble: &mut bool,
+    name: &str,
+    shared: &Shared,
+) {
+    let failures = retry.succeeded();
+    if failures == 0 {
+        return;
+    }
+    let over = log.recovered();
+    shared.readiness.recovered(name);
+    shared.metrics.set_watch_failing(name, false);
+    if std::mem::take(server_trouble) {
+        shared.health.trouble_ended();
+    }
+    tracing::info!(watch = %name, failures, over = ?over, "watch works again");
 }
 
 /// What every watch shares.

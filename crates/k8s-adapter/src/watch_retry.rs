@@ -3,7 +3,7 @@
 //! wait short once the API server answers again ([`ApiHealth`], [`probe`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kube::api::Api;
@@ -85,10 +85,22 @@ impl FailureLog {
 /// Whether the API server answers, shared by every watch: while at least one watch fails for
 /// server reasons, [`probe`] asks the server once a second; when it answers again after failing,
 /// the generation moves and every watch waiting out its backoff retries at once.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiHealth {
     back: Arc<tokio::sync::watch::Sender<u64>>,
     troubled: Arc<AtomicUsize>,
+    /// What the probe last found (true while it does not run).
+    up: Arc<AtomicBool>,
+}
+
+impl Default for ApiHealth {
+    fn default() -> Self {
+        ApiHealth {
+            back: Arc::default(),
+            troubled: Arc::default(),
+            up: Arc::new(AtomicBool::new(true)),
+        }
+    }
 }
 
 impl ApiHealth {
@@ -98,11 +110,19 @@ impl ApiHealth {
     }
 
     pub(crate) fn trouble_started(&self) {
-        self.troubled.fetch_add(1, Ordering::SeqCst);
+        // Not known to answer until the probe finds it does.
+        if self.troubled.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.up.store(false, Ordering::SeqCst);
+        }
     }
 
     pub(crate) fn trouble_ended(&self) {
         self.troubled.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether the probe last found the API server answering (true while it does not run).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
     }
 
     /// The server answered again after failing.
@@ -123,6 +143,7 @@ pub(crate) async fn probe(health: ApiHealth, api: Api<ConfigMap>, selector: Stri
         tokio::time::sleep(PROBE_EVERY).await;
         if health.troubled.load(Ordering::SeqCst) == 0 {
             up = true;
+            health.up.store(true, Ordering::SeqCst);
             continue;
         }
         let answered = matches!(
@@ -134,6 +155,7 @@ pub(crate) async fn probe(health: ApiHealth, api: Api<ConfigMap>, selector: Stri
             health.answered_again();
         }
         up = answered;
+        health.up.store(answered, Ordering::SeqCst);
     }
 }
 
