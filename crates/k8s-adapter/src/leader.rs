@@ -286,6 +286,7 @@ impl Elector {
         let (events_tx, mut events) = mpsc::channel(8);
         let watcher = tokio::spawn(watch_lease(self.api.clone(), self.name.clone(), events_tx));
         let mut next = Instant::now();
+        let mut back = self.back.take();
         loop {
             let leading = *self.leader.borrow();
             tokio::select! {
@@ -310,10 +311,16 @@ impl Elector {
                         continue;
                     }
                 }
-                () = api_back(&mut self.back), if !leading => {}
+                () = api_back(&mut back), if !leading => {}
                 () = tokio::time::sleep_until(next) => {}
             }
-            next = self.attempt().await;
+            let leading = *self.leader.borrow();
+            next = tokio::select! {
+                next = self.attempt() => next,
+                // A candidate's call stuck in an outage is abandoned when the server answers
+                // again (if it landed, the next attempt finds this replica the holder).
+                () = api_back(&mut back), if !leading => Instant::now(),
+            };
         }
         watcher.abort();
         self.release().await;
@@ -329,7 +336,7 @@ impl Elector {
                 _ => Duration::ZERO,
             }
         } else {
-            self.timings.renew_deadline
+            self.timings.retry_period
         }
         .min(self.timings.renew_deadline / 2);
         let outcome = tokio::time::timeout(budget, self.try_take()).await;
