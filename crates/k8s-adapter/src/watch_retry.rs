@@ -1,6 +1,6 @@
 //! How a failing watch waits and reports (see [`crate::watch`]'s module doc): its backoff
 //! ([`Retry`]), its rate-limited log lines ([`FailureLog`]), and the shared probe that cuts every
-//! wait short once the API server answers again ([`ApiHealth`], [`probe`]).
+//! wait short once the API server answers again ([`ApiHealth`], `probe`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -83,7 +83,7 @@ impl FailureLog {
 }
 
 /// Whether the API server answers, shared by every watch: while at least one watch fails for
-/// server reasons, [`probe`] asks the server once a second; when it answers again after failing,
+/// server reasons, `probe` asks the server once a second; when it answers again after failing,
 /// the generation moves and every watch waiting out its backoff retries at once.
 #[derive(Debug, Clone)]
 pub struct ApiHealth {
