@@ -274,6 +274,33 @@ impl Controller {
         Ok(())
     }
 
+    /// Sends SIGTERM and returns at once (see [`Self::wait_exit`]): to time what happens while
+    /// it shuts down.
+    pub fn terminate(&self) {
+        if let Some(child) = self.child.as_ref() {
+            self.signal(child, "-TERM");
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit by itself (after [`Self::terminate`]).
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("{} is not running", self.pod_name);
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                note(format!("{} exited ({status})", self.pod_name));
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("{} still running {limit:?} after SIGTERM", self.pod_name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Crash: SIGKILL (a leader does not release its Lease).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

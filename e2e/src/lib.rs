@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod objects;
 pub mod out;
 pub mod pod;
+pub mod proxy;
 pub mod rbac;
 pub mod release;
 pub mod scale;

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
-use k8s_adapter::admin::{self, CacheSync};
+use k8s_adapter::admin::{self, CacheSync, Limits, Liveness};
 use k8s_adapter::apply::{Writer, WriterConfig};
 use k8s_adapter::index_task::run_index;
 use k8s_adapter::kube_types::go_duration;
-use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings};
+use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings, Timings};
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
-use k8s_adapter::watch::spawn_watches;
+use k8s_adapter::watch::{ApiHealth, Reporting, spawn_watches};
 use prometheus_client::registry::Registry;
 use routemap_index::config::Config;
 use routemap_index::index::Index;
@@ -134,7 +134,15 @@ fn load_config(args: &Args) -> Result<Config> {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+    // kube's HTTP trace layer logs every 5xx answer at ERROR, one line per call: during an
+    // outage that floods the log with what `watch` already reports, rate-limited. Off unless
+    // the filter names kube_client itself.
+    let directives = if config.log_level.contains("kube_client") {
+        config.log_level.clone()
+    } else {
+        format!("{},kube_client::client::builder=off", config.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: `kubectl logs` and log collectors would show the escapes.
     let builder = tracing_subscriber::fmt()
@@ -147,12 +155,15 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Two clients of the same configuration: one for reads (watches, the Lease), whose 429s and
-/// 503s kube's client retries by itself as the server asks; and one for the writer, without that
-/// retry, so that the writer sees the API server's flow control, waits with jitter, counts it,
-/// and keeps its write slot free meanwhile (`routemap_index::write_plan`).
+/// Two clients of the same configuration, neither with kube's own retry of 429/503 (up to 15
+/// attempts, doubling from 5 ms: minutes inside one call): one for reads (watches, the Lease,
+/// the watch probe), whose failures `watch` and `leader` retry with their own backoff and
+/// deadlines, so a watch retries the moment the API server answers again; and one for the
+/// writer, so that it sees the API server's flow control, waits with jitter, counts it, and
+/// keeps its write slot free meanwhile (`routemap_index::write_plan`). Separate clients keep
+/// writes from queueing behind reads for a connection.
 async fn clients(args: &Args) -> Result<(kube::Client, kube::Client)> {
-    let config = match &args.kubeconfig {
+    let mut config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -160,11 +171,10 @@ async fn clients(args: &Args) -> Result<(kube::Client, kube::Client)> {
         }
         None => kube::Config::infer().await?,
     };
-    let mut writes = config.clone();
-    writes.default_retry = false;
+    config.default_retry = false;
     Ok((
+        kube::Client::try_from(config.clone())?,
         kube::Client::try_from(config)?,
-        kube::Client::try_from(writes)?,
     ))
 }
 
@@ -252,11 +262,14 @@ async fn main() -> Result<()> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let readiness = CacheSync::default();
+    let liveness = Liveness::default();
+    let health = ApiHealth::default();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // Admin server first, so probes answer while caches fill.
     let mut admin_shutdown = shutdown_rx.clone();
-    let (bound, serve) = admin::bind(admin_addr, registry, readiness.clone(), async move {
+    let app = admin::router(registry, readiness.clone(), liveness.clone());
+    let (bound, serve) = admin::bind(admin_addr, app, Limits::default(), async move {
         let _ = admin_shutdown.changed().await;
     })
     .await
@@ -270,14 +283,7 @@ async fn main() -> Result<()> {
             lease_name: args.lease_name.clone(),
             identity: identity.clone(),
         };
-        // The first Lease calls wait on the API server: a signal meanwhile stops at once.
-        tokio::select! {
-            election = Election::start(client.clone(), &settings) => election?,
-            signal = signals.recv() => {
-                tracing::info!(signal, "stopped during start-up");
-                return Ok(());
-            }
-        }
+        Election::start(client.clone(), &settings, Timings::default(), Some(&health))?
     } else {
         tracing::warn!("leader election disabled: this replica writes unconditionally");
         Election::always()
@@ -286,12 +292,16 @@ async fn main() -> Result<()> {
     let (index_tx, index_rx) = mpsc::channel(1024);
     // Bounded: a burst of decisions waits in the index task while the writer is busy.
     let (writer_tx, writer_rx) = mpsc::channel(256);
-    let index_task = tokio::spawn(run_index(
-        Index::new(&config),
-        index_rx,
-        writer_tx.clone(),
-        metrics.clone(),
-    ));
+    liveness.check("leader election", election.liveness());
+    let index_task = liveness.spawn(
+        "index",
+        run_index(
+            Index::new(&config),
+            index_rx,
+            writer_tx.clone(),
+            metrics.clone(),
+        ),
+    );
     let writer = Writer::new(
         write_client.clone(),
         WriterConfig {
@@ -307,17 +317,24 @@ async fn main() -> Result<()> {
         ),
         metrics.clone(),
     )
-    .with_max_in_flight(config.max_writes_in_flight);
-    let writer_task =
-        tokio::spawn(writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()));
+    .with_max_in_flight(config.max_writes_in_flight)
+    .with_fence(election.fence.clone());
+    let writer_task = liveness.spawn(
+        "writer",
+        writer.run(writer_rx, election.is_leader.clone(), shutdown_rx.clone()),
+    );
     let watches = spawn_watches(
         &client,
         &config,
         watch_namespace,
         index_tx,
         writer_tx,
-        &metrics,
-        &readiness,
+        &Reporting {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            liveness: liveness.clone(),
+            health,
+        },
     );
 
     let signal = signals.recv().await;

@@ -124,9 +124,9 @@ fn controller_rbac_is_least_privilege() {
         let lease_role = find(&docs, "Role", "iter8-leader-election");
         assert_eq!(lease_role["metadata"]["namespace"], "iter8-system");
         let lease_grants: BTreeSet<Grant> =
-            // leader.rs `Election::start`, through kube-lease-manager: reads the Lease (GET),
-            // creates it when it is missing (POST), takes, renews and releases it (PATCH).
-            grant("coordination.k8s.io", "leases", &["get", "create", "patch"])
+            // leader.rs `Election::start`: reads the Lease (GET), creates it when it is missing
+            // (POST), takes, renews and releases it (PATCH), watches it for a release (WATCH).
+            grant("coordination.k8s.io", "leases", &["get", "create", "patch", "watch"])
                 .into_iter()
                 .collect();
         assert_eq!(

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::error::{WriteError, write_error};
+use crate::fence::Fence;
 use crate::kube_types::{DynamicObject, GatewayHttpRoute, httproute_resource};
 use crate::metrics::Metrics;
 use crate::status::StatusWriter;
@@ -96,6 +97,7 @@ pub struct Writer {
     config: WriterConfig,
     status: StatusWriter,
     metrics: Metrics,
+    fence: Fence,
     planner: WritePlanner,
     max_in_flight: usize,
     queue: VecDeque<RouteMapKey>,
@@ -138,6 +140,7 @@ impl Writer {
             config,
             status,
             metrics,
+            fence: Fence::always(),
             planner: WritePlanner::new(),
             max_in_flight: routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT,
             queue: VecDeque::new(),
@@ -150,6 +153,12 @@ impl Writer {
             by_ticket: BTreeSet::new(),
             marks: VecDeque::new(),
         }
+    }
+
+    /// Writes only while `fence` is open (leader election); without it, always.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// At most `n` (at least 1) calls in flight.
@@ -285,8 +294,17 @@ impl Writer {
             self.queued.remove(&key);
             if let Next::Write(step) = self.planner.next(&key, Instant::now().into_std()) {
                 self.busy.insert(key.clone());
-                let call = self.call(key, step);
-                self.in_flight.push(call);
+                // Leadership fence (crate::fence): nothing starts once it is closed, and a call
+                // still running when it closes is dropped, its requests and waits with it.
+                let fenced = fenced_off(&step);
+                let call = self.call(key.clone(), step);
+                let fence = self.fence.clone();
+                self.in_flight.push(Box::pin(async move {
+                    fence.guard(call).await.unwrap_or_else(|| {
+                        tracing::info!(routemap.namespace = %key.namespace, routemap.name = %key.name, "write not made: leadership fence closed");
+                        (key, fenced)
+                    })
+                }));
             } else {
                 self.release(&key);
             }
@@ -535,6 +553,23 @@ async fn delete(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(write_error(e)),
         Err(_) => Err(WriteError::Timeout(timeout)),
+    }
+}
+
+/// What a call that the leadership fence stopped hands back: a transient failure, retried if
+/// this replica leads again.
+fn fenced_off(step: &Step) -> Done {
+    let e = || WriteError::Connection("leadership fence closed".into());
+    match step {
+        Step::Apply { .. } => Done::Applied(Err(e())),
+        Step::Report { report, .. } => Done::Reported {
+            status: report.status.clone(),
+            answer: Err(e()),
+        },
+        Step::Delete { id, .. } => Done::Deleted {
+            id: id.clone(),
+            answer: Err(e()),
+        },
     }
 }
 

@@ -1,38 +1,84 @@
-//! Leader election with a Kubernetes Lease, so that only one replica writes.
+//! Leader election with a Kubernetes Lease, so that only one replica writes, fenced so that a
+//! deposed leader stops writing before another may start.
 //!
-//! Built on `kube-lease-manager` 0.12 (the release line on kube 4 / k8s-openapi 0.28): it holds
-//! the Lease `iter8-controller-leader` (configurable) in the controller's namespace, renews it by
-//! server-side apply, and takes over a Lease whose holder stopped renewing once it expires.
-//! Timings: the Lease lasts 15 s and the holder renews it 5 s after each renewal, so a replica
-//! that dies is replaced within the lease duration (plus under a second of jitter). A replica
-//! that stops releases the Lease at once, so a rolling update hands over without waiting.
+//! The algorithm is client-go's `leaderelection` (renew deadline inside the lease duration,
+//! candidates judging expiry by when *they* saw the last renewal, not by the holder's clock),
+//! with a watch on the Lease so that a released Lease is taken at once:
 //!
-//! The decision is a `watch` channel of `bool` (am I the leader?) that the writer follows:
-//! followers keep their watches and index warm and write nothing.
+//! - **Leader.** Renews every [`Timings::retry_period`] (GET, then a merge patch carrying the
+//!   resourceVersion it read, so two replicas can never both succeed). Each success opens the
+//!   [`Fence`] until *the moment that renewal was sent* plus [`Timings::renew_deadline`]. When
+//!   no renewal succeeds by then, the fence has already closed on its own clock: the writer
+//!   starts nothing more and cancels what is in flight, and this task reports the loss.
+//! - **Candidate.** Takes the Lease when it is free (no holder: released), held by this same
+//!   identity, or not renewed for a whole lease duration since this replica last saw it change
+//!   (a local monotonic clock, so clock skew between nodes does not matter). It wakes when the
+//!   Lease it watches changes (a release is taken within a round trip), when the hold it saw
+//!   would expire, and every retry period in case the watch missed something.
+//! - **Release.** On shutdown the leader closes its fence, then clears `holderIdentity` (lease
+//!   duration 1 s, as client-go does) so a waiting candidate takes over at once.
 //!
-//! The lease manager keeps saying "leader" while its renewals fail (it retries with backoff and
-//! only reports a change it has seen on the Lease). So while the manager says "leader", a guard
-//! reads the Lease every renewal period and steps down as soon as the hold it last saw
-//! (`renewTime` + duration) has run out by this replica's own clock, the clock the holder wrote
-//! `renewTime` with: a replica cut off from the API server stops writing before another can
-//! take over.
+//! Why the fence holds: the candidate waits `lease_duration` from the moment it saw a renewal,
+//! which is after the leader sent it; the leader writes only until `renew_deadline` after
+//! sending it. The difference (5 s with the defaults) is the margin for a write already on the
+//! wire and for clock rate differences. Timings and the measured handover: `docs/leadership.md`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use futures::StreamExt;
 use kube::Client;
-use kube::api::Api;
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
-use tokio::sync::watch;
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::kube_types::{Lease, lease_held_until};
+use crate::fence::Fence;
+use crate::kube_types::{Lease, now};
+use crate::watch_retry::ApiHealth;
 
 /// Default Lease name.
 pub const DEFAULT_LEASE_NAME: &str = "iter8-controller-leader";
-/// Lease duration, seconds.
+/// Lease duration, seconds (what candidates wait after the last renewal they saw).
 pub const LEASE_DURATION_SECS: u64 = 15;
-/// The holder renews this long after each renewal, seconds.
-pub const RENEW_EVERY_SECS: u64 = 5;
+/// Renew deadline, seconds: how long after sending its last successful renewal a leader writes.
+pub const RENEW_DEADLINE_SECS: u64 = 10;
+/// Retry period, seconds: how often the leader renews and a candidate re-reads the Lease.
+pub const RETRY_PERIOD_SECS: u64 = 2;
+
+/// The election's timings (see the module doc for why they must nest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// What the Lease says a hold lasts.
+    pub lease_duration: Duration,
+    /// How long after sending its last successful renewal the leader may write.
+    pub renew_deadline: Duration,
+    /// Renewal period of the leader, re-read period of a candidate.
+    pub retry_period: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            lease_duration: Duration::from_secs(LEASE_DURATION_SECS),
+            renew_deadline: Duration::from_secs(RENEW_DEADLINE_SECS),
+            retry_period: Duration::from_secs(RETRY_PERIOD_SECS),
+        }
+    }
+}
+
+impl Timings {
+    /// `retry_period < renew_deadline < lease_duration`, as client-go requires.
+    pub fn validate(&self) -> Result<(), LeaderError> {
+        if self.retry_period.is_zero()
+            || self.retry_period >= self.renew_deadline
+            || self.renew_deadline >= self.lease_duration
+        {
+            return Err(LeaderError::Timings(*self));
+        }
+        Ok(())
+    }
+}
 
 /// Where and as whom to hold the Lease.
 #[derive(Debug, Clone)]
@@ -48,17 +94,11 @@ pub struct LeaderSettings {
 /// Leader election could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    /// The Lease could not be read or created.
-    #[error("cannot set up Lease {namespace}/{name}: {source}")]
-    Lease {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-        /// Cause.
-        #[source]
-        source: LeaseManagerError,
-    },
+    /// The timings do not nest.
+    #[error(
+        "leader election timings must satisfy retry period < renew deadline < lease duration: {0:?}"
+    )]
+    Timings(Timings),
 }
 
 impl LeaderError {
@@ -68,13 +108,15 @@ impl LeaderError {
     }
 }
 
-/// A running election: the leadership flag, and the task holding the Lease.
+/// A running election: the leadership flag, the write fence, and the task holding the Lease.
 #[derive(Debug)]
 pub struct Election {
-    /// `true` while this replica holds the Lease.
+    /// `true` while this replica leads (the writer follows it).
     pub is_leader: watch::Receiver<bool>,
-    task: Option<JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>>,
-    guard: Option<JoinHandle<()>>,
+    /// Until when this replica may write (the writer checks it before each call).
+    pub fence: Fence,
+    task: Option<JoinHandle<()>>,
+    stop: Option<watch::Sender<bool>>,
     /// The flag's sender when there is no Lease (the flag then stays `true`).
     _fixed: Option<watch::Sender<bool>>,
 }
@@ -85,70 +127,78 @@ impl Election {
         let (tx, rx) = watch::channel(true);
         Election {
             is_leader: rx,
+            fence: Fence::always(),
             task: None,
-            guard: None,
+            stop: None,
             _fixed: Some(tx),
         }
     }
 
-    /// Starts competing for the Lease.
-    pub async fn start(client: Client, settings: &LeaderSettings) -> Result<Self, LeaderError> {
-        let manager = LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
-            .with_namespace(&settings.namespace)
-            .with_identity(&settings.identity)
-            .with_duration(LEASE_DURATION_SECS)
-            .with_grace(LEASE_DURATION_SECS - RENEW_EVERY_SECS)
-            .with_field_manager(format!("iter8-controller-lease-{}", settings.identity))
-            .build()
-            .await
-            .map_err(|source| LeaderError::Lease {
-                namespace: settings.namespace.clone(),
-                name: settings.lease_name.clone(),
-                source,
-            })?;
-        let (manager_says, task) = manager.watch().await;
+    /// Starts competing for the Lease (returns at once; the task does the calls).
+    /// `health`: a candidate tries again the moment the API server answers after an outage
+    /// (a leader that lost the Lease in it takes it back at once, instead of at its next retry).
+    pub fn start(
+        client: Client,
+        settings: &LeaderSettings,
+        timings: Timings,
+        health: Option<&ApiHealth>,
+    ) -> Result<Self, LeaderError> {
+        timings.validate()?;
         let (tx, is_leader) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
+        let fence = Fence::closed();
         let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
-        let guard = tokio::spawn(guard(
-            manager_says,
-            tx,
+        let elector = Elector {
             api,
-            settings.lease_name.clone(),
-            settings.identity.clone(),
-        ));
+            name: settings.lease_name.clone(),
+            identity: settings.identity.clone(),
+            timings,
+            fence: fence.clone(),
+            leader: tx,
+            seen: None,
+            back: health.map(ApiHealth::subscribe),
+            health: health.cloned(),
+            troubled: false,
+        };
         tracing::info!(
             lease.namespace = %settings.namespace,
             lease.name = %settings.lease_name,
             identity = %settings.identity,
+            lease_duration = ?timings.lease_duration,
+            renew_deadline = ?timings.renew_deadline,
+            retry_period = ?timings.retry_period,
             "competing for leadership"
         );
+        let task = tokio::spawn(elector.run(stopped));
         Ok(Election {
             is_leader,
+            fence,
             task: Some(task),
-            guard: Some(guard),
+            stop: Some(stop),
             _fixed: None,
         })
     }
 
-    /// Gives the Lease up (when this replica holds it) so another takes over at once.
-    /// Every other clone of [`Self::is_leader`] must be dropped first.
-    pub async fn release(self, timeout: std::time::Duration) {
-        let Election {
-            is_leader,
-            task,
-            guard,
-            ..
-        } = self;
-        drop(is_leader);
-        // The guard ends when the flag's last receiver is gone, dropping the manager's receiver,
-        // which makes the manager release the Lease.
-        if let Some(guard) = guard {
-            let _ = tokio::time::timeout(timeout, guard).await;
+    /// A check that the election task still runs (it owns the flag's sender), for `/livez`.
+    pub fn liveness(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let flag = self.is_leader.clone();
+        move || flag.has_changed().is_ok()
+    }
+
+    /// Closes the fence and gives the Lease up (when this replica holds it) so another takes
+    /// over at once.
+    pub async fn release(self, timeout: Duration) {
+        // The task closes the fence itself before releasing: closing it here first would look
+        // like a lost Lease to the task, which would then not release it.
+        if self.stop.is_none() {
+            self.fence.close();
         }
-        if let Some(task) = task {
+        if let Some(stop) = &self.stop {
+            stop.send_replace(true);
+        }
+        if let Some(task) = self.task {
             match tokio::time::timeout(timeout, task).await {
-                Ok(Ok(Ok(_))) => tracing::info!("leader Lease released"),
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "leader election task failed"),
                 Err(_) => tracing::warn!("leader Lease not released in time; it expires by itself"),
             }
@@ -156,103 +206,358 @@ impl Election {
     }
 }
 
-/// What this replica last saw of its hold on the Lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
-    /// Not read since the manager said "leader" (it has just taken or renewed the Lease).
-    Unknown,
-    /// Ours until then.
-    Until(SystemTime),
-    /// The Lease names another holder.
-    Lost,
+/// What a replica last saw of the Lease, and when it saw it change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// `spec.holderIdentity` (`None`: released or never held).
+    pub holder: Option<String>,
+    /// `spec.leaseDurationSeconds`.
+    pub duration: Duration,
+    /// `spec.leaseTransitions`.
+    pub transitions: i32,
+    /// `metadata.resourceVersion` (the precondition of our next write).
+    pub resource_version: String,
+    /// When this replica first saw this resourceVersion (its own monotonic clock).
+    pub since: Instant,
 }
 
-/// Whether to act as the leader: the lease manager says so and the hold last seen has not run
-/// out by `now`.
-pub fn still_leader(manager_says: bool, hold: Hold, now: SystemTime) -> bool {
-    manager_says
-        && match hold {
-            Hold::Unknown => true,
-            Hold::Until(end) => now < end,
-            Hold::Lost => false,
+impl Seen {
+    /// Reads a Lease seen at `now`; `before` keeps its `since` when nothing changed.
+    pub fn read(lease: &Lease, before: Option<&Seen>, now: Instant) -> Seen {
+        let spec = lease.spec.clone().unwrap_or_default();
+        let resource_version = lease.metadata.resource_version.clone().unwrap_or_default();
+        let since = match before {
+            Some(b) if b.resource_version == resource_version => b.since,
+            _ => now,
+        };
+        Seen {
+            holder: spec.holder_identity.filter(|h| !h.is_empty()),
+            duration: Duration::from_secs(
+                spec.lease_duration_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(LEASE_DURATION_SECS),
+            ),
+            transitions: spec.lease_transitions.unwrap_or(0),
+            resource_version,
+            since,
         }
+    }
+
+    /// Whether `identity` may take (or renew) the Lease at `now`.
+    pub fn may_take(&self, identity: &str, now: Instant) -> bool {
+        match &self.holder {
+            None => true,
+            Some(h) if h == identity => true,
+            Some(_) => now >= self.since + self.duration,
+        }
+    }
+
+    /// When a candidate should look again: at the expiry of the hold it saw, or after `retry`,
+    /// whichever is first.
+    pub fn next_look(&self, now: Instant, retry: Duration) -> Instant {
+        (self.since + self.duration).min(now + retry).max(now)
+    }
 }
 
-/// Follows the manager's flag and, while it says "leader", the Lease itself (see the module
-/// doc); publishes the result on `tx` until every receiver is gone.
-async fn guard(
-    mut manager_says: watch::Receiver<bool>,
-    tx: watch::Sender<bool>,
+/// An attempt's outcome.
+enum Attempt {
+    /// We hold the Lease (taken or renewed).
+    Held,
+    /// Someone else holds it.
+    Taken,
+}
+
+struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
-) {
-    let renew_every = Duration::from_secs(RENEW_EVERY_SECS);
-    let mut hold = Hold::Unknown;
-    let mut next_read = tokio::time::Instant::now() + renew_every;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timings: Timings,
+    fence: Fence,
+    leader: watch::Sender<bool>,
+    seen: Option<Seen>,
+    back: Option<watch::Receiver<u64>>,
+    /// Lease calls failing make the API probe run (its answer wakes a candidate at once).
+    health: Option<ApiHealth>,
+    troubled: bool,
+}
+
+impl Elector {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (events_tx, mut events) = mpsc::channel(8);
+        let watcher = tokio::spawn(watch_lease(self.api.clone(), self.name.clone(), events_tx));
+        let mut next = Instant::now();
+        let mut back = self.back.take();
+        loop {
+            let leading = *self.leader.borrow();
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                () = self.fence.closed_now(), if leading => {
+                    self.lose("no renewal succeeded within the renew deadline");
+                    next = Instant::now();
+                    continue;
+                }
+                Some(event) = events.recv() => {
+                    let now = Instant::now();
+                    self.seen = event.map(|l| Seen::read(&l, self.seen.as_ref(), now));
+                    let held_by_other = self.seen.as_ref().is_some_and(|s| {
+                        s.holder.as_deref().is_some_and(|h| h != self.identity)
+                    });
+                    if leading && held_by_other {
+                        self.lose("the Lease names another holder");
+                    }
+                    let free = self.seen.as_ref().is_none_or(|s| s.may_take(&self.identity, now));
+                    if leading || !free {
+                        continue;
+                    }
+                }
+                () = api_back(&mut back), if !leading => {}
+                () = tokio::time::sleep_until(next) => {}
+            }
+            let leading = *self.leader.borrow();
+            next = tokio::select! {
+                next = self.attempt() => next,
+                // A candidate's call stuck in an outage is abandoned when the server answers
+                // again (if it landed, the next attempt finds this replica the holder).
+                () = api_back(&mut back), if !leading => Instant::now(),
+            };
+        }
+        watcher.abort();
+        self.release().await;
+    }
+
+    /// One try to take or renew; returns when to try next.
+    async fn attempt(&mut self) -> Instant {
+        let leading = *self.leader.borrow();
+        let sent = Instant::now();
+        let budget = if leading {
+            match self.fence.grant() {
+                crate::fence::Grant::Until(end) => end.saturating_duration_since(sent),
+                _ => Duration::ZERO,
+            }
+        } else {
+            self.timings.retry_period
+        }
+        .min(self.timings.renew_deadline / 2);
+        let outcome = tokio::time::timeout(budget, self.try_take()).await;
+        let now = Instant::now();
+        self.trouble(!matches!(outcome, Ok(Ok(_))));
+        match outcome {
+            Ok(Ok(Attempt::Held)) => {
+                self.fence.open_until(sent + self.timings.renew_deadline);
+                if !leading {
+                    self.leader.send_replace(true);
+                    tracing::info!(lease = %self.name, identity = %self.identity, "became leader");
+                }
+                now + self.timings.retry_period
+            }
+            Ok(Ok(Attempt::Taken)) => {
+                if leading {
+                    self.lose("the Lease names another holder");
+                }
+                self.seen
+                    .as_ref()
+                    .map_or(now + self.timings.retry_period, |s| {
+                        s.next_look(now, self.timings.retry_period)
+                    })
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(lease = %self.name, error = %e, leading, "Lease call failed");
+                self.retry_after_failure(now)
+            }
+            Err(_) => {
+                tracing::debug!(lease = %self.name, ?budget, leading, "Lease call timed out");
+                self.retry_after_failure(now)
+            }
+        }
+    }
+
+    /// Tells the API probe whether the Lease calls fail (an etcd outage can leave every watch
+    /// open while they do).
+    fn trouble(&mut self, failing: bool) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        if failing && !self.troubled {
+            health.trouble_started();
+        } else if !failing && self.troubled {
+            health.trouble_ended();
+        }
+        self.troubled = failing;
+    }
+
+    /// After a failed call: a leader retries soon (its deadline runs), a candidate waits.
+    fn retry_after_failure(&self, now: Instant) -> Instant {
+        if *self.leader.borrow() {
+            now + self.timings.retry_period / 2
+        } else {
+            now + self.timings.retry_period
+        }
+    }
+
+    fn lose(&mut self, why: &str) {
+        self.fence.close();
+        if self.leader.send_replace(false) {
+            tracing::warn!(lease = %self.name, identity = %self.identity, why, "stopped leading: writes are fenced off");
+        }
+    }
+
+    async fn try_take(&mut self) -> Result<Attempt, kube::Error> {
+        let Some(lease) = self.api.get_opt(&self.name).await? else {
+            return self.create().await;
+        };
+        let seen = Seen::read(&lease, self.seen.as_ref(), Instant::now());
+        self.seen = Some(seen.clone());
+        if !seen.may_take(&self.identity, Instant::now()) {
+            return Ok(Attempt::Taken);
+        }
+        let stamp = serde_json::to_value(micro_now()).unwrap_or_default();
+        let mut spec = json!({
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.timings.lease_duration.as_secs(),
+            "renewTime": stamp,
+        });
+        if seen.holder.as_deref() != Some(self.identity.as_str()) {
+            spec["acquireTime"] = stamp.clone();
+            spec["leaseTransitions"] = json!(seen.transitions + 1);
+        }
+        // The resourceVersion makes the patch conditional: of two candidates, one gets 409.
+        let patch = json!({
+            "metadata": {"resourceVersion": seen.resource_version},
+            "spec": spec,
+        });
+        match self
+            .api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(lease) => {
+                self.seen = Some(Seen::read(&lease, self.seen.as_ref(), Instant::now()));
+                Ok(Attempt::Held)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Taken),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&mut self) -> Result<Attempt, kube::Error> {
+        let stamp = micro_now();
+        let lease: Lease = serde_json::from_value(json!({
+            "metadata": {"name": self.name},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": self.timings.lease_duration.as_secs(),
+                "acquireTime": stamp,
+                "renewTime": stamp,
+                "leaseTransitions": 0,
+            },
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        match self.api.create(&PostParams::default(), &lease).await {
+            Ok(lease) => {
+                self.seen = Some(Seen::read(&lease, None, Instant::now()));
+                Ok(Attempt::Held)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Taken),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the Lease up if we lead: fence first, then the Lease.
+    async fn release(&mut self) {
+        let leading = *self.leader.borrow();
+        self.fence.close();
+        self.leader.send_replace(false);
+        if !leading {
+            return;
+        }
+        let Some(seen) = self.seen.clone() else {
+            return;
+        };
+        let patch = json!({
+            "metadata": {"resourceVersion": seen.resource_version},
+            "spec": {
+                "holderIdentity": null,
+                "leaseDurationSeconds": 1,
+                "renewTime": micro_now(),
+            },
+        });
+        match self
+            .api
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(lease = %self.name, "leader Lease released"),
+            Err(e) => {
+                tracing::warn!(lease = %self.name, error = %e, "releasing the leader Lease failed; it expires by itself")
+            }
+        }
+    }
+}
+
+/// Resolves when the API server answers again after an outage; never without a health handle.
+async fn api_back(back: &mut Option<watch::Receiver<u64>>) {
+    let Some(rx) = back else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn micro_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now())
+}
+
+/// Watches the one Lease and sends what it becomes (`None`: deleted). Restarts after a
+/// failure with a jittered second's pause; from scratch after `410 Gone`.
+async fn watch_lease(api: Api<Lease>, name: String, tx: mpsc::Sender<Option<Lease>>) {
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(290);
+    let mut version = "0".to_string();
     loop {
-        tokio::select! {
-            _ = tx.closed() => return,
-            changed = manager_says.changed() => {
-                if changed.is_err() {
-                    tx.send_replace(false);
-                    return;
+        match api.watch(&params, &version).await {
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    let sent = match event {
+                        Ok(WatchEvent::Added(l)) | Ok(WatchEvent::Modified(l)) => {
+                            version = l.metadata.resource_version.clone().unwrap_or(version);
+                            tx.send(Some(l)).await
+                        }
+                        Ok(WatchEvent::Deleted(l)) => {
+                            version = l.metadata.resource_version.clone().unwrap_or(version);
+                            tx.send(None).await
+                        }
+                        Ok(WatchEvent::Bookmark(b)) => {
+                            version = b.metadata.resource_version;
+                            Ok(())
+                        }
+                        Ok(WatchEvent::Error(e)) => {
+                            if e.code == 410 {
+                                version = "0".into();
+                            }
+                            tracing::debug!(lease = %name, error = %e.message, "Lease watch ended");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(lease = %name, error = %e, "Lease watch failed");
+                            break;
+                        }
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
                 }
-                hold = Hold::Unknown;
-                next_read = tokio::time::Instant::now() + renew_every;
             }
-            _ = tick.tick() => {}
+            Err(e) => tracing::debug!(lease = %name, error = %e, "cannot watch the Lease"),
         }
-        let says = *manager_says.borrow();
-        if says && tokio::time::Instant::now() >= next_read {
-            next_read = tokio::time::Instant::now() + renew_every;
-            match tokio::time::timeout(renew_every, api.get(&name)).await {
-                Ok(Ok(lease)) => {
-                    hold = lease_held_until(&lease, &identity).map_or(Hold::Lost, Hold::Until);
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "reading the leader Lease failed"),
-                Err(_) => tracing::debug!("reading the leader Lease timed out"),
-            }
-        }
-        let leader = still_leader(says, hold, SystemTime::now());
-        if *tx.borrow() != leader {
-            if says && !leader {
-                tracing::warn!(
-                    lease = %name,
-                    "the leader Lease was not renewed in time by this replica's clock: stepping down"
-                );
-            }
-            tx.send_replace(leader);
-        }
+        let pause = Duration::from_millis(500 + fastrand::u64(0..1000));
+        tokio::time::sleep(pause).await;
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_leader_steps_down_once_its_hold_runs_out_by_its_own_clock() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let held = Hold::Until(t0 + Duration::from_secs(LEASE_DURATION_SECS));
-        assert!(still_leader(true, held, t0));
-        assert!(still_leader(true, held, t0 + Duration::from_secs(14)));
-        // Renewals failed for the whole lease duration: another replica may now take over.
-        assert!(!still_leader(true, held, t0 + Duration::from_secs(15)));
-    }
-
-    #[test]
-    fn only_the_managers_leader_with_a_hold_leads() {
-        let now = SystemTime::UNIX_EPOCH;
-        assert!(still_leader(true, Hold::Unknown, now));
-        assert!(!still_leader(false, Hold::Unknown, now));
-        assert!(!still_leader(true, Hold::Lost, now));
-        assert!(!still_leader(
-            false,
-            Hold::Until(now + Duration::from_secs(5)),
-            now
-        ));
-    }
-}
+#[path = "leader_tests.rs"]
+mod tests;

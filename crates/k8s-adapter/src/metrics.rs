@@ -29,6 +29,7 @@ pub struct Metrics {
     leader: Gauge,
     missing_types: Family<Labels, Gauge>,
     observed: Family<Labels, Gauge>,
+    watch_failing: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -49,6 +50,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             missing_types: Family::default(),
             observed: Family::default(),
+            watch_failing: Family::default(),
         }
     }
 }
@@ -122,6 +124,11 @@ impl Metrics {
             "observed_resource_version",
             "Highest metadata.resourceVersion, per watch, of the events fully handled: indexed, decided, and any resulting write done",
             self.observed.clone(),
+        );
+        r.register(
+            "watch_failing",
+            "1 while a watch fails (e.g. a type it may not list, or the API server down), by watch; its error is in /readyz and the log",
+            self.watch_failing.clone(),
         );
     }
 
@@ -198,6 +205,13 @@ impl Metrics {
         self.missing_types
             .get_or_create(&vec![("type", gvr_short.to_string())])
             .set(i64::from(missing));
+    }
+
+    /// A watch started or stopped failing.
+    pub fn set_watch_failing(&self, watch: &str, failing: bool) {
+        self.watch_failing
+            .get_or_create(&vec![("watch", watch.to_string())])
+            .set(i64::from(failing));
     }
 
     /// A watch's events up to `resource_version` are fully handled. Only the writer task calls

@@ -15,6 +15,16 @@
 //! the `iter8_watch_type_missing` gauge) and retried with a backoff doubling from 1 s to 5 min
 //! until it appears; it does not fail the process or flood the log.
 //!
+//! A watch that fails otherwise (the API server down, a type it may not list) is retried after
+//! a delay that doubles with each consecutive failure, jittered, up to 30 s, and resets on
+//! success ([`Retry`]). So that a long outage does not leave routes behind by that much once
+//! the server is back, one cheap probe per replica (a one-item list of routemaps, through etcd)
+//! runs every second while a watch fails for server reasons ([`ApiHealth`]); the moment it
+//! succeeds again, every waiting watch retries at once. A failing watch is named in `/readyz`
+//! with its error and in `iter8_watch_failing{watch}`; its WARN line is written at the first
+//! failure and then at most every 30 s with the count since ([`FailureLog`]), and an INFO line
+//! says when it recovers.
+//!
 //! After each event's messages (after a whole initial list), a watch sends an `Observed` mark
 //! with the event's resourceVersion down the same path: through the index task (held while the
 //! index is paused) to the writer, which sets `iter8_observed_resource_version{watch}` once the
@@ -28,7 +38,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use routing_core::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_KIND_LABEL, WATCH_LABEL};
@@ -36,11 +45,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::admin::CacheSync;
+use crate::admin::{CacheSync, Liveness};
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
 use crate::index_task::{IndexMsg, index_mark, resource_message, routemap_message};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
+use crate::watch_retry::probe;
+pub use crate::watch_retry::{ApiHealth, FailureLog, Retry};
 use routemap_index::config::Config;
 use routemap_index::routemap::RouteMapKey;
 
@@ -61,7 +72,8 @@ fn is_not_found(e: &watcher::Error) -> bool {
 ///
 /// A type the API server does not serve (404 on list) is not left to the watcher's own retry,
 /// which restarts every second or so: the stream is dropped and made again after a backoff
-/// doubling from 1 s to 5 min, and the absence is logged once.
+/// doubling from 1 s to 5 min, and the absence is logged once. Other failures: see the module
+/// doc.
 #[allow(clippy::too_many_arguments)]
 async fn drive<K, M, S, F>(
     name: String,
@@ -70,30 +82,76 @@ async fn drive<K, M, S, F>(
     mut convert: F,
     mark: impl Fn(&str, i64) -> M,
     on_missing: impl Fn() -> Option<M>,
-    metrics: Metrics,
-    readiness: CacheSync,
+    shared: Shared,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
     F: FnMut(Event<K>) -> Vec<M>,
 {
+    let shared_ref = shared.clone();
+    let Shared {
+        metrics,
+        readiness,
+        health,
+    } = shared;
     let mut missing = false;
     let mut synced = false;
     let mut absent_backoff = absent_backoff();
+    let mut retry = Retry::default();
+    let mut log = FailureLog::default();
+    let mut server_trouble = false;
+    let mut back = health.subscribe();
     // Highest resourceVersion of the list in progress: marked once the list is complete.
     let mut listed: Option<i64> = None;
     loop {
         let mut stream = std::pin::pin!(make());
         let mut restart_after = None;
-        while let Some(item) = stream.next().await {
+        loop {
+            // After a failure, a resumed watch that has nothing new to say sends no event:
+            // no error for a moment after the retry, with the probe finding the server up,
+            // means it works again. (Dropping `next()`
+            // is safe: the watcher keeps its state in the stream.)
+            let item = if retry.failures() > 0 {
+                match tokio::time::timeout(QUIET_AFTER_RETRY, stream.next()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        // A server that does not answer at all looks quiet too: the probe
+                        // must agree that it answers.
+                        if health.is_up() {
+                            recover(
+                                &mut retry,
+                                &mut log,
+                                &mut server_trouble,
+                                &name,
+                                &shared_ref,
+                            );
+                            back.borrow_and_update();
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(item) = item else { break };
             match item {
                 Ok(event) => {
                     // `Init` comes before the list call, so it proves nothing about the type.
-                    if missing && !matches!(event, Event::Init) {
-                        missing = false;
-                        absent_backoff = self::absent_backoff();
-                        metrics.set_type_missing(&name, false);
-                        tracing::info!(watch = %name, "resource type is now served; watching it");
+                    if !matches!(event, Event::Init) {
+                        if missing {
+                            missing = false;
+                            absent_backoff = self::absent_backoff();
+                            metrics.set_type_missing(&name, false);
+                            tracing::info!(watch = %name, "resource type is now served; watching it");
+                        }
+                        recover(
+                            &mut retry,
+                            &mut log,
+                            &mut server_trouble,
+                            &name,
+                            &shared_ref,
+                        );
+                        back.borrow_and_update();
                     }
                     let done = matches!(event, Event::InitDone);
                     let observed = match &event {
@@ -125,6 +183,14 @@ async fn drive<K, M, S, F>(
                     }
                 }
                 Err(e) if is_not_found(&e) => {
+                    // The server answered (the type is just not served): not a failing watch.
+                    recover(
+                        &mut retry,
+                        &mut log,
+                        &mut server_trouble,
+                        &name,
+                        &shared_ref,
+                    );
                     if !missing {
                         missing = true;
                         metrics.set_type_missing(&name, true);
@@ -143,9 +209,42 @@ async fn drive<K, M, S, F>(
                     restart_after = Some(absent_backoff.next().unwrap_or(Duration::from_secs(300)));
                     break;
                 }
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                    // Expired resourceVersion: the watcher relists at once; nothing failed.
+                    tracing::debug!(watch = %name, "watch expired (410); relisting");
+                }
                 Err(e) => {
                     metrics.error("watch");
-                    tracing::warn!(watch = %name, error = %e, "watch failed; retrying with backoff");
+                    let error = e.to_string();
+                    if retry.failures() == 0 {
+                        readiness.failing(&name, &error);
+                        metrics.set_watch_failing(&name, true);
+                    }
+                    if is_server_trouble(&e) && !server_trouble {
+                        server_trouble = true;
+                        health.trouble_started();
+                    }
+                    let delay = retry.failed(fastrand::f64());
+                    let failures = retry.failures();
+                    match log.failed(std::time::Instant::now()) {
+                        Some(0) => {
+                            tracing::warn!(watch = %name, error = %error, retry_in = ?delay, "watch failed; retrying with growing backoff (logged again every 30 s while it fails)");
+                        }
+                        Some(since_last) => {
+                            tracing::warn!(watch = %name, error = %error, failures, since_last, retry_in = ?delay, "watch still failing");
+                        }
+                        None => {
+                            tracing::debug!(watch = %name, error = %error, failures, retry_in = ?delay, "watch failed");
+                        }
+                    }
+                    // The kube watcher retries when polled again: the wait is here.
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = back.changed() => {
+                            // Spread the watches of every replica a little.
+                            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+                        }
+                    }
                 }
             }
         }
@@ -153,6 +252,54 @@ async fn drive<K, M, S, F>(
             Some(delay) => tokio::time::sleep(delay).await,
             None => return,
         }
+    }
+}
+
+/// How long a retried watch must go without an error to count as working again.
+const QUIET_AFTER_RETRY: Duration = Duration::from_secs(1);
+
+/// A failing watch works again (or the server answered it): clears its failure marks.
+fn recover(
+    retry: &mut Retry,
+    log: &mut FailureLog,
+    server_trouble: &mut bool,
+    name: &str,
+    shared: &Shared,
+) {
+    let failures = retry.succeeded();
+    if failures == 0 {
+        return;
+    }
+    let over = log.recovered();
+    shared.readiness.recovered(name);
+    shared.metrics.set_watch_failing(name, false);
+    if std::mem::take(server_trouble) {
+        shared.health.trouble_ended();
+    }
+    tracing::info!(watch = %name, failures, over = ?over, "watch works again");
+}
+
+/// What every watch shares.
+#[derive(Clone)]
+struct Shared {
+    metrics: Metrics,
+    readiness: CacheSync,
+    health: ApiHealth,
+}
+
+/// A failure that says the API server (or etcd behind it) is in trouble, rather than that this
+/// watch is refused (401, 403, 404, 422...): only these make the health probe run.
+fn is_server_trouble(e: &watcher::Error) -> bool {
+    let api = match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => k,
+        watcher::Error::WatchError(status) => return status.code >= 500 || status.code == 429,
+        _ => return true,
+    };
+    match api {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        _ => true,
     }
 }
 
@@ -189,6 +336,19 @@ fn dynamic_api(
     }
 }
 
+/// Where the watches report: metrics, `/readyz`, `/livez`.
+#[derive(Debug, Clone)]
+pub struct Reporting {
+    /// The controller's metrics.
+    pub metrics: Metrics,
+    /// Cache sync and failing watches, for `/readyz`.
+    pub readiness: CacheSync,
+    /// Tasks that must run, for `/livez` (each watch and the probe).
+    pub liveness: Liveness,
+    /// Whether the API server answers (also followed by the leader election).
+    pub health: ApiHealth,
+}
+
 /// Starts every watch. `namespace` is `None` for a cluster-scoped controller.
 pub fn spawn_watches(
     client: &Client,
@@ -196,11 +356,25 @@ pub fn spawn_watches(
     namespace: Option<&str>,
     index: mpsc::Sender<IndexMsg>,
     writer: mpsc::Sender<WriterMsg>,
-    metrics: &Metrics,
-    readiness: &CacheSync,
+    report: &Reporting,
 ) -> Vec<JoinHandle<()>> {
     let scope = namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
-    let mut tasks = Vec::new();
+    let readiness = &report.readiness;
+    let liveness = &report.liveness;
+    let health = report.health.clone();
+    let shared = Shared {
+        metrics: report.metrics.clone(),
+        readiness: report.readiness.clone(),
+        health: health.clone(),
+    };
+    let mut tasks = vec![liveness.spawn(
+        "api probe",
+        probe(
+            health,
+            configmap_api(client, namespace),
+            format!("{ROUTEMAP_KIND_LABEL}=routemap"),
+        ),
+    )];
     // Waiting on a full index channel only waits for the index task, which does no IO.
     let send_index = |tx: mpsc::Sender<IndexMsg>| {
         move |m: IndexMsg| -> BoxFuture<'static, bool> {
@@ -219,24 +393,26 @@ pub fn spawn_watches(
     tracing::info!(kind = "ConfigMap", selector = %selector, scope = %scope, "watching routemaps");
     readiness.expect("routemaps");
     let api = configmap_api(client, namespace);
-    tasks.push(tokio::spawn(drive(
-        "routemaps".to_string(),
-        move || watcher(api.clone(), &selector),
-        send_index(index.clone()),
-        |event: Event<ConfigMap>| match event {
-            Event::Init => vec![IndexMsg::RouteMapsRelisting],
-            Event::InitApply(cm) | Event::Apply(cm) => vec![routemap_message(&cm)],
-            Event::Delete(cm) => vec![IndexMsg::RouteMapDeleted(RouteMapKey::new(
-                cm.metadata.namespace.unwrap_or_default(),
-                cm.metadata.name.unwrap_or_default(),
-            ))],
-            Event::InitDone => vec![IndexMsg::RouteMapsSynced],
-        },
-        index_mark,
-        || None,
-        metrics.clone(),
-        readiness.clone(),
-    )));
+    tasks.push(liveness.spawn(
+        "watch routemaps",
+        drive(
+            "routemaps".to_string(),
+            move || watcher(api.clone(), &selector),
+            send_index(index.clone()),
+            |event: Event<ConfigMap>| match event {
+                Event::Init => vec![IndexMsg::RouteMapsRelisting],
+                Event::InitApply(cm) | Event::Apply(cm) => vec![routemap_message(&cm)],
+                Event::Delete(cm) => vec![IndexMsg::RouteMapDeleted(RouteMapKey::new(
+                    cm.metadata.namespace.unwrap_or_default(),
+                    cm.metadata.name.unwrap_or_default(),
+                ))],
+                Event::InitDone => vec![IndexMsg::RouteMapsSynced],
+            },
+            index_mark,
+            || None,
+            shared.clone(),
+        ),
+    ));
 
     // Version resources, one watch per distinct group/resource.
     let selector = format!("{WATCH_LABEL}=true");
@@ -248,21 +424,25 @@ pub fn spawn_watches(
         let kind = short.clone();
         let missing = short.clone();
         let selector = selector.clone();
-        tasks.push(tokio::spawn(drive(
-            short,
-            move || watcher(api.clone(), &selector),
-            send_index(index.clone()),
-            move |event: Event<DynamicObject>| match event {
-                Event::Init => vec![IndexMsg::ResourcesRelisting(kind.clone())],
-                Event::InitApply(o) | Event::Apply(o) => vec![resource_message(&kind, &o, false)],
-                Event::Delete(o) => vec![resource_message(&kind, &o, true)],
-                Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
-            },
-            index_mark,
-            move || Some(IndexMsg::ResourcesSynced(missing.clone())),
-            metrics.clone(),
-            readiness.clone(),
-        )));
+        tasks.push(liveness.spawn(
+            &format!("watch {short}"),
+            drive(
+                short,
+                move || watcher(api.clone(), &selector),
+                send_index(index.clone()),
+                move |event: Event<DynamicObject>| match event {
+                    Event::Init => vec![IndexMsg::ResourcesRelisting(kind.clone())],
+                    Event::InitApply(o) | Event::Apply(o) => {
+                        vec![resource_message(&kind, &o, false)]
+                    }
+                    Event::Delete(o) => vec![resource_message(&kind, &o, true)],
+                    Event::InitDone => vec![IndexMsg::ResourcesSynced(kind.clone())],
+                },
+                index_mark,
+                move || Some(IndexMsg::ResourcesSynced(missing.clone())),
+                shared.clone(),
+            ),
+        ));
     }
 
     // Our routes, for drift repair.
@@ -270,33 +450,37 @@ pub fn spawn_watches(
     tracing::info!(kind = "HTTPRoute", selector = %selector, scope = %scope, "watching owned routes");
     readiness.expect("httproutes");
     let api = dynamic_api(client, namespace, &httproute_resource());
-    tasks.push(tokio::spawn(drive(
-        "httproutes".to_string(),
-        move || watcher(api.clone(), &selector),
-        move |m: WriterMsg| -> BoxFuture<'static, bool> {
-            let writer = writer.clone();
-            Box::pin(async move { writer.send(m).await.is_ok() })
-        },
-        |event: Event<DynamicObject>| match event {
-            Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],
-            Event::InitApply(o) | Event::Apply(o) => live_route(&o)
-                .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
-                .into_iter()
-                .collect(),
-            Event::Delete(o) => vec![WriterMsg::Live(LiveEvent::Delete(RouteId {
-                namespace: o.metadata.namespace.unwrap_or_default(),
-                name: o.metadata.name.unwrap_or_default(),
-            }))],
-            Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
-        },
-        |watch: &str, resource_version| WriterMsg::Observed {
-            watch: watch.to_string(),
-            resource_version,
-        },
-        || None,
-        metrics.clone(),
-        readiness.clone(),
-    )));
+    tasks.push(liveness.spawn(
+        "watch httproutes",
+        drive(
+            "httproutes".to_string(),
+            move || watcher(api.clone(), &selector),
+            move |m: WriterMsg| -> BoxFuture<'static, bool> {
+                let writer = writer.clone();
+                Box::pin(async move { writer.send(m).await.is_ok() })
+            },
+            |event: Event<DynamicObject>| {
+                match event {
+                    Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],
+                    Event::InitApply(o) | Event::Apply(o) => live_route(&o)
+                        .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
+                        .into_iter()
+                        .collect(),
+                    Event::Delete(o) => vec![WriterMsg::Live(LiveEvent::Delete(RouteId {
+                        namespace: o.metadata.namespace.unwrap_or_default(),
+                        name: o.metadata.name.unwrap_or_default(),
+                    }))],
+                    Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
+                }
+            },
+            |watch: &str, resource_version| WriterMsg::Observed {
+                watch: watch.to_string(),
+                resource_version,
+            },
+            || None,
+            shared.clone(),
+        ),
+    ));
     tasks
 }
 
@@ -313,70 +497,28 @@ fn watcher<K>(
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
+    // No backoff here: `drive` waits between attempts (Retry, ApiHealth).
     watcher::watcher(
         api,
         watcher::Config::default()
             .labels(selector)
             .page_size(LIST_PAGE_SIZE),
     )
-    .backoff(WatchBackoff::new())
-}
-
-/// Delays between attempts of a failed watch: 100 ms doubling to 500 ms, each with up to as much
-/// again of jitter, so the route follows within a second of an API server coming back. kube's
-/// default grows to 30 s, which left routes behind for seconds after a short outage; a retry a
-/// second against a server that is down costs it nothing.
-#[derive(Debug)]
-struct WatchBackoff {
-    builder: backon::ExponentialBuilder,
-    current: backon::ExponentialBackoff,
-}
-
-impl WatchBackoff {
-    fn new() -> Self {
-        use backon::BackoffBuilder;
-        let builder = backon::ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_millis(500))
-            .with_jitter()
-            .without_max_times();
-        WatchBackoff {
-            builder,
-            current: builder.build(),
-        }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        self.current.next()
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        use backon::BackoffBuilder;
-        self.current = self.builder.build();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     #[test]
-    fn a_failed_watch_is_retried_within_a_second() {
-        use kube::runtime::utils::Backoff;
-        let mut backoff = WatchBackoff::new();
-        let delays: Vec<Duration> = backoff.by_ref().take(50).collect();
-        assert_eq!(delays.len(), 50, "never gives up");
-        assert!(
-            delays.iter().all(|d| *d <= Duration::from_secs(1)),
-            "{delays:?}"
-        );
-        backoff.reset();
-        assert!(backoff.next().expect("a delay") <= Duration::from_millis(200));
+    fn only_server_failures_make_the_probe_run() {
+        let api = |code| {
+            watcher::Error::InitialListFailed(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            })))
+        };
+        assert!(is_server_trouble(&api(500)) && is_server_trouble(&api(429)));
+        assert!(!is_server_trouble(&api(403)) && !is_server_trouble(&api(401)));
     }
 
     /// A restarted controller listing its routemap before the Deployments must not decide
