@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::error::RouteMapError;
 use crate::routemap::{RouteMapKey, RouteMapObject};
 
+pub mod slices;
+
 /// A version resource: canonical type short name, namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
@@ -159,6 +161,9 @@ pub struct Index {
     relisting_routemaps: Option<HashSet<RouteMapKey>>,
     /// False for an index that only collects objects (offline rendering decides afterwards).
     deciding: bool,
+    /// The canonical short name of core Services when EndpointSlices refine their readiness.
+    slice_service: Option<String>,
+    slices: slices::Slices,
 }
 
 impl Index {
@@ -186,6 +191,8 @@ impl Index {
             relisting: HashMap::new(),
             relisting_routemaps: None,
             deciding: true,
+            slice_service: config.slice_service_type(),
+            slices: slices::Slices::default(),
         }
     }
 
@@ -530,6 +537,16 @@ impl ObjectSource for Index {
     fn facts(&self, gvr_short: &str, namespace: &str, name: &str) -> Option<&ResourceFacts> {
         self.facts
             .get(&self.object_key(gvr_short, namespace, name)?)
+    }
+
+    fn endpoints_ready(&self, gvr_short: &str, namespace: &str, name: &str) -> Option<bool> {
+        if self.slices.is_empty() {
+            return None;
+        }
+        let key = self.object_key(gvr_short, namespace, name)?;
+        (Some(&key.short_name) == self.slice_service.as_ref())
+            .then(|| self.slices.ready(&key))
+            .flatten()
     }
 }
 
