@@ -46,6 +46,7 @@ struct Flip {
 /// What one flip measured.
 struct Measured {
     kind: Kind,
+    down: Instant,
     to_unavailable_ms: f64,
     to_available_ms: Option<f64>,
     failed: Vec<Answer>,
@@ -159,6 +160,7 @@ pub async fn flips(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
                 .min();
             Measured {
                 kind: f.kind,
+                down: f.down,
                 // No request reached the candidate after the write: 0.
                 to_unavailable_ms: last.map_or(0.0, |t| ms(t - f.down)),
                 to_available_ms: first_back.map(|t| ms(t - f.up)),
@@ -189,6 +191,25 @@ pub async fn flips(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
             show_causes(&causes(failed.iter().copied())),
             of_kind.iter().map(|m| m.failed.len()).collect::<Vec<_>>()
         ));
+        // When the failures began after the write, and how long they lasted (first to last
+        // failed request sent), over the flips that had any.
+        let (began, lasted): (Vec<f64>, Vec<f64>) = of_kind
+            .iter()
+            .filter_map(|m| {
+                let first = m.failed.iter().map(|a| a.sent).min()?;
+                let last = m.failed.iter().map(|a| a.sent).max()?;
+                Some((ms(first - m.down), ms(last - first)))
+            })
+            .unzip();
+        if !began.is_empty() {
+            note(format!(
+                "{}: failures began after the status write: {}; lasted (first to last failed request sent): {}; over {} flips",
+                kind.name(),
+                p50_p99_max(&began),
+                p50_p99_max(&lasted),
+                began.len()
+            ));
+        }
     }
     let outside = answers
         .iter()
