@@ -22,12 +22,15 @@ FROM scratch
 ARG BINARY=target/x86_64-unknown-linux-musl/release/iter8-controller
 ARG VERSION=0.1.0
 ARG SOURCE=https://iter8.tools
+# The commit the binary was built from (scripts/image.sh: git rev-parse HEAD, "-dirty" with local changes).
+ARG REVISION=unknown
 
 LABEL org.opencontainers.image.title="iter8-controller" \
       org.opencontainers.image.description="Canary-release controller for Kubernetes: watches routemap ConfigMaps and the resources of each version, writes Gateway API HTTPRoutes (Iter8 1.1 compatible)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="${SOURCE}"
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}"
 
 COPY ${BINARY} /iter8-controller
 

@@ -28,6 +28,8 @@ df_version="$(sed -n 's/^ARG VERSION=//p' Dockerfile)"
   img_die "Dockerfile has ARG VERSION=${df_version} but charts/controller/Chart.yaml has appVersion ${version}: make them equal"
 source_url="$(git config --get remote.origin.url 2>/dev/null | sed -E 's#^([a-z+]+://)[^/@]*@#\1#' || true)"
 [[ -n "${source_url}" ]] || source_url="$(sed -n 's/^ARG SOURCE=//p' Dockerfile)"
+revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+[[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] || revision="${revision}-dirty"
 
 # --- prerequisites ---------------------------------------------------------------------------
 command -v cargo >/dev/null || img_die "cargo not found (the Rust toolchain is needed)"
@@ -68,6 +70,7 @@ docker build --quiet -f Dockerfile -t "${image}" \
   --build-arg BINARY=iter8-controller \
   --build-arg VERSION="${version}" \
   --build-arg SOURCE="${source_url}" \
+  --build-arg REVISION="${revision}" \
   "${context}" >/dev/null
 size=$(docker image inspect -f '{{.Size}}' "${image}")
 echo "image: ${image} built, $(awk -v b="${size}" 'BEGIN { printf "%.1f", b / 1000000 }') MB (DOCKER_HOST=${DOCKER_HOST})"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `just tutorial`: the seed canary tutorial, live (e2e/src/bin/iter8-tutorial.rs): the test API
 # server, the iter8 controller, Envoy programmed by the test-only translator, httpbin per
-# version; the tutorial's helm and curl steps with their real answers. Everything it starts is
+# version; the tutorial's real helm and curl steps with their real answers. Everything it starts is
 # stopped by its pid on exit, on failure and on Ctrl-C.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,8 +18,9 @@ trap '[[ -n "${pid}" ]] && kill -TERM "${pid}" 2>/dev/null; [[ -n "${pid}" ]] &&
 echo "==> tutorial: building the test API server (e2e/test-apiserver/build.sh; cached: under a"
 echo "    second when up to date, about 7 minutes on a fresh machine, progress below)"
 bash e2e/test-apiserver/build.sh
-echo "==> tutorial: building iter8-controller and the tutorial runner"
-cargo build -q -p iter8-controller -p iter8-e2e --bin iter8-tutorial
+echo "==> tutorial: building iter8-controller and the tutorial runner (cargo build; a few minutes the first time)"
+# Both binaries by name: `--bin` limits a build to the binaries it names, in every package given.
+cargo build -q -p iter8-controller --bin iter8-controller -p iter8-e2e --bin iter8-tutorial
 runner="${CARGO_TARGET_DIR:-${root}/target}/debug/iter8-tutorial"
 
 "${runner}" &

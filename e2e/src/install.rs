@@ -2,7 +2,6 @@
 //! what `tests/install.rs` checks after `helm delete`: the chart's objects, helm's records,
 //! finalizers.
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, ensure};
@@ -10,8 +9,9 @@ use serde_json::Value;
 
 use crate::cluster::Cluster;
 use crate::out::{note, ok};
+use crate::pod::Docker;
 use crate::release::rendered_object;
-use crate::tools::{free_port, repo_root, run, tool};
+use crate::tools::{free_port, repo_root, run, target_dir, tool};
 
 /// The release name of the controller chart.
 pub const RELEASE: &str = "iter8";
@@ -32,18 +32,64 @@ pub fn chart_image() -> Result<String> {
         .ok_or_else(|| anyhow!("the chart's Deployment names no image"))
 }
 
-/// helm against the test API server, with its state under the server's directory.
-pub fn helm(cluster: &Cluster, args: &[&str]) -> Result<String> {
-    let home = cluster.dir.join("helm");
-    let mut cmd = Command::new(tool("helm")?);
-    cmd.env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .args(args);
-    note(format!("helm {}", args.join(" ")));
-    run(&mut cmd, None)
+/// The image is the one built from this checkout, not an older one left in a daemon under the
+/// same tag: the binary inside it is byte for byte the one `scripts/image.sh` put in its build
+/// context from this checkout's cargo build (`e2e/run.sh` runs image.sh before the tests, so
+/// cargo rebuilds it when any source changed), and its revision label is this checkout's commit.
+pub fn image_is_current(docker: &Docker, image: &str) -> Result<()> {
+    let built = target_dir()?.join("image-context/iter8-controller");
+    ensure!(
+        built.is_file(),
+        "{} is missing: build the image with bash scripts/image.sh (e2e/run.sh does)",
+        built.display()
+    );
+    let copy = std::env::temp_dir().join(format!("iter8-image-binary-{}", std::process::id()));
+    let id = docker.run(&["create", image])?;
+    let copied = docker.run(&[
+        "cp",
+        &format!("{id}:/iter8-controller"),
+        &copy.to_string_lossy(),
+    ]);
+    docker.run(&["rm", &id])?;
+    copied?;
+    let digest = |p: &std::path::Path| -> Result<String> {
+        let out = run(Command::new("sha256sum").arg(p), None)?;
+        out.split_whitespace()
+            .next()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no sha256sum of {}", p.display()))
+    };
+    let (inside, ours) = (digest(&copy)?, digest(&built)?);
+    let _ = std::fs::remove_file(&copy);
+    ensure!(
+        inside == ours,
+        "the image {image} holds another iter8-controller (sha256 {inside}) than this checkout builds ({ours}): rebuild it with bash scripts/image.sh"
+    );
+    let label = docker.run(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"org.opencontainers.image.revision\"}}",
+        image,
+    ])?;
+    let head = run(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo_root())
+            .args(["rev-parse", "HEAD"]),
+        None,
+    )
+    .map(|h| h.trim().to_string())
+    .unwrap_or_default();
+    ensure!(
+        label.trim_end_matches("-dirty") == head,
+        "the image {image} is labelled revision {label:?}, this checkout is {head}: rebuild it with bash scripts/image.sh"
+    );
+    ok(format!(
+        "image {image} is this checkout's build: /iter8-controller sha256 {}, revision {label}",
+        &inside[..16]
+    ));
+    Ok(())
 }
 
 /// The chart's admin port, unless something on this host already listens there (the pods
@@ -82,24 +128,6 @@ pub fn manifest_objects(manifest: &str) -> Result<Vec<(String, String, String)>>
             ))
         })
         .collect())
-}
-
-/// The release chart with real helm: `helm upgrade --install httpbin charts/release`.
-pub fn release(cluster: &Cluster, ns: &str, values: &[&Path]) -> Result<()> {
-    let chart = repo_root().join("charts/release");
-    let chart = chart.to_string_lossy();
-    let mut args: Vec<String> = ["upgrade", "--install", "httpbin", &chart, "-n", ns]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.push("--create-namespace".into());
-    for v in values {
-        args.push("-f".into());
-        args.push(v.to_string_lossy().into_owned());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    helm(cluster, &refs)?;
-    Ok(())
 }
 
 /// After `helm delete iter8`: every object the chart created is gone, helm's records too, and

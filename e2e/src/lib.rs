@@ -8,7 +8,10 @@
 //!   status annotation, Events, Leases, resourceVersions of what the controller watches);
 //! - [`controller`]: the controller process (started, stopped by pid, killed on drop);
 //! - [`metrics`]: its `/metrics`, and the waits for positive evidence that it has judged a change;
-//! - [`release`]: a release of `charts/release` (`helm template` + server-side apply);
+//! - [`release`]: helm against the test API server, and a release of `charts/release` made with
+//!   real `helm upgrade --install` / `helm delete`;
+//! - [`seed`]: the seed tutorial as one flow, which the tutorial and the seed, traffic and
+//!   install tests run with their own readiness and checks;
 //! - [`live`]: a live HTTPRoute in routing-core's model, and where a request goes;
 //! - [`pod`]: a Deployment's pod run as a kubelet would run it, with Docker (the controller
 //!   chart's image, service account token, ConfigMap volumes, security context, probes);
@@ -40,6 +43,7 @@ pub mod pod;
 pub mod rbac;
 pub mod release;
 pub mod scale;
+pub mod seed;
 pub mod status_probe;
 pub mod suite;
 pub mod tools;
@@ -55,7 +59,8 @@ pub mod prelude {
     pub use crate::metrics::writes_agree;
     pub use crate::objects::show_events;
     pub use crate::out::{note, ok, say, step};
-    pub use crate::release::{Release, rendered_object};
+    pub use crate::release::{Release, edit_routemap, helm, rendered_object, template};
+    pub use crate::seed::{Platform, Seed, Stage, deployment_ready};
     pub use crate::suite::{Suite, release_with_controller};
     pub use crate::tools::{promote_with_new_image, values};
     pub use crate::wait::{timeout, wait_for};

@@ -1,6 +1,7 @@
-//! A release of `charts/release` as `helm upgrade --install` and `helm delete` make it, without
-//! helm's own state: `helm template`, then a server-side apply with field manager `helm`; an
-//! upgrade deletes the objects the new rendering no longer has, as helm does.
+//! Helm against the test API server, and a release of `charts/release` made with it: real
+//! `helm upgrade --install` and `helm delete` (helm's default Secret storage driver, its three-way
+//! merge on upgrade, its own deletion of what a new revision no longer has). Helm's own output is
+//! printed as a user sees it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{Api, DeleteParams, DynamicObject, WatchEvent, WatchParams};
+use kube::api::{Api, DynamicObject, WatchEvent, WatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
@@ -17,10 +18,32 @@ use crate::objects::{resource_version, watch_of};
 use crate::out::note;
 use crate::tools::{repo_root, run, tool};
 
-/// One object of a rendering: `kind.group/name` (as kubectl names it) -> its API coordinates.
-type Objects = BTreeMap<String, ApiResource>;
+/// `helm ARGS` against the test API server (its admin kubeconfig), with helm's cache, config
+/// and data under the server's directory so nothing of the user's helm setup is read or changed.
+/// Returns helm's standard output.
+pub fn helm(cluster: &Cluster, args: &[&str]) -> Result<String> {
+    let home = cluster.dir.join("helm");
+    let mut cmd = Command::new(tool("helm")?);
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env_remove("HELM_DRIVER")
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(args);
+    note(format!("$ helm {}", args.join(" ")));
+    run(&mut cmd, None)
+}
 
-/// A release in one namespace.
+/// Prints helm's output indented, as the user would read it (without the chart's NOTES, which
+/// repeat what the steps print).
+pub fn show_helm_output(out: &str) {
+    for line in out.lines().take_while(|l| !l.starts_with("NOTES:")) {
+        note(format!("  {line}"));
+    }
+}
+
+/// A release of `charts/release` in one namespace.
 #[derive(Debug)]
 pub struct Release<'a> {
     cluster: &'a Cluster,
@@ -28,7 +51,6 @@ pub struct Release<'a> {
     pub name: String,
     /// Its namespace.
     pub namespace: String,
-    objects: Objects,
 }
 
 /// What a deletion removed.
@@ -43,114 +65,94 @@ pub struct Deleted {
 }
 
 impl<'a> Release<'a> {
-    /// A release with no objects yet.
+    /// A release not installed yet.
     pub fn new(cluster: &'a Cluster, name: &str, namespace: &str) -> Self {
         Release {
             cluster,
             name: name.into(),
             namespace: namespace.into(),
-            objects: Objects::new(),
         }
     }
 
-    /// `helm template NAME charts/release -n NS -f VALUES...`.
-    pub fn render(&self, values: &[&Path]) -> Result<String> {
-        let mut cmd = Command::new(tool("helm")?);
-        cmd.arg("template")
-            .arg(&self.name)
-            .arg(repo_root().join("charts/release"))
-            .arg("-n")
-            .arg(&self.namespace);
-        for v in values {
-            cmd.arg("-f").arg(v);
-        }
-        run(&mut cmd, None)
-    }
-
-    /// Renders and applies (server-side, field manager `helm`), then deletes what is gone.
-    /// Returns the rendered text.
+    /// `helm upgrade --install NAME charts/release -n NS -f VALUES...`; prints and returns
+    /// helm's output.
     pub async fn upgrade(&mut self, values: &[&Path]) -> Result<String> {
-        let rendered = self.render(values)?;
-        self.apply_rendered(&rendered).await?;
-        Ok(rendered)
-    }
-
-    /// Applies a rendering (maybe edited) as an upgrade.
-    pub async fn apply_rendered(&mut self, rendered: &str) -> Result<()> {
-        let objects = rendered_objects(rendered)?;
-        self.cluster.kubectl_in(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "helm",
-                "-n",
-                &self.namespace,
-                "-f",
-                "-",
-            ],
-            Some(rendered),
-        )?;
-        note(format!(
-            "applied {} objects server-side (field manager helm): {}",
-            objects.len(),
-            objects.keys().cloned().collect::<Vec<_>>().join(" ")
-        ));
-        let gone: Objects = self
-            .objects
-            .iter()
-            .filter(|(k, _)| !objects.contains_key(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !gone.is_empty() {
-            let deleted = self.delete_objects(&gone).await?;
-            note(format!(
-                "deleted what the release no longer has: {}",
-                deleted.objects.join(" ")
-            ));
+        let chart = repo_root().join("charts/release");
+        let mut args: Vec<String> = vec![
+            "upgrade".into(),
+            "--install".into(),
+            self.name.clone(),
+            chart.to_string_lossy().into_owned(),
+            "-n".into(),
+            self.namespace.clone(),
+        ];
+        for v in values {
+            args.push("-f".into());
+            args.push(v.to_string_lossy().into_owned());
         }
-        self.objects = objects;
-        Ok(())
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = helm(self.cluster, &refs)?;
+        show_helm_output(&out);
+        Ok(out)
     }
 
-    /// What `helm delete` does: deletes every object of the release.
+    /// `helm get manifest`: the objects of the release's current revision.
+    pub fn manifest(&self) -> Result<String> {
+        helm(
+            self.cluster,
+            &["get", "manifest", &self.name, "-n", &self.namespace],
+        )
+    }
+
+    /// `helm delete NAME -n NS`; prints helm's output. Returns what it deleted, with the
+    /// resourceVersions of the deletions the controller watches.
     pub async fn delete(&mut self) -> Result<Deleted> {
-        let all = std::mem::take(&mut self.objects);
-        self.delete_objects(&all).await
-    }
-
-    /// Deletes objects through the API (background propagation, as kubectl does). The API
-    /// server answers a deletion with a bare Status, so the deletion's resourceVersion of a
-    /// watched object is read from a watch of that object started where it was before.
-    async fn delete_objects(&self, objects: &Objects) -> Result<Deleted> {
-        let mut out = Deleted::default();
-        for (reference, resource) in objects {
+        let objects = rendered_objects(&self.manifest()?)?;
+        // Where each watched object was before, to find its deletion in a watch afterwards.
+        let mut before = Vec::new();
+        for (reference, resource) in &objects {
             let name = reference
                 .rsplit_once('/')
                 .map_or(reference.as_str(), |(_, n)| n);
             let api: Api<DynamicObject> =
                 Api::namespaced_with(self.cluster.client.clone(), &self.namespace, resource);
-            out.objects.push(reference.clone());
-            let Some(before) = api.get_opt(name).await? else {
-                continue;
-            };
-            match api.delete(name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                Err(e) => return Err(e).with_context(|| format!("deleting {reference}")),
+            if let Some(obj) = api.get_opt(name).await?
+                && let (Some(watch), Some(rv)) = (watch_of(&obj), obj.metadata.resource_version)
+            {
+                before.push((reference.clone(), api, name.to_string(), watch, rv));
             }
-            let (Some(watch), Some(since)) = (watch_of(&before), &before.metadata.resource_version)
-            else {
-                continue;
-            };
-            let rv = deletion_resource_version(&api, name, since)
+        }
+        let out = helm(self.cluster, &["delete", &self.name, "-n", &self.namespace])?;
+        show_helm_output(&out);
+        let mut deleted = Deleted {
+            objects: objects.keys().cloned().collect(),
+            ..Deleted::default()
+        };
+        for (reference, api, name, watch, since) in before {
+            let rv = deletion_resource_version(&api, &name, &since)
                 .await
                 .with_context(|| format!("the deletion of {reference}"))?;
-            let max = out.watched.entry(watch).or_insert(rv);
+            let max = deleted.watched.entry(watch).or_insert(rv);
             *max = (*max).max(rv);
         }
-        Ok(out)
+        Ok(deleted)
     }
+}
+
+/// `helm template NAME charts/release -n NS -f VALUES...`: what a release would create, for
+/// tests that start from the chart's objects and change them as a user would (never applied
+/// as a release: releases go through [`Release::upgrade`]).
+pub fn template(name: &str, namespace: &str, values: &[&Path]) -> Result<String> {
+    let mut cmd = Command::new(tool("helm")?);
+    cmd.arg("template")
+        .arg(name)
+        .arg(repo_root().join("charts/release"))
+        .arg("-n")
+        .arg(namespace);
+    for v in values {
+        cmd.arg("-f").arg(v);
+    }
+    run(&mut cmd, None)
 }
 
 /// The resourceVersion of object `name`'s deletion, from a watch replaying its events since
@@ -176,11 +178,12 @@ async fn deletion_resource_version(
     bail!("no deletion seen within 10 s")
 }
 
-/// Every object of a multi-document YAML rendering, by `kind.group/name`.
-fn rendered_objects(rendered: &str) -> Result<Objects> {
+/// Every object of a multi-document YAML manifest, by `kind.group/name` (as kubectl names it),
+/// with its API coordinates.
+fn rendered_objects(rendered: &str) -> Result<BTreeMap<String, ApiResource>> {
     let docs: Vec<Value> =
-        serde_saphyr::from_multiple(rendered).context("parsing the rendered chart")?;
-    let mut out = Objects::new();
+        serde_saphyr::from_multiple(rendered).context("parsing the release's manifest")?;
+    let mut out = BTreeMap::new();
     for d in docs {
         let (Some(kind), Some(api_version)) = (d["kind"].as_str(), d["apiVersion"].as_str()) else {
             continue;
@@ -206,4 +209,35 @@ pub fn rendered_object(rendered: &str, kind: &str, name: &str) -> Result<Value> 
     docs.into_iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
         .ok_or_else(|| anyhow!("no {kind} {name} in the rendering"))
+}
+
+/// A user edits a routemap by hand (`kubectl edit cm`): its spec (`data["routemap.yaml"]`)
+/// becomes `edit(old)`, by a merge patch. `helm upgrade` of the release puts the chart's spec
+/// back (helm's three-way merge repairs what was changed outside helm).
+pub async fn edit_routemap(
+    cluster: &Cluster,
+    ns: &str,
+    routemap: &str,
+    edit: impl FnOnce(&str) -> Result<String>,
+) -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams};
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
+    let cm = api.get(routemap).await?;
+    let old = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("routemap.yaml"))
+        .ok_or_else(|| anyhow!("routemap {ns}/{routemap} has no data[routemap.yaml]"))?;
+    let new = edit(old)?;
+    api.patch(
+        routemap,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"routemap.yaml": new}})),
+    )
+    .await?;
+    note(format!(
+        "(a user) edited {ns}/{routemap}'s data[routemap.yaml]"
+    ));
+    Ok(())
 }

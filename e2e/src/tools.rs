@@ -53,12 +53,11 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A binary of the workspace from the profile that built the running test or bench (`debug`
-/// for `cargo test`, `release` for `cargo bench`), else from the other profile.
-pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+/// The target directory and profile directory of the running test, bench or binary:
+/// `<target>/<profile>/deps/<test>-<hash>`, or `<target>/<profile>/<binary>` (`just tutorial`'s
+/// iter8-tutorial).
+fn target_and_profile() -> Result<(PathBuf, PathBuf)> {
     let exe = std::env::current_exe()?;
-    // <target>/<profile>/deps/<test>-<hash>
-    // ...or <target>/<profile>/<binary> (`just tutorial`'s iter8-tutorial).
     let parent = exe.parent();
     let profile = if parent.is_some_and(|p| p.ends_with("deps")) {
         parent.and_then(Path::parent)
@@ -69,11 +68,19 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let target = profile
         .parent()
         .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
-    for dir in [
-        profile.to_path_buf(),
-        target.join("release"),
-        target.join("debug"),
-    ] {
+    Ok((target.to_path_buf(), profile.to_path_buf()))
+}
+
+/// The cargo target directory the running test or binary was built in.
+pub fn target_dir() -> Result<PathBuf> {
+    Ok(target_and_profile()?.0)
+}
+
+/// A binary of the workspace from the profile that built the running test or bench (`debug`
+/// for `cargo test`, `release` for `cargo bench`), else from the other profile.
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let (target, profile) = target_and_profile()?;
+    for dir in [profile, target.join("release"), target.join("debug")] {
         let bin = dir.join(name);
         if bin.is_file() {
             return Ok(bin);

@@ -256,33 +256,17 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
     let rv = live.resource_version();
     let applied = controller.applied()?;
 
-    step(2, "apply a routemap whose candidate has no matches");
-    let rendered = release.render(&[&values("seed-2-candidate.yaml")])?;
-    let mut cm = rendered_object(&rendered, "ConfigMap", ROUTEMAP)?;
-    let data = cm["data"]["routemap.yaml"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no routemap.yaml"))?;
-    let mut spec: serde_json::Value = serde_saphyr::from_str(data)?;
-    spec["versions"][1]
-        .as_object_mut()
-        .and_then(|v| v.remove("matches"))
-        .ok_or_else(|| anyhow!("no versions[1].matches in the routemap"))?;
-    // JSON is YAML.
-    cm["data"]["routemap.yaml"] = serde_json::to_string_pretty(&spec)?.into();
-    let apply = |obj: &serde_json::Value| {
-        cluster.kubectl_in(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "helm",
-                "-f",
-                "-",
-            ],
-            Some(&obj.to_string()),
-        )
-    };
-    apply(&cm)?;
+    step(2, "a user edits the routemap: its candidate has no matches");
+    edit_routemap(cluster, ns, ROUTEMAP, |data| {
+        let mut spec: serde_json::Value = serde_saphyr::from_str(data)?;
+        spec["versions"][1]
+            .as_object_mut()
+            .and_then(|v| v.remove("matches"))
+            .ok_or_else(|| anyhow!("no versions[1].matches in the routemap"))?;
+        // JSON is YAML.
+        Ok(serde_json::to_string_pretty(&spec)?)
+    })
+    .await?;
     let warning = wait_for("a Warning InvalidRouteMap Event", timeout(), || async {
         let events = cluster.events(ns, ROUTEMAP).await?;
         Ok(events
@@ -315,9 +299,8 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
         now.describe()
     ));
 
-    step(3, "apply a routemap that is not YAML");
-    cm["data"]["routemap.yaml"] = "strategy: [canary\n".into();
-    apply(&cm)?;
+    step(3, "a user edits the routemap: its spec is not YAML");
+    edit_routemap(cluster, ns, ROUTEMAP, |_| Ok("strategy: [canary\n".into())).await?;
     wait_for("a second InvalidRouteMap Event", timeout(), || async {
         let n = cluster.event_count(ns, ROUTEMAP, "InvalidRouteMap").await?;
         Ok(if n >= 2 {
@@ -346,8 +329,11 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
     );
     ok("live route unchanged");
 
-    step(4, "re-apply the release's valid routemap");
-    release.apply_rendered(&rendered).await?;
+    step(
+        4,
+        "helm upgrade with the release's values: helm puts the valid routemap back",
+    );
+    release.upgrade(&[&values("seed-2-candidate.yaml")]).await?;
     cluster
         .wait_status(
             ns,

@@ -8,22 +8,21 @@
 //! below with the reason this tier cannot exercise it).
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use anyhow::{Result, anyhow, ensure};
 use iter8_e2e::install::{
-    RELEASE, admin_port, chart_image, helm, manifest_objects, nothing_left, release,
+    RELEASE, admin_port, chart_image, image_is_current, manifest_objects, nothing_left,
 };
 use iter8_e2e::metrics::sum_series;
 use iter8_e2e::pod::{Docker, Pod};
 use iter8_e2e::prelude::*;
 use iter8_e2e::rbac::{Audit, authz_log, least_privilege, negative_checks};
-use iter8_e2e::tools::{http_get, repo_root, run, tool};
+use iter8_e2e::seed::ROUTEMAP;
+use iter8_e2e::tools::{http_get, repo_root};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use kube::api::{Api, PostParams};
+use serde_json::Value;
 
-const ROUTEMAP: &str = "httpbin-routemap";
 const ROUTE: &str = "httpbin";
 const RENAMED: &str = "httpbin-renamed";
 
@@ -33,18 +32,19 @@ async fn installed_with_helm() -> Result<()> {
     let image = chart_image()?;
     // The line scripts/image-check.sh prints, for the image this test runs.
     println!("{}", docker.describe_image(&image)?);
+    image_is_current(&docker, &image)?;
     let cluster = Cluster::start("install").await?;
     let mut suite = Suite::new(&cluster)?;
     let mut audits: Vec<Audit> = Vec::new();
     suite
         .run(
-            "namespace-scoped: helm install iter8 -n iter8-system, the tutorial in iter8-system",
+            "namespace-scoped, as the README: kubectl create ns test; helm install iter8 charts/controller -n test; the tutorial in test",
             install(&cluster, &docker, false, &mut audits),
         )
         .await;
     suite
         .run(
-            "cluster-scoped: helm install iter8 -n iter8-cluster --set clusterScoped=true, the tutorial in team-a and team-b",
+            "cluster-scoped, as the README: helm install iter8 charts/controller -n iter8-system --create-namespace --set clusterScoped=true; the tutorial in team-a and team-b",
             install(&cluster, &docker, true, &mut audits),
         )
         .await;
@@ -70,10 +70,12 @@ async fn install(
     cluster_scoped: bool,
     audits: &mut Vec<Audit>,
 ) -> Result<()> {
+    // The README's sequences: namespace-scoped, the controller and the application share the
+    // namespace it watches; cluster-scoped, the controller has its own.
     let ns = if cluster_scoped {
-        "iter8-cluster"
-    } else {
         "iter8-system"
+    } else {
+        "test"
     };
     step(
         "install",
@@ -81,11 +83,18 @@ async fn install(
     );
     let (port, mut extra) = admin_port()?;
     if cluster_scoped {
-        extra.extend(["--set".into(), "clusterScoped=true".into()]);
+        extra.extend([
+            "--create-namespace".into(),
+            "--set".into(),
+            "clusterScoped=true".into(),
+        ]);
+    } else {
+        note(format!("$ kubectl create ns {ns}"));
+        cluster.kubectl(&["create", "ns", ns])?;
     }
     let chart = repo_root().join("charts/controller");
     let chart = chart.to_string_lossy();
-    let mut args = vec!["install", RELEASE, &chart, "-n", ns, "--create-namespace"];
+    let mut args = vec!["install", RELEASE, &chart, "-n", ns];
     args.extend(extra.iter().map(String::as_str));
     helm(cluster, &args)?;
     let manifest = helm(cluster, &["get", "manifest", RELEASE, "-n", ns])?;
@@ -121,11 +130,17 @@ async fn install(
         // Each scope's grants are audited on their own: team-a renames its route, so that this
         // controller's `delete` on HTTPRoutes is exercised too.
         for (app, rename) in [("team-a", true), ("team-b", false)] {
-            tutorial(cluster, app, rename).await?;
+            note(format!("$ kubectl create ns {app}"));
+            cluster.kubectl(&["create", "ns", app])?;
+            Seed::new(cluster, app)
+                .run(&mut Installed { rename })
+                .await?;
         }
         cross_namespace_refused(cluster).await?;
     } else {
-        tutorial(cluster, ns, true).await?;
+        Seed::new(cluster, ns)
+            .run(&mut Installed { rename: true })
+            .await?;
     }
     ok(format!(
         "{} applies in all (iter8_applies_total{{result=\"applied\"}})",
@@ -153,211 +168,64 @@ async fn install(
     Ok(())
 }
 
-/// RouteApplied Events = route generation (one Event per write, one write per change).
-async fn events_agree(cluster: &Cluster, ns: &str, route: &str) -> Result<()> {
-    let n = wait_for(
-        "RouteApplied Events = route generation",
-        timeout(),
-        || async {
-            let events = cluster.event_count(ns, ROUTEMAP, "RouteApplied").await? as i64;
-            let generation = cluster
-                .route(ns, route)
-                .await?
-                .map_or(0, |r| r.generation());
-            Ok(if events == generation {
-                Ok(events)
-            } else {
-                Err(format!(
-                    "{events} RouteApplied Events, generation {generation}"
-                ))
-            })
-        },
-    )
-    .await?;
-    ok(format!("{n} RouteApplied Event(s) = route generation {n}"));
-    Ok(())
+/// Readiness from Deployment status (the pods of the release are not run: only the controller's
+/// is); namespace-scoped, the routemap also renames its route once promoted (the controller
+/// then deletes the old one: its `delete` grant on HTTPRoutes).
+struct Installed {
+    rename: bool,
 }
 
-async fn primary_ready(cluster: &Cluster, ns: &str) -> Result<Live> {
-    let generation = cluster.set_deployment(ns, "httpbin-0", true).await?;
-    note(format!(
-        "deploy/httpbin-0 status: Available=True, observedGeneration {generation}"
-    ));
-    cluster
-        .wait_status(ns, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
-        .await?;
-    cluster
-        .wait_route(ns, ROUTE, "one rule to httpbin-0", one_rule_to("httpbin-0"))
-        .await
-}
-
-/// The seed tutorial in `ns` with real helm releases; `rename`: also rename the route (the
-/// controller then deletes the old one: its `delete` grant).
-async fn tutorial(cluster: &Cluster, ns: &str, rename: bool) -> Result<()> {
-    step(
-        format!("{ns} 1"),
-        "helm upgrade --install httpbin -f seed-1-initial.yaml",
-    );
-    release(cluster, ns, &[&values("seed-1-initial.yaml")])?;
-    cluster
-        .wait_status(ns, ROUTEMAP, &[], &["httpbin-0"])
-        .await?;
-    let live = primary_ready(cluster, ns).await?;
-    println!("==> step {ns} 1: httpbin-0 ready: {}", live.describe());
-    ensure!(
-        live.app_version_headers_ok(),
-        "backends must set app-version"
-    );
-    let parent = &live.route.spec.parent_refs;
-    ensure!(
-        parent.len() == 1 && parent[0].kind == "Service" && parent[0].name == "httpbin",
-        "parentRefs {parent:?}"
-    );
-    ok("parentRef: Service httpbin; every backend sets app-version");
-    live.expect_all_to("httpbin-0")?;
-    events_agree(cluster, ns, ROUTE).await?;
-
-    step(
-        format!("{ns} 2"),
-        "helm upgrade --install httpbin -f seed-2-candidate.yaml",
-    );
-    let before = live.resource_version();
-    release(cluster, ns, &[&values("seed-2-candidate.yaml")])?;
-    // The status annotation names httpbin-1: the controller has judged the new routemap.
-    cluster
-        .wait_status(ns, ROUTEMAP, &["httpbin-0"], &["httpbin-0", "httpbin-1"])
-        .await?;
-    let live = cluster.existing_route(ns, ROUTE).await?;
-    ensure!(
-        live.rules() == 1 && live.resource_version() == before,
-        "no candidate rule (and no write) while httpbin-1 is unavailable: {}",
-        live.describe()
-    );
-    ok("no candidate rule while httpbin-1 is unavailable (route not rewritten)");
-    cluster.set_deployment(ns, "httpbin-1", true).await?;
-    let live = cluster
-        .wait_route(
-            ns,
-            ROUTE,
-            "a traffic: test rule to httpbin-1",
-            canary_split("httpbin-0", "httpbin-1"),
-        )
-        .await?;
-    println!("==> step {ns} 2: httpbin-1 ready: {}", live.describe());
-    ok(format!(
-        "GET / traffic: test -> {}",
-        live.explain(&test_request())
-    ));
-    ok(format!("GET / -> {}", live.explain(&plain_request())));
-    events_agree(cluster, ns, ROUTE).await?;
-
-    step(
-        format!("{ns} 3"),
-        "helm upgrade --install httpbin -f seed-3-promote.yaml (new image)",
-    );
-    let promote = promote_with_new_image(&cluster.dir, &format!("seed-3-promote-new-image-{ns}"))?;
-    release(cluster, ns, &[&values("seed-3-promote.yaml"), &promote])?;
-    let (generation, observed) = cluster.deployment_generations(ns, "httpbin-0").await?;
-    ensure!(
-        generation > observed,
-        "the image change must bump generation ({generation} vs {observed})"
-    );
-    if let Err(e) = cluster.wait_status(ns, ROUTEMAP, &[], &["httpbin-0"]).await {
-        show_events(&cluster.events(ns, ROUTEMAP).await?);
-        let d = cluster.kubectl(&["get", "deploy", "-n", ns, "-o", "yaml"])?;
-        note(d);
-        return Err(e);
+impl Platform for Installed {
+    async fn set_ready(&mut self, seed: &Seed<'_>, version: &str, ready: bool) -> Result<()> {
+        deployment_ready(seed, version, ready).await
     }
-    cluster
-        .wait_route(ns, ROUTE, "the candidate rule removed", |r| {
-            (r.rules() == 1)
-                .then_some(())
-                .ok_or_else(|| "still a candidate rule".into())
-        })
-        .await?;
-    let live = primary_ready(cluster, ns).await?;
-    println!("==> step {ns} 3: new httpbin-0 ready: {}", live.describe());
-    live.expect_all_to("httpbin-0")?;
-    events_agree(cluster, ns, ROUTE).await?;
 
-    let mut route = ROUTE;
-    if rename {
-        step(
-            format!("{ns} rename"),
-            format!("the routemap renames its route to {RENAMED}"),
-        );
-        let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
-        let cm = api.get(ROUTEMAP).await?;
-        let (key, data) = cm
-            .data
-            .as_ref()
-            .and_then(|d| d.iter().next())
-            .ok_or_else(|| anyhow!("routemap without data"))?;
+    async fn at(&mut self, seed: &mut Seed<'_>, stage: Stage, _live: Option<&Live>) -> Result<()> {
+        if stage == Stage::Promoted && self.rename {
+            rename(seed.cluster, &seed.ns).await?;
+            seed.route = RENAMED.into();
+        }
+        Ok(())
+    }
+}
+
+/// A user edits the routemap so that it names its route `RENAMED`: the controller writes the
+/// new route, then deletes the one it owned under the old name.
+async fn rename(cluster: &Cluster, ns: &str) -> Result<()> {
+    step(
+        format!("{ns} rename"),
+        format!("the routemap renames its route to {RENAMED}"),
+    );
+    edit_routemap(cluster, ns, ROUTEMAP, |data| {
         let from = format!(r#""name":"{ROUTE}","parentRefs""#);
         ensure!(
             data.matches(&from).count() == 1,
             "routemap route name not found"
         );
-        let renamed = data.replace(&from, &format!(r#""name":"{RENAMED}","parentRefs""#));
-        api.patch(
-            ROUTEMAP,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {key: renamed}})),
+        Ok(data.replace(&from, &format!(r#""name":"{RENAMED}","parentRefs""#)))
+    })
+    .await?;
+    cluster
+        .wait_route(
+            ns,
+            RENAMED,
+            "one rule to httpbin-0",
+            one_rule_to("httpbin-0"),
         )
         .await?;
-        cluster
-            .wait_route(
-                ns,
-                RENAMED,
-                "one rule to httpbin-0",
-                one_rule_to("httpbin-0"),
-            )
-            .await?;
-        wait_for(
-            "the old route to be deleted by the controller",
-            timeout(),
-            || async {
-                Ok(match cluster.route(ns, ROUTE).await? {
-                    None => Ok(()),
-                    Some(r) => Err(format!("still there (rv {})", r.resource_version())),
-                })
-            },
-        )
-        .await?;
-        ok(format!(
-            "{RENAMED} written, {ROUTE} deleted by the controller"
-        ));
-        route = RENAMED;
-    }
-
-    step(format!("{ns} 4"), "helm delete httpbin");
-    let routemap = cluster
-        .configmap(ns, ROUTEMAP)
-        .await?
-        .ok_or_else(|| anyhow!("no routemap"))?;
-    let uid = routemap.metadata.uid.clone().unwrap_or_default();
-    let live = cluster.existing_route(ns, route).await?;
-    let owners = &live.route.metadata.owner_references;
-    ensure!(
-        owners.len() == 1
-            && owners[0].kind == "ConfigMap"
-            && owners[0].name == ROUTEMAP
-            && owners[0].uid == uid,
-        "owner references {owners:?}"
-    );
-    helm(cluster, &["delete", "httpbin", "-n", ns])?;
-    ensure!(
-        cluster.configmap(ns, ROUTEMAP).await?.is_none(),
-        "routemap still there after helm delete"
-    );
-    ensure!(
-        helm(cluster, &["list", "-n", ns, "-q"])?
-            .lines()
-            .all(|l| l.trim() != "httpbin"),
-        "helm still lists httpbin"
-    );
+    wait_for(
+        "the old route to be deleted by the controller",
+        timeout(),
+        || async {
+            Ok(match cluster.route(ns, ROUTE).await? {
+                None => Ok(()),
+                Some(r) => Err(format!("still there (rv {})", r.resource_version())),
+            })
+        },
+    )
+    .await?;
     ok(format!(
-        "release deleted; route {route} is owned by {ROUTEMAP} (uid {uid}): Kubernetes' garbage collector deletes it (this server has none)"
+        "{RENAMED} written, {ROUTE} deleted by the controller"
     ));
     Ok(())
 }
@@ -369,14 +237,7 @@ async fn cross_namespace_refused(cluster: &Cluster) -> Result<()> {
         "cross-namespace",
         "a routemap in team-a names deploy/httpbin-0 in team-b",
     );
-    let rendered = run(
-        Command::new(tool("helm")?)
-            .args(["template", "xns"])
-            .arg(repo_root().join("charts/release"))
-            .args(["-n", "team-a", "-f"])
-            .arg(values("seed-1-initial.yaml")),
-        None,
-    )?;
+    let rendered = template("xns", "team-a", &[&values("seed-1-initial.yaml")])?;
     let mut cm = rendered_object(&rendered, "ConfigMap", "xns-routemap")?;
     let data = cm["data"]["routemap.yaml"]
         .as_str()

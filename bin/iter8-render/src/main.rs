@@ -266,7 +266,13 @@ fn print_explain(out: &mut impl Write, rendered: &[Rendered], req: &Request) -> 
                     for (name, percent) in &e.mirrors {
                         parts.push(format!("mirrored to {name} at {percent}%"));
                     }
-                    format!("{} [rule {}]", parts.join(", "), e.rule)
+                    // Where Gateway API leaves the order to the gateway, say so rather than
+                    // claim one.
+                    let note = e
+                        .implementation_specific
+                        .map(|n| format!("  ({n})"))
+                        .unwrap_or_default();
+                    format!("{} [rule {}]{note}", parts.join(", "), e.rule)
                 }
             },
         };

@@ -282,3 +282,30 @@ fn helm_template_pipeline_gives_the_tutorial_routes() {
         check(&name, transcript);
     }
 }
+
+#[test]
+fn explain_says_where_precedence_is_the_gateways() {
+    let file = "fixtures/render/regex-path.yaml";
+    let both = run(
+        &[
+            "explain",
+            file,
+            "-H",
+            "traffic=test",
+            "--path",
+            "/api/v2/items",
+        ],
+        None,
+    );
+    assert!(both.contains("(implementation-specific: "), "{both}");
+    check("regex-path-explain-both-match", both);
+    // Only the primary matches: nothing is left to the gateway.
+    for args in [
+        vec!["explain", file, "--path", "/api/v2/items"],
+        vec!["explain", file, "-H", "traffic=test", "--path", "/other"],
+    ] {
+        let out = run(&args, None);
+        assert!(!out.contains("implementation-specific"), "{out}");
+        assert!(out.contains("-> httpbin-0 "), "{out}");
+    }
+}

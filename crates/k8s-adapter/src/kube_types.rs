@@ -192,6 +192,7 @@ versions:
     queryParams: [{name: beta, value: "1"}]
     method: GET
   - path: {type: Exact, value: /v2}
+    headers: [{name: traffic, value: v2}]
 "#;
         let both = || vec![VersionState::available(), VersionState::available()];
         vec![

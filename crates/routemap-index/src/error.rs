@@ -2,7 +2,9 @@
 //! `InvalidRouteMap` Event and in `iter8-render`'s errors; [`RouteMapError::category`] is the
 //! bounded label of the metrics.
 
-use routing_core::keys::{ROUTEMAP_DATA_KEY, ROUTEMAP_FORMAT_VERSION, ROUTEMAP_VERSION_LABEL};
+use routing_core::keys::{
+    ROUTEMAP_DATA_KEY, ROUTEMAP_FORMAT_VERSION, ROUTEMAP_LABEL, ROUTEMAP_VERSION_LABEL,
+};
 use routing_core::{PlanError, SpecError};
 
 /// A routemap that cannot be used; the live route stays as it is.
@@ -21,6 +23,14 @@ pub enum RouteMapError {
         "metadata.labels[{ROUTEMAP_VERSION_LABEL}]: missing (expected {ROUTEMAP_FORMAT_VERSION})"
     )]
     MissingFormat,
+    /// The routemap's name cannot be the value of the label that ties its route to it.
+    #[error(
+        "metadata.name: {shown} cannot be the value of the label {ROUTEMAP_LABEL} on the route (a label value is at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends): rename the routemap"
+    )]
+    NameNotLabelValue {
+        /// The name, as shown (quoted, cut after 64 characters).
+        shown: String,
+    },
     /// The data key that holds the spec is missing.
     #[error("data[{ROUTEMAP_DATA_KEY}]: missing")]
     MissingSpec,
@@ -29,7 +39,8 @@ pub enum RouteMapError {
     Spec(SpecError),
     /// A version resource names a type the controller is not configured for.
     #[error(
-        "data[{ROUTEMAP_DATA_KEY}].versions[{version}].resources[{resource}].gvrShort: {short_name:?} is not a configured resource type (configured: {configured})"
+        "data[{ROUTEMAP_DATA_KEY}].versions[{version}].resources[{resource}].gvrShort: {given} is not a configured resource type (configured: {configured})",
+        given = routing_core::names::shown(.short_name)
     )]
     UnknownType {
         /// Index of the version.
@@ -69,11 +80,12 @@ fn spec_message(e: &SpecError) -> String {
 }
 
 impl RouteMapError {
-    /// A bounded label for metrics: `format`, `yaml`, `spec`, `resource_type`, `namespace` or
-    /// `internal`.
+    /// A bounded label for metrics: `format`, `name`, `yaml`, `spec`, `resource_type`,
+    /// `namespace` or `internal`.
     pub fn category(&self) -> &'static str {
         match self {
             RouteMapError::UnsupportedFormat { .. } | RouteMapError::MissingFormat => "format",
+            RouteMapError::NameNotLabelValue { .. } => "name",
             RouteMapError::MissingSpec => "spec",
             RouteMapError::Spec(e) => e.category(),
             RouteMapError::UnknownType { .. } => "resource_type",

@@ -12,9 +12,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use routing_core::readiness::{ObjectSource, ResourceFacts};
-use routing_core::{HttpRoute, RouteMapRef, RouteMapSpec, Strategy};
+use routing_core::{RouteMapRef, RouteMapSpec};
 
 use crate::config::Config;
+pub use crate::decision::{Change, Decision, Traffic, VersionTraffic, decide};
 use crate::error::RouteMapError;
 use crate::routemap::{RouteMapKey, RouteMapObject};
 
@@ -31,85 +32,21 @@ pub struct ObjectKey {
     pub name: String,
 }
 
-/// One version as decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionTraffic {
-    /// Version name.
-    pub name: String,
-    /// Available now.
-    pub available: bool,
-    /// Effective weight (unavailable -> 0).
-    pub weight: u32,
-    /// Why it is unavailable.
-    pub reason: Option<String>,
-}
-
-/// What was decided for a routemap, for Events and status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Traffic {
-    /// Strategy.
-    pub strategy: Strategy,
-    /// Per version, in order.
-    pub versions: Vec<VersionTraffic>,
-    /// Problems that did not change the decision (e.g. an invalid weight annotation).
-    pub warnings: Vec<String>,
-}
-
-impl Traffic {
-    /// Names of the available versions.
-    pub fn available(&self) -> Vec<&str> {
-        self.versions
-            .iter()
-            .filter(|v| v.available)
-            .map(|v| v.name.as_str())
-            .collect()
-    }
-}
-
-/// A decision for a routemap.
-// Most routemaps are valid, so the large variant is the common one; boxing would not save memory.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// The route to have (`None` for strategy `none`).
-    Desired {
-        /// The route.
-        route: Option<HttpRoute>,
-        /// Why.
-        traffic: Traffic,
-    },
-    /// The routemap cannot be used; the live route must stay as it is.
-    Invalid {
-        /// Field path and reason.
-        error: RouteMapError,
-    },
-}
-
-/// What an index call changed.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A routemap has a new decision.
-    Decided {
-        /// Which routemap.
-        key: RouteMapKey,
-        /// Its identity (owner of the route).
-        owner: RouteMapRef,
-        /// The decision.
-        decision: Decision,
-    },
-    /// A routemap is gone.
-    Removed {
-        /// Which routemap.
-        key: RouteMapKey,
-    },
-}
-
 #[derive(Debug)]
 struct Entry {
     object: RouteMapObject,
     refs: Vec<ObjectKey>,
     last: Option<DecisionDigest>,
+    /// While the routemap is invalid, its last good spec (same uid), when the index keeps it
+    /// ([`Index::keep_last_good`]).
+    last_good: Option<Box<RouteMapSpec>>,
+}
+
+impl Entry {
+    /// The spec decisions come from: the routemap's own, or its last good one while it is invalid.
+    fn in_force(&self) -> Option<&RouteMapSpec> {
+        self.object.spec.as_ref().ok().or(self.last_good.as_deref())
+    }
 }
 
 /// What the index remembers of the last decision: enough to tell whether a new one differs.
@@ -121,6 +58,8 @@ enum DecisionDigest {
         /// Per version: available, effective weight, reason.
         versions: Vec<(bool, u32, Option<String>)>,
         warnings: Vec<String>,
+        /// Why the routemap is invalid, when this comes from its last good spec.
+        invalid: Option<RouteMapError>,
     },
     Invalid(RouteMapError),
 }
@@ -135,6 +74,7 @@ impl DecisionDigest {
                     .map(|v| (v.available, v.weight, v.reason.clone()))
                     .collect(),
                 warnings: traffic.warnings.clone(),
+                invalid: traffic.invalid.clone(),
             },
             Decision::Invalid { error } => DecisionDigest::Invalid(error.clone()),
         }
@@ -164,6 +104,8 @@ pub struct Index {
     /// The canonical short name of core Services when EndpointSlices refine their readiness.
     slice_service: Option<String>,
     slices: slices::Slices,
+    /// Keep deciding an invalid routemap from its last good spec ([`Index::keep_last_good`]).
+    keep_last_good: bool,
 }
 
 impl Index {
@@ -193,7 +135,17 @@ impl Index {
             deciding: true,
             slice_service: config.slice_service_type(),
             slices: slices::Slices::default(),
+            keep_last_good: false,
         }
+    }
+
+    /// While a routemap is invalid, keep its last good spec (the last one of the same uid that
+    /// parsed and whose references were accepted) in force: its version resources stay watched
+    /// and every readiness change is decided from it, so gating goes on. Such a decision is
+    /// [`Decision::Desired`] with [`Traffic::invalid`] set (the routemap's error). Off by default:
+    /// an invalid routemap is then [`Decision::Invalid`] and decides nothing until it is fixed.
+    pub fn keep_last_good(&mut self, yes: bool) {
+        self.keep_last_good = yes;
     }
 
     /// An index that collects routemaps and facts but decides nothing as they arrive: the
@@ -258,7 +210,24 @@ impl Index {
     /// The decision for one routemap, from what the index holds now.
     pub fn current_decision(&self, key: &RouteMapKey) -> Option<Decision> {
         let entry = self.routemaps.get(key)?;
-        Some(self.decide(&entry.object, self))
+        Some(self.decide_entry(entry))
+    }
+
+    /// Decides a held routemap: from its own spec, or from its last good spec while invalid.
+    fn decide_entry(&self, entry: &Entry) -> Decision {
+        let (Err(error), Some(good)) = (&entry.object.spec, &entry.last_good) else {
+            return self.decide(&entry.object, self);
+        };
+        match decide(&owner_of(&entry.object), good, self) {
+            Decision::Desired { route, mut traffic } => {
+                traffic.invalid = Some(error.clone());
+                Decision::Desired { route, traffic }
+            }
+            // A spec kept as good was valid and its references accepted: it plans.
+            Decision::Invalid { .. } => Decision::Invalid {
+                error: error.clone(),
+            },
+        }
     }
 
     /// The parsed spec of a valid routemap.
@@ -273,13 +242,32 @@ impl Index {
             seen.insert(key.clone());
         }
         // The last decision still describes the routemap only if its spec and owner are the same.
-        let last = self
-            .remove_entry(&key)
-            .filter(|old| old.object.spec == object.spec && old.object.uid == object.uid)
-            .and_then(|old| old.last);
-        let refs = match &object.spec {
-            Ok(spec) => self.object_keys(&key, spec),
-            Err(_) => Vec::new(),
+        let (last, last_good) = match self.remove_entry(&key) {
+            Some(old) if old.object.uid == object.uid => {
+                let Entry {
+                    object: old_object,
+                    last: old_last,
+                    last_good: old_good,
+                    ..
+                } = *old;
+                let last = if old_object.spec == object.spec {
+                    old_last
+                } else {
+                    None
+                };
+                let last_good = match old_object.spec {
+                    _ if !self.keep_last_good || object.spec.is_ok() => None,
+                    Ok(spec) if self.check_references(&key, &spec).is_ok() => Some(Box::new(spec)),
+                    _ => old_good,
+                };
+                (last, last_good)
+            }
+            _ => (None, None),
+        };
+        let in_force = object.spec.as_ref().ok().or(last_good.as_deref());
+        let refs = match in_force {
+            Some(spec) => self.object_keys(&key, spec),
+            None => Vec::new(),
         };
         for r in &refs {
             let referrers = self
@@ -290,8 +278,15 @@ impl Index {
                 referrers.insert(at, key.clone());
             }
         }
-        self.routemaps
-            .insert(key.clone(), Box::new(Entry { object, refs, last }));
+        self.routemaps.insert(
+            key.clone(),
+            Box::new(Entry {
+                object,
+                refs,
+                last,
+                last_good,
+            }),
+        );
         self.recheck(&key).into_iter().collect()
     }
 
@@ -454,8 +449,12 @@ impl Index {
         let Some(entry) = self.routemaps.get(key) else {
             return true;
         };
-        let (Ok(spec), Some(DecisionDigest::Desired { versions, warnings })) =
-            (&entry.object.spec, &entry.last)
+        let (
+            Some(spec),
+            Some(DecisionDigest::Desired {
+                versions, warnings, ..
+            }),
+        ) = (entry.in_force(), &entry.last)
         else {
             return false;
         };
@@ -479,7 +478,7 @@ impl Index {
         }
         let entry = self.routemaps.get(key)?;
         let owner = owner_of(&entry.object);
-        let decision = self.decide(&entry.object, self);
+        let decision = self.decide_entry(entry);
         let memo = DecisionDigest::of(&decision);
         let entry = self.routemaps.get_mut(key)?;
         if entry.last.as_ref() == Some(&memo) {
@@ -556,34 +555,5 @@ pub fn owner_of(object: &RouteMapObject) -> RouteMapRef {
         namespace: object.key.namespace.clone(),
         name: object.key.name.clone(),
         uid: object.uid.clone(),
-    }
-}
-
-/// Observes the versions and plans the route: the one decision function of the controller and
-/// of `iter8-render`.
-pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSource) -> Decision {
-    let states = routing_core::version_states(&owner.namespace, spec, source);
-    let weights = routing_core::effective_weights(spec, &states);
-    let traffic = Traffic {
-        strategy: spec.strategy,
-        warnings: states.iter().flat_map(|s| s.warnings.clone()).collect(),
-        versions: spec
-            .versions
-            .iter()
-            .zip(&states)
-            .zip(&weights)
-            .map(|((v, s), w)| VersionTraffic {
-                name: v.name.clone(),
-                available: s.available,
-                weight: *w,
-                reason: s.reason.clone(),
-            })
-            .collect(),
-    };
-    match routing_core::plan(owner, spec, &states) {
-        Ok(route) => Decision::Desired { route, traffic },
-        Err(e) => Decision::Invalid {
-            error: RouteMapError::Plan(e),
-        },
     }
 }

@@ -30,13 +30,14 @@
 //! - **available**: a version all of whose resources are ready; only available versions get
 //!   traffic.
 //! - **decision** ([`index::Decision`]): for one routemap, the route to have and the state of each
-//!   version ([`index::VersionsState`]), or why the routemap is invalid. Made by [`index::decide`].
+//!   version ([`index::Traffic`]), or why the routemap is invalid. Made by [`index::decide`].
 //! - **change** ([`index::Change`]): a routemap whose decision differs from the last one, or that
 //!   is gone.
 //! - **report** ([`report::Report`]): the Event and status annotation that tell users about a
 //!   decision.
 
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod gateway;
 pub mod index;

@@ -3,7 +3,7 @@
 //! The documents are fed to the same [`Index`] the controller feeds from its watches. With
 //! `from_status` the decisions are the index's own, judged from the objects' status; otherwise
 //! every version counts as available unless named as unready, and the decision is made by the
-//! same [`decide`] function over that assumption (weight annotations in the input still count).
+//! same [`decide`](crate::index::decide) function over that assumption (weight annotations in the input still count).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

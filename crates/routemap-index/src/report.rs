@@ -303,6 +303,7 @@ mod tests {
         Traffic {
             strategy: Strategy::Canary,
             warnings: vec![],
+            invalid: None,
             versions: available
                 .iter()
                 .enumerate()

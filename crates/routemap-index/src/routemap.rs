@@ -10,6 +10,7 @@ use routing_core::RouteMapSpec;
 use routing_core::keys::{
     ROUTEMAP_DATA_KEY, ROUTEMAP_FORMAT_VERSION, ROUTEMAP_KIND_LABEL, ROUTEMAP_VERSION_LABEL,
 };
+use routing_core::names::{is_label_value, shown};
 use serde_json::Value;
 
 use crate::error::RouteMapError;
@@ -66,11 +67,20 @@ impl RouteMapObject {
         labels: &BTreeMap<String, String>,
         data: Option<&BTreeMap<String, String>>,
     ) -> Self {
+        // The route carries the routemap's name as a label value: a name that cannot be one
+        // could never get a route, so it is refused before the spec is even read.
+        let spec = if is_label_value(&key.name) {
+            parse_spec(labels, data)
+        } else {
+            Err(RouteMapError::NameNotLabelValue {
+                shown: shown(&key.name),
+            })
+        };
         RouteMapObject {
             key,
             uid,
             resource_version,
-            spec: parse_spec(labels, data),
+            spec,
         }
     }
 
@@ -119,4 +129,39 @@ fn parse_spec(
         .and_then(|d| d.get(ROUTEMAP_DATA_KEY))
         .ok_or(RouteMapError::MissingSpec)?;
     RouteMapSpec::from_yaml(text).map_err(RouteMapError::Spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str) -> RouteMapObject {
+        let labels = BTreeMap::from([
+            (ROUTEMAP_KIND_LABEL.to_string(), "routemap".to_string()),
+            (
+                ROUTEMAP_VERSION_LABEL.to_string(),
+                ROUTEMAP_FORMAT_VERSION.to_string(),
+            ),
+        ]);
+        let spec = "strategy: none\nroute: {name: r, parentRefs: [{name: gw}]}\nversions: [{name: v0, resources: [{gvrShort: svc, name: v0}]}]\n";
+        let data = BTreeMap::from([(ROUTEMAP_DATA_KEY.to_string(), spec.to_string())]);
+        RouteMapObject::from_parts(
+            RouteMapKey::new("ns", name),
+            "u".into(),
+            None,
+            &labels,
+            Some(&data),
+        )
+    }
+
+    #[test]
+    fn a_name_that_cannot_be_a_label_value_is_refused() {
+        assert!(object(&"a".repeat(63)).spec.is_ok());
+        for name in ["a".repeat(64), "a".repeat(300), "a-".to_string()] {
+            let e = object(&name).spec.expect_err("not a label value");
+            assert_eq!(e.category(), "name");
+            assert!(e.to_string().starts_with("metadata.name: "), "{e}");
+            assert!(e.to_string().len() < 400, "{e}");
+        }
+    }
 }

@@ -18,6 +18,22 @@ pub enum SpecError {
     },
 }
 
+/// Longest path or reason kept in an error: a parser's message may quote the input (an unknown
+/// field or variant of 300 KB), and errors end up in Events and the status annotation.
+pub const MAX_ERROR_PART: usize = 512;
+
+/// `s` cut to [`MAX_ERROR_PART`] bytes (at a character boundary), saying how long it was.
+pub(crate) fn bounded(s: String) -> String {
+    if s.len() <= MAX_ERROR_PART {
+        return s;
+    }
+    let mut end = MAX_ERROR_PART;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &s[..end], s.len())
+}
+
 impl SpecError {
     pub(crate) fn field(path: impl Into<String>, reason: impl Into<String>) -> Self {
         SpecError::Field {

@@ -4,10 +4,14 @@
 //! order: an `Exact` path; the longest `PathPrefix`; a method condition; the most header
 //! conditions; the most query conditions; then the first rule in list order. (Across routes,
 //! creation time and name would come next; one route is explained at a time.)
-
-use regex_lite::Regex;
+//!
+//! Gateway API leaves the precedence of `RegularExpression` path matches to each implementation,
+//! and the regex dialect of header and query matches too. Where the answer depends on either,
+//! the [`Explanation`] says so ([`Explanation::implementation_specific`]) instead of claiming
+//! one gateway's order: the rule it names is then only what this crate's order gives.
 
 use crate::keys::APP_VERSION_HEADER;
+use crate::regex::Regexes;
 use crate::route::{FilterType, HttpRoute, Match};
 use crate::spec::{PathMatchType, ValueMatchType};
 
@@ -94,17 +98,29 @@ pub struct Explanation {
     pub backends: Vec<Share>,
     /// Mirror targets (name, percent).
     pub mirrors: Vec<(String, u32)>,
+    /// Why a gateway may answer otherwise, where Gateway API leaves the answer to it.
+    pub implementation_specific: Option<String>,
 }
 
-/// Explains a request against one route; `None` means no rule matches (a 404).
+/// Explains a request against one route; `None` means no rule matches (a 404). Compiles the
+/// route's regexes for this one call: to explain many requests, or with a validated spec's
+/// regexes at hand, use [`explain_with`].
 pub fn explain(route: &HttpRoute, req: &Request) -> Option<Explanation> {
+    explain_with(route, req, &Regexes::for_route(route))
+}
+
+/// Explains a request with regexes compiled beforehand (the spec's, or
+/// [`Regexes::for_route`]); a regex they do not hold matches nothing.
+pub fn explain_with(route: &HttpRoute, req: &Request, regexes: &Regexes) -> Option<Explanation> {
     let (path, query) = req.split();
     let mut best: Option<(Precedence, usize, &Match)> = None;
+    let mut all: Vec<(usize, &Match)> = Vec::new();
     for (i, rule) in route.spec.rules.iter().enumerate() {
         for m in &rule.matches {
-            if !matches(m, req, path, &query) {
+            if !matches(m, req, path, &query, regexes) {
                 continue;
             }
+            all.push((i, m));
             let key = precedence(m);
             // Strictly greater wins; equal keeps the earlier rule.
             if best.as_ref().is_none_or(|(k, _, _)| key > *k) {
@@ -113,6 +129,7 @@ pub fn explain(route: &HttpRoute, req: &Request) -> Option<Explanation> {
         }
     }
     let (_, i, m) = best?;
+    let implementation_specific = implementation_specific(i, m, &all);
     let rule = &route.spec.rules[i];
     let total: u32 = rule.backend_refs.iter().map(|b| b.weight).sum();
     Some(Explanation {
@@ -142,7 +159,47 @@ pub fn explain(route: &HttpRoute, req: &Request) -> Option<Explanation> {
             .filter_map(|f| f.request_mirror.as_ref())
             .map(|m| (m.backend_ref.name.clone(), m.percent))
             .collect(),
+        implementation_specific,
     })
+}
+
+fn regex_path(m: &Match) -> bool {
+    m.path.kind == PathMatchType::RegularExpression
+}
+
+fn regex_value(m: &Match) -> bool {
+    m.headers
+        .iter()
+        .chain(&m.query_params)
+        .any(|v| v.kind == ValueMatchType::RegularExpression)
+}
+
+/// The note for a decision that rests on what Gateway API leaves to implementations: another
+/// rule also matches and a `RegularExpression` path is in the comparison, or the winning match
+/// holds only through a regex value (whose dialect is the gateway's).
+fn implementation_specific(winner: usize, m: &Match, all: &[(usize, &Match)]) -> Option<String> {
+    let mut others: Vec<usize> = all
+        .iter()
+        .filter(|(i, o)| *i != winner && (regex_path(m) || regex_path(o)))
+        .map(|(i, _)| *i)
+        .collect();
+    others.dedup();
+    let mut notes = Vec::new();
+    if !others.is_empty() {
+        let list: Vec<String> = others.iter().map(|i| format!("rule {i}")).collect();
+        notes.push(format!(
+            "{} also match{}; Gateway API leaves the precedence of RegularExpression path matches to each gateway, so rule {winner} is this tool's order, not a promise",
+            list.join(", "),
+            if others.len() == 1 { "es" } else { "" }
+        ));
+    }
+    if regex_value(m) {
+        notes.push(
+            "the match holds through a RegularExpression header or query value, whose dialect each gateway chooses (this tool reads RE2 syntax)"
+                .to_string(),
+        );
+    }
+    (!notes.is_empty()).then(|| format!("implementation-specific: {}", notes.join("; ")))
 }
 
 /// Exact path, prefix length, has method, header count, query count: greater wins.
@@ -163,24 +220,37 @@ fn precedence(m: &Match) -> Precedence {
     )
 }
 
-fn matches(m: &Match, req: &Request, path: &str, query: &[(&str, &str)]) -> bool {
+/// Whether a request satisfies one match: the matcher `explain` uses, with `regexes` holding the
+/// match's regexes.
+pub fn match_applies(m: &Match, req: &Request, regexes: &Regexes) -> bool {
+    let (path, query) = req.split();
+    matches(m, req, path, &query, regexes)
+}
+
+fn matches(
+    m: &Match,
+    req: &Request,
+    path: &str,
+    query: &[(&str, &str)],
+    regexes: &Regexes,
+) -> bool {
     let path_ok = match m.path.kind {
         PathMatchType::Exact => path == m.path.value,
         PathMatchType::PathPrefix => prefix_matches(&m.path.value, path),
-        PathMatchType::RegularExpression => full_regex(&m.path.value, path),
+        PathMatchType::RegularExpression => regexes.full_match(&m.path.value, path),
     };
     path_ok
         && m.method
             .is_none_or(|meth| meth.as_str().eq_ignore_ascii_case(&req.method))
         && m.headers.iter().all(|h| {
             req.header_value(&h.name)
-                .is_some_and(|v| value_matches(h.kind, &h.value, v))
+                .is_some_and(|v| value_matches(h.kind, &h.value, v, regexes))
         })
         && m.query_params.iter().all(|q| {
             query
                 .iter()
                 .find(|(n, _)| *n == q.name)
-                .is_some_and(|(_, v)| value_matches(q.kind, &q.value, v))
+                .is_some_and(|(_, v)| value_matches(q.kind, &q.value, v, regexes))
         })
 }
 
@@ -194,13 +264,9 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-fn value_matches(kind: ValueMatchType, want: &str, got: &str) -> bool {
+fn value_matches(kind: ValueMatchType, want: &str, got: &str, regexes: &Regexes) -> bool {
     match kind {
         ValueMatchType::Exact => want == got,
-        ValueMatchType::RegularExpression => full_regex(want, got),
+        ValueMatchType::RegularExpression => regexes.full_match(want, got),
     }
-}
-
-fn full_regex(pattern: &str, text: &str) -> bool {
-    Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|r| r.is_match(text))
 }

@@ -1,7 +1,7 @@
 //! Reading a routemap spec: parsed strictly (JSON first, as the release chart writes it, then
 //! YAML), then validated ([`crate::validate`]), so a spec that is read can always be planned.
 
-use crate::error::SpecError;
+use crate::error::{SpecError, bounded};
 use crate::keys::ROUTEMAP_DATA_KEY;
 use crate::spec::RouteMapSpec;
 
@@ -34,10 +34,10 @@ impl RouteMapSpec {
             // Parse again untyped to name the field path of the problem.
             Err(typed) => {
                 match serde_saphyr::from_str_with_options::<serde_json::Value>(text, options) {
-                    Err(e) => Err(SpecError::Syntax(first_line(&e.to_string()))),
+                    Err(e) => Err(SpecError::Syntax(bounded(first_line(&e.to_string())))),
                     Ok(value) => match Self::from_json_value(value) {
                         Err(e) => Err(e),
-                        Ok(_) => Err(SpecError::Syntax(first_line(&typed.to_string()))),
+                        Ok(_) => Err(SpecError::Syntax(bounded(first_line(&typed.to_string())))),
                     },
                 }
             }
@@ -52,16 +52,16 @@ impl RouteMapSpec {
         let spec: Self = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             SpecError::Field {
-                path: if path == "." { "spec".into() } else { path },
-                reason: e.into_inner().to_string(),
+                path: bounded(if path == "." { "spec".into() } else { path }),
+                reason: bounded(e.into_inner().to_string()),
             }
         })?;
         spec.checked()
     }
 
-    /// A parsed spec, validated and without spare capacity.
+    /// A parsed spec, validated, with its regexes compiled, and without spare capacity.
     fn checked(mut self) -> Result<Self, SpecError> {
-        self.validate()?;
+        self.regexes = crate::validate::validate_and_compile(&self)?;
         self.shrink_to_fit();
         Ok(self)
     }

@@ -60,7 +60,11 @@ pub fn plan(
     spec: &RouteMapSpec,
     states: &[VersionState],
 ) -> Result<Option<HttpRoute>, PlanError> {
-    spec.validate()?;
+    // A spec read by `from_yaml` was validated then (its regexes say so): validating it again at
+    // every decision would cost as much as its size (figures: docs/performance.md).
+    if !spec.regexes.is_validated() {
+        spec.validate()?;
+    }
     if states.len() != spec.versions.len() {
         return Err(PlanError::StateMismatch {
             versions: spec.versions.len(),

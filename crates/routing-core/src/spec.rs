@@ -43,6 +43,11 @@ pub struct RouteMapSpec {
     pub route: RouteSettings,
     /// The versions; index 0 is the primary.
     pub versions: Vec<VersionSpec>,
+    /// The compiled regular expressions of the matches, filled in by validation
+    /// ([`RouteMapSpec::from_yaml`], [`crate::validate::validate_and_compile`]) so that no
+    /// decision compiles one again. Not part of the spec's data: leave it `Default::default()`.
+    #[serde(skip)]
+    pub regexes: crate::regex::Regexes,
 }
 
 /// Settings of the HTTPRoute the controller writes.

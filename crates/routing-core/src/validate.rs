@@ -1,14 +1,26 @@
-//! Validation of a routemap spec against the planner's rules and the Gateway API's limits.
+//! Validation of a routemap spec against the planner's rules, the Gateway API CRD (v1.6.1: its
+//! patterns, lengths and CEL rules) and what gateways accept of regular expressions.
 //!
 //! Limits are checked over *all* declared versions, not just the available ones, so whether a
 //! spec is valid never depends on readiness: a release that is accepted now cannot start failing
-//! when a candidate becomes ready.
+//! when a candidate becomes ready. Counts are checked before anything is looked at per item, so
+//! the work of judging a spec is bounded by the limits, not by its size; regular expressions are
+//! compiled once here and kept ([`crate::regex::Regexes`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 
 use crate::error::SpecError;
-use crate::spec::{MatchSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchSpec, VersionSpec};
+use crate::names::{
+    check_dns_label, check_dns_subdomain, check_group, check_header_name, check_hostname,
+    check_kind, check_port, shown,
+};
+use crate::regex::{MAX_ROUTEMAP_PROGRAM_SIZE, Regexes};
+use crate::route::GATEWAY_GROUP;
+use crate::spec::{
+    MatchSpec, ParentRefSpec, PathMatchType, RouteMapSpec, Strategy, ValueMatchSpec,
+    ValueMatchType, VersionSpec,
+};
 
 /// Gateway API: rules per route.
 pub const MAX_RULES: usize = 16;
@@ -28,29 +40,88 @@ pub const MAX_PARENT_REFS: usize = 32;
 pub const MAX_HOSTNAMES: usize = 16;
 /// Gateway API: largest backend weight.
 pub const MAX_WEIGHT: u32 = 1_000_000;
+/// Versions per routemap under any strategy: the most any strategy can route (`mirror`: the
+/// primary and 16 mirrors), so `none` cannot hold an unbounded list either.
+pub const MAX_VERSIONS: usize = MAX_FILTERS + 1;
+/// Resources per version: every resource event re-judges its versions, so the list is bounded.
+pub const MAX_RESOURCES: usize = 16;
 
 type Result<T = ()> = std::result::Result<T, SpecError>;
 
 /// Validates a whole spec.
 pub fn validate(spec: &RouteMapSpec) -> Result {
+    validate_and_compile(spec).map(|_| ())
+}
+
+/// Validates a whole spec and returns its compiled regular expressions. Those the spec already
+/// holds (a spec validated before) are reused, not compiled again.
+pub fn validate_and_compile(spec: &RouteMapSpec) -> Result<Regexes> {
     validate_route(spec)?;
-    if spec.versions.is_empty() {
-        return Err(SpecError::field(
-            "versions",
-            "at least one version is required (index 0 is the primary)",
-        ));
-    }
+    validate_limits(spec)?;
+    let mut regexes = RegexChecker::new(&spec.regexes);
     let mut names = HashSet::new();
     for (i, v) in spec.versions.iter().enumerate() {
-        validate_version(spec.strategy, i, v)?;
+        validate_version(spec.strategy, i, v, &mut regexes)?;
         if !names.insert(v.name.as_str()) {
             return Err(SpecError::field(
                 format!("versions[{i}].name"),
-                format!("duplicate version name {:?}", v.name),
+                format!("duplicate version name {}", shown(&v.name)),
             ));
         }
     }
-    validate_limits(spec)
+    Ok(regexes.finish().validated())
+}
+
+/// Compiles each regex once, reusing those already compiled, and keeps the routemap's budget.
+struct RegexChecker<'a> {
+    known: &'a Regexes,
+    compiled: HashMap<Box<str>, (regex_lite::Regex, usize)>,
+    /// Sum of the estimated program sizes, counting each occurrence (a gateway compiles each).
+    total: usize,
+}
+
+impl<'a> RegexChecker<'a> {
+    fn new(known: &'a Regexes) -> Self {
+        RegexChecker {
+            known,
+            compiled: HashMap::new(),
+            total: 0,
+        }
+    }
+
+    fn check(&mut self, at: &dyn Display, pattern: &str) -> Result {
+        let size = if let Some((_, size)) = self.known.get(pattern) {
+            *size
+        } else if let Some((_, size)) = self.compiled.get(pattern) {
+            *size
+        } else {
+            let (regex, size) =
+                crate::regex::compile(pattern).map_err(|e| SpecError::field(at.to_string(), e))?;
+            self.compiled.insert(pattern.into(), (regex, size));
+            size
+        };
+        self.total += size;
+        if self.total > MAX_ROUTEMAP_PROGRAM_SIZE {
+            return Err(SpecError::field(
+                at.to_string(),
+                format!(
+                    "the routemap's regular expressions add up to an RE2 program size of over {MAX_ROUTEMAP_PROGRAM_SIZE} (the budget of one routemap); use fewer or simpler ones, or Exact matches"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Regexes {
+        if self.compiled.is_empty() {
+            return self.known.clone();
+        }
+        let mut all = self.compiled;
+        for (p, c) in self.known.entries() {
+            all.entry(p.clone()).or_insert_with(|| c.clone());
+        }
+        Regexes::from_map(all)
+    }
 }
 
 fn validate_route(spec: &RouteMapSpec) -> Result {
@@ -72,12 +143,38 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
         ));
     }
     for (i, p) in r.parent_refs.iter().enumerate() {
-        check_dns_subdomain(&format_args!("route.parentRefs[{i}].name"), &p.name)?;
+        // Field paths are formatted only for an error: judging a valid spec allocates nothing.
+        let at = |field: &'static str| Field("route.parentRefs", i, field);
+        if let Some(group) = &p.group {
+            check_group(&at("group"), group)?;
+        }
+        if let Some(kind) = &p.kind {
+            check_kind(&at("kind"), kind)?;
+        }
+        check_dns_subdomain(&at("name"), &p.name)?;
         if let Some(ns) = &p.namespace {
-            check_dns_label(&format_args!("route.parentRefs[{i}].namespace"), ns)?;
+            check_dns_label(&at("namespace"), ns)?;
+        }
+        if let Some(section) = &p.section_name {
+            check_dns_subdomain(&at("sectionName"), section)?;
         }
         if let Some(port) = p.port {
-            check_port(&format_args!("route.parentRefs[{i}].port"), port)?;
+            check_port(&at("port"), port)?;
+        }
+        // The CRD's CEL rules: references to one parent must each name a distinct section
+        // (at most 32 references, so comparing each with those before it is cheap).
+        let clash = r.parent_refs[..i].iter().any(|q| {
+            parent_of(q) == parent_of(p)
+                && (section(p).is_none() || section(q).is_none() || section(q) == section(p))
+        });
+        if clash {
+            return Err(SpecError::field(
+                at("sectionName").to_string(),
+                format!(
+                    "parentRef {} is listed more than once: each reference to one parent needs its own, distinct sectionName (Gateway API)",
+                    shown(&p.name)
+                ),
+            ));
         }
     }
     if r.hostnames.len() > MAX_HOSTNAMES {
@@ -95,14 +192,53 @@ fn validate_route(spec: &RouteMapSpec) -> Result {
     Ok(())
 }
 
-fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
+/// `list[index].field`, formatted only when shown.
+struct Field(&'static str, usize, &'static str);
+
+impl Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}].{}", self.0, self.1, self.2)
+    }
+}
+
+/// A parentRef's section, empty the same as none.
+fn section(p: &ParentRefSpec) -> Option<&str> {
+    p.section_name.as_deref().filter(|s| !s.is_empty())
+}
+
+/// A parentRef's parent as the CRD's CEL rules compare them (defaults filled in, an empty
+/// namespace the same as none).
+fn parent_of(p: &ParentRefSpec) -> (&str, &str, &str, &str) {
+    (
+        p.group.as_deref().unwrap_or(GATEWAY_GROUP),
+        p.kind.as_deref().unwrap_or("Gateway"),
+        p.namespace.as_deref().unwrap_or(""),
+        p.name.as_str(),
+    )
+}
+
+fn validate_version(
+    strategy: Strategy,
+    i: usize,
+    v: &VersionSpec,
+    regexes: &mut RegexChecker,
+) -> Result {
     let at = |field: &str| format!("versions[{i}].{field}");
-    check_dns_label(&format_args!("versions[{i}].name"), &v.name)?;
-    check_port(&format_args!("versions[{i}].port"), v.port)?;
+    check_dns_label(&Field("versions", i, "name"), &v.name)?;
+    check_port(&Field("versions", i, "port"), v.port)?;
     if v.resources.is_empty() {
         return Err(SpecError::field(
             at("resources"),
             "at least one resource is required to judge whether the version is ready",
+        ));
+    }
+    if v.resources.len() > MAX_RESOURCES {
+        return Err(SpecError::field(
+            at("resources"),
+            format!(
+                "{} resources; at most {MAX_RESOURCES} per version",
+                v.resources.len()
+            ),
         ));
     }
     for (j, r) in v.resources.iter().enumerate() {
@@ -160,7 +296,7 @@ fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
                 ));
             }
             for (j, m) in ms.iter().enumerate() {
-                validate_match(&format_args!("versions[{i}].matches[{j}]"), m)?;
+                validate_match(&format_args!("versions[{i}].matches[{j}]"), m, regexes)?;
             }
             Ok(())
         }
@@ -175,26 +311,35 @@ fn validate_version(strategy: Strategy, i: usize, v: &VersionSpec) -> Result {
     }
 }
 
-fn validate_match(at: &dyn Display, m: &MatchSpec) -> Result {
+/// A candidate's match. It must name at least one header or query parameter: a request that
+/// carries none of them can then never reach the candidate, whichever precedence a gateway gives
+/// the match's path (Gateway API leaves the precedence of regular-expression paths to each
+/// implementation, and a path or method alone would catch requests that never asked for the
+/// candidate).
+fn validate_match(at: &dyn Display, m: &MatchSpec, regexes: &mut RegexChecker) -> Result {
+    check_value_matches(&format_args!("{at}.headers"), &m.headers, true)?;
+    check_value_matches(&format_args!("{at}.queryParams"), &m.query_params, false)?;
+    if m.headers.is_empty() && m.query_params.is_empty() {
+        return Err(SpecError::field(
+            at.to_string(),
+            "a candidate's match needs at least one header or query parameter condition: a path or method alone (of any type, e.g. RegularExpression \"/.*\") would catch requests that do not ask for the candidate",
+        ));
+    }
     if let Some(p) = &m.path {
         let kind = p.kind.unwrap_or(PathMatchType::PathPrefix);
         let value = p.value.as_deref().unwrap_or("/");
-        check_path(&format_args!("{at}.path.value"), kind, value)?;
-    }
-    check_value_matches(&format_args!("{at}.headers"), &m.headers, true)?;
-    check_value_matches(&format_args!("{at}.queryParams"), &m.query_params, false)?;
-    let catch_all_path = match &m.path {
-        None => true,
-        Some(p) => {
-            p.kind.unwrap_or(PathMatchType::PathPrefix) == PathMatchType::PathPrefix
-                && p.value.as_deref().unwrap_or("/") == "/"
+        let at = format_args!("{at}.path.value");
+        check_path(&at, kind, value)?;
+        if kind == PathMatchType::RegularExpression {
+            regexes.check(&at, value)?;
         }
-    };
-    if catch_all_path && m.headers.is_empty() && m.query_params.is_empty() && m.method.is_none() {
-        return Err(SpecError::field(
-            at.to_string(),
-            "matches every request and would take all traffic from the primary; add a header, query parameter, method or path condition",
-        ));
+    }
+    for (list, name) in [(&m.headers, "headers"), (&m.query_params, "queryParams")] {
+        for (k, h) in list.iter().enumerate() {
+            if h.kind == Some(ValueMatchType::RegularExpression) {
+                regexes.check(&format_args!("{at}.{name}[{k}].value"), &h.value)?;
+            }
+        }
     }
     Ok(())
 }
@@ -220,7 +365,7 @@ fn check_value_matches(at: &dyn Display, list: &[ValueMatchSpec], header: bool) 
         if !seen.insert(key) {
             return Err(SpecError::field(
                 format!("{at}[{k}].name"),
-                format!("{:?} is listed twice in one match", h.name),
+                format!("{} is listed twice in one match", shown(&h.name)),
             ));
         }
         let max = if header { 4096 } else { 1024 };
@@ -238,40 +383,17 @@ fn check_value_matches(at: &dyn Display, list: &[ValueMatchSpec], header: bool) 
             return Err(SpecError::field(
                 format!("{at}[{k}].value"),
                 format!(
-                    "{:?} must be visible ASCII, without leading or trailing blanks",
-                    h.value
+                    "{} must be visible ASCII, without leading or trailing blanks",
+                    shown(&h.value)
                 ),
             ));
-        }
-        if h.kind == Some(crate::spec::ValueMatchType::RegularExpression) {
-            regex_lite::Regex::new(&h.value).map_err(|e| {
-                SpecError::field(
-                    format!("{at}[{k}].value"),
-                    format!("invalid regular expression: {e}"),
-                )
-            })?;
         }
     }
     Ok(())
 }
 
-/// Gateway API HeaderName: 1-256 token characters.
-fn check_header_name(at: &dyn Display, name: &str) -> Result {
-    let ok = !name.is_empty()
-        && name.len() <= 256
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(SpecError::field(
-            at.to_string(),
-            format!("{name:?} is not a valid header name (1-256 of A-Z a-z 0-9 !#$%&'*+-.^_`|~)"),
-        ))
-    }
-}
-
+/// Path values: the CRD's CEL rules for `Exact` and `PathPrefix` (absolute, no `//`, `/./`,
+/// `/../`, `%2f`, `#`, only URI path characters with `%` followed by two hex digits).
 fn check_path(at: &dyn Display, kind: PathMatchType, value: &str) -> Result {
     if value.is_empty() || value.len() > 1024 {
         return Err(SpecError::field(
@@ -279,39 +401,52 @@ fn check_path(at: &dyn Display, kind: PathMatchType, value: &str) -> Result {
             "must be 1-1024 characters",
         ));
     }
-    match kind {
-        PathMatchType::RegularExpression => {
-            regex_lite::Regex::new(value).map(|_| ()).map_err(|e| {
-                SpecError::field(at.to_string(), format!("invalid regular expression: {e}"))
-            })
-        }
-        PathMatchType::Exact | PathMatchType::PathPrefix => {
-            let bad = !value.starts_with('/')
-                || ["//", "/./", "/../", "%2f", "%2F", "#"]
-                    .iter()
-                    .any(|s| value.contains(s))
-                || value.ends_with("/..")
-                || value.ends_with("/.")
-                || !value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-/._~!$&'()*+,;=:@%".contains(&b));
-            if bad {
-                Err(SpecError::field(
-                    at.to_string(),
-                    format!(
-                        "{value:?} is not a valid path (must start with '/', no '//', '/./', '/../', '%2f' or '#')"
-                    ),
-                ))
-            } else {
-                Ok(())
-            }
-        }
+    if kind == PathMatchType::RegularExpression {
+        return Ok(());
+    }
+    let b = value.as_bytes();
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    let escapes_ok = b
+        .iter()
+        .enumerate()
+        .all(|(i, c)| *c != b'%' || (hex(i + 1) && hex(i + 2)));
+    let bad = !value.starts_with('/')
+        || ["//", "/./", "/../", "%2f", "%2F", "#"]
+            .iter()
+            .any(|s| value.contains(s))
+        || value.ends_with("/..")
+        || value.ends_with("/.")
+        || !escapes_ok
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-/._~!$&'()*+,;=:@%".contains(c));
+    if bad {
+        Err(SpecError::field(
+            at.to_string(),
+            format!(
+                "{} is not a valid path (must start with '/', no '//', '/./', '/../', '%2f' or '#', '%' only before two hex digits)",
+                shown(value)
+            ),
+        ))
+    } else {
+        Ok(())
     }
 }
 
+/// Counts first: they bound the work of every other check.
 fn validate_limits(spec: &RouteMapSpec) -> Result {
     let n = spec.versions.len();
+    if n == 0 {
+        return Err(SpecError::field(
+            "versions",
+            "at least one version is required (index 0 is the primary)",
+        ));
+    }
     match spec.strategy {
+        Strategy::None if n > MAX_VERSIONS => Err(SpecError::field(
+            "versions",
+            format!("{n} versions; at most {MAX_VERSIONS}"),
+        )),
         Strategy::None => Ok(()),
         Strategy::Canary => {
             if n > MAX_RULES {
@@ -352,67 +487,6 @@ fn validate_limits(spec: &RouteMapSpec) -> Result {
             ),
         )),
         Strategy::BlueGreen | Strategy::Mirror => Ok(()),
-    }
-}
-
-fn check_port(at: &dyn Display, port: u32) -> Result {
-    if (1..=65535).contains(&port) {
-        Ok(())
-    } else {
-        Err(SpecError::field(
-            at.to_string(),
-            format!("{port} is not a port (1-65535)"),
-        ))
-    }
-}
-
-/// RFC 1123 label: lowercase alphanumerics and '-', 1-63, alphanumeric at both ends.
-fn check_dns_label(at: &dyn Display, s: &str) -> Result {
-    if is_dns_label(s) {
-        Ok(())
-    } else {
-        Err(SpecError::field(
-            at.to_string(),
-            format!(
-                "{s:?} is not a valid name (lowercase letters, digits and '-', 1-63 characters, alphanumeric at both ends)"
-            ),
-        ))
-    }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
-fn check_dns_subdomain(at: &dyn Display, s: &str) -> Result {
-    if s.len() <= 253 && s.split('.').all(is_dns_label) {
-        Ok(())
-    } else {
-        Err(SpecError::field(
-            at.to_string(),
-            format!(
-                "{s:?} is not a valid name (lowercase RFC 1123 subdomain, at most 253 characters)"
-            ),
-        ))
-    }
-}
-
-fn check_hostname(at: &dyn Display, s: &str) -> Result {
-    let rest = s.strip_prefix("*.").unwrap_or(s);
-    if s.len() <= 253 && rest.split('.').all(is_dns_label) {
-        Ok(())
-    } else {
-        Err(SpecError::field(
-            at.to_string(),
-            format!("{s:?} is not a valid hostname (lowercase DNS name, optional leading '*.')"),
-        ))
     }
 }
 

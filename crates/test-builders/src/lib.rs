@@ -5,6 +5,8 @@
 //! Used only as a dev-dependency (by the tests and benches of `routemap-index`, `k8s-adapter`,
 //! `routing-core` and the e2e crate); the product never links it.
 
+pub mod heavy;
+
 use std::collections::BTreeMap;
 
 use routemap_index::routemap::{RouteMapKey, RouteMapObject};
@@ -194,4 +196,50 @@ pub fn deployment(available: bool) -> ResourceFacts {
 pub fn with_weight(mut facts: ResourceFacts, weight: &str) -> ResourceFacts {
     facts.weight_annotation = Some(weight.into());
     facts
+}
+
+/// The most a canary routemap can hold: 16 versions of `app` (`<app>-0` the primary), the 15
+/// candidates sharing 127 matches (128 in all with the primary's catch-all), each match with 16
+/// header conditions `h0`..`h15`. Header `k` (numbered over the whole spec) has the value
+/// `value(k)`, as a `RegularExpression` when `regex(k)`, else `Exact`. Written as JSON, as the
+/// release chart writes specs.
+pub fn heavy_canary_spec(
+    app: &str,
+    value: impl Fn(usize) -> String,
+    regex: impl Fn(usize) -> bool,
+) -> String {
+    let mut k = 0;
+    let mut versions = vec![json!({
+        "name": format!("{app}-0"),
+        "resources": [{"gvrShort": "deploy", "name": format!("{app}-0")}],
+    })];
+    for c in 1..16 {
+        let matches: Vec<Value> = (0..if c <= 7 { 9 } else { 8 })
+            .map(|_| {
+                let headers: Vec<Value> = (0..16)
+                    .map(|h| {
+                        k += 1;
+                        let kind = if regex(k - 1) {
+                            "RegularExpression"
+                        } else {
+                            "Exact"
+                        };
+                        json!({"type": kind, "name": format!("h{h}"), "value": value(k - 1)})
+                    })
+                    .collect();
+                json!({"headers": headers})
+            })
+            .collect();
+        versions.push(json!({
+            "name": format!("{app}-{c}"),
+            "resources": [{"gvrShort": "deploy", "name": format!("{app}-{c}")}],
+            "matches": matches,
+        }));
+    }
+    json!({
+        "strategy": "canary",
+        "route": {"name": app, "parentRefs": [{"group": "", "kind": "Service", "name": app, "port": 80}]},
+        "versions": versions,
+    })
+    .to_string()
 }

@@ -1,9 +1,11 @@
-//! `just tutorial`: the seed canary tutorial, live. A real API server (etcd-backed), the real
-//! iter8-controller, the real release chart at each step (rendered by helm and applied as the
-//! e2e tests apply it), a real Envoy programmed from the live HTTPRoute by the test-only
-//! translator, and one real httpbin per version; the tutorial's `curl` commands are run against
-//! Envoy and their real answers printed. The harness plays what has no process here: it writes
-//! each Deployment's status and its EndpointSlice (no kubelet, no controller-manager).
+//! `just tutorial`: the seed canary tutorial, live ([`iter8_e2e::seed`], the flow the e2e tests
+//! run). The test API server (etcd-backed, built from Kubernetes' libraries), the real
+//! iter8-controller, the release chart installed and upgraded with real `helm upgrade
+//! --install` and removed with `helm delete`, a real Envoy programmed from the live HTTPRoute
+//! by the test-only translator, and one real httpbin per version; the tutorial's `curl`
+//! commands are run against Envoy and their real answers printed. The harness plays what has
+//! no process here, and says so where it acts: Deployment status, EndpointSlices, the garbage
+//! collector.
 //!
 //! Everything it starts is stopped by its pid when it ends, fails, or gets Ctrl-C / SIGTERM.
 
@@ -13,29 +15,16 @@ use anyhow::{Result, ensure};
 use iter8_e2e::gateway::dataplane::{Dataplane, translator_answer};
 use iter8_e2e::gateway::traffic::{curl, request};
 use iter8_e2e::prelude::*;
+use iter8_e2e::seed::{ROUTEMAP, collect_garbage, dataplane_ready, dataplane_removed};
 use iter8_e2e::wait::wait_every;
 
 const NS: &str = "test";
 const HOST: &str = "httpbin.test";
-const ROUTE: &str = "httpbin";
-const ROUTEMAP: &str = "httpbin-routemap";
 
 fn banner(title: &str) {
     println!("\n================================================================");
     println!("== {title}");
     println!("================================================================");
-}
-
-/// The tutorial's `helm upgrade --install` with the values file, as the tutorial prints it.
-fn show_helm(values_file: &str) -> Result<()> {
-    let text = std::fs::read_to_string(values(values_file))?;
-    println!("$ cat <<EOF | helm -n test upgrade --install httpbin charts/release -f -");
-    print!("{text}");
-    println!("EOF");
-    note(format!(
-        "(fixtures/charts/values/{values_file}: rendered with helm template and applied server-side, as the e2e tests do)"
-    ));
-    Ok(())
 }
 
 /// The tutorial's two curl checks, run for real against Envoy.
@@ -59,9 +48,9 @@ fn curls(dp: &Dataplane<'_>, want_plain: &str, want_test: &str) -> Result<()> {
     Ok(())
 }
 
-/// `kubectl get httproute` in one line, with the gateway's answer.
-async fn show_route(cluster: &Cluster, dp: &Dataplane<'_>) -> Result<()> {
-    let route = dp.wait_programmed(NS, ROUTE).await?;
+/// `kubectl get httproute` in one line, with the gateway's answer, once Envoy has it.
+async fn show_route(dp: &Dataplane<'_>, route: &str) -> Result<()> {
+    let route = dp.wait_programmed(NS, route).await?;
     let live = Live::from_json(route.clone())?;
     println!(
         "$ kubectl -n test get httproute.gateway.networking.k8s.io httpbin -o yaml   # summarised"
@@ -72,115 +61,123 @@ async fn show_route(cluster: &Cluster, dp: &Dataplane<'_>) -> Result<()> {
             "status.parents (iter8.tools/e2e-translator, programmed into Envoy): Accepted={accepted}, ResolvedRefs={resolved} ({reason})"
         ));
     }
-    let _ = cluster;
     Ok(())
 }
 
-async fn ready(dp: &mut Dataplane<'_>, version: &str) -> Result<()> {
-    dp.set_version(NS, version, true).await?;
-    let addr = dp.backend(NS, version)?.addr;
-    note(format!(
-        "(harness) deploy/{version} status Available=True; EndpointSlice {version}-e2e endpoint 127.0.0.1:{} ready (its httpbin)",
-        addr.port()
-    ));
-    Ok(())
+/// The tutorial's platform: versions served by real httpbins through Envoy.
+struct Tutorial<'d, 'c> {
+    dp: &'d mut Dataplane<'c>,
+}
+
+impl Platform for Tutorial<'_, '_> {
+    async fn set_ready(&mut self, seed: &Seed<'_>, version: &str, ready: bool) -> Result<()> {
+        dataplane_ready(self.dp, &seed.ns, version, ready).await
+    }
+
+    async fn version_removed(&mut self, seed: &Seed<'_>, version: &str) -> Result<()> {
+        dataplane_removed(self.dp, &seed.ns, version).await
+    }
+
+    async fn before_upgrade(&mut self, _seed: &Seed<'_>, values_file: &str) -> Result<()> {
+        let text = std::fs::read_to_string(values(values_file))?;
+        println!("$ cat <<EOF | helm -n test upgrade --install httpbin charts/release -f -");
+        print!("{text}");
+        println!("EOF");
+        note(format!("(fixtures/charts/values/{values_file})"));
+        Ok(())
+    }
+
+    async fn at(&mut self, seed: &mut Seed<'_>, stage: Stage, _live: Option<&Live>) -> Result<()> {
+        let route = seed.route.clone();
+        match stage {
+            Stage::Initial => {
+                show_route(self.dp, &route).await?;
+                curls(self.dp, "httpbin-0", "httpbin-0")
+            }
+            Stage::CandidateNotReady => {
+                show_route(self.dp, &route).await?;
+                note("httpbin-1 is not ready yet: traffic: test still goes to httpbin-0");
+                curls(self.dp, "httpbin-0", "httpbin-0")
+            }
+            Stage::CandidateReady => {
+                show_route(self.dp, &route).await?;
+                curls(self.dp, "httpbin-0", "httpbin-1")
+            }
+            Stage::PrimaryRollingOut => {
+                show_route(self.dp, &route).await?;
+                self.dp.stop_backend(NS, "httpbin-1");
+                note(
+                    "(harness) httpbin-1's pod is gone; the old httpbin-0 pod serves while the new one rolls out",
+                );
+                curls(self.dp, "httpbin-0", "httpbin-0")
+            }
+            Stage::Promoted => {
+                show_route(self.dp, &route).await?;
+                curls(self.dp, "httpbin-0", "httpbin-0")?;
+                println!("$ kubectl -n test describe cm httpbin-routemap   # Events");
+                show_events(&seed.cluster.events(NS, ROUTEMAP).await?);
+                Ok(())
+            }
+            Stage::Deleted => {
+                if collect_garbage(seed.cluster, NS, &route).await? {
+                    note(format!(
+                        "(harness, as Kubernetes' garbage collector) HTTPRoute {route} deleted: its owner {ROUTEMAP} is gone"
+                    ));
+                }
+                let listener = self.dp.listener();
+                wait_every(
+                    "Envoy to drop httpbin.test",
+                    timeout(),
+                    Duration::from_millis(20),
+                    || async {
+                        let a = request(listener, HOST, "/", false);
+                        Ok(if a.status == 404 {
+                            Ok(())
+                        } else {
+                            Err(format!("{}", a.status))
+                        })
+                    },
+                )
+                .await?;
+                let c = curl(listener, HOST, false)?;
+                println!("$ curl httpbin.test -s -D - | grep -e '^HTTP' -e app-version");
+                for l in &c.shown {
+                    println!("{l}");
+                }
+                note("(no route for httpbin.test any more)");
+                self.dp.stop_backend(NS, "httpbin-0");
+                Ok(())
+            }
+        }
+    }
 }
 
 async fn tutorial() -> Result<()> {
-    banner("Setup: a real API server (etcd), the iter8 controller, Envoy + the translator");
+    banner("Setup: the test API server (etcd), the iter8 controller, Envoy + the translator");
     let cluster = Cluster::start("tutorial").await?;
     let mut dp = Dataplane::start(&cluster, &[])?;
+    println!("$ kubectl create ns test");
     cluster.create_namespace(NS).await?;
-    note("namespace test created");
+    println!("$ helm install iter8 charts/controller -n test");
+    note(
+        "(played by the controller binary with the chart's defaults, watching namespace test; `just e2e`'s install test runs the chart's pod from its image)",
+    );
     let mut controller = Controller::start(&cluster, NS, "iter8-controller-0")?;
     controller.wait_ready().await?;
-    let mut release = Release::new(&cluster, "httpbin", NS);
 
+    let mut seed = Seed::new(&cluster, NS);
+    let mut platform = Tutorial { dp: &mut dp };
     banner("Deploy initial version");
-    show_helm("seed-1-initial.yaml")?;
-    release.upgrade(&[&values("seed-1-initial.yaml")]).await?;
-    ready(&mut dp, "httpbin-0").await?;
-    cluster
-        .wait_route(NS, ROUTE, "one rule to httpbin-0", one_rule_to("httpbin-0"))
-        .await?;
-    show_route(&cluster, &dp).await?;
-    curls(&dp, "httpbin-0", "httpbin-0")?;
-
+    seed.initial(&mut platform).await?;
     banner("Deploy candidate");
-    show_helm("seed-2-candidate.yaml")?;
-    release.upgrade(&[&values("seed-2-candidate.yaml")]).await?;
-    dp.set_version(NS, "httpbin-1", false).await?;
-    note("(harness) httpbin-1 created, not ready yet: traffic: test still goes to httpbin-0");
-    cluster
-        .wait_status(NS, ROUTEMAP, &["httpbin-0"], &["httpbin-0", "httpbin-1"])
-        .await?;
-    curls(&dp, "httpbin-0", "httpbin-0")?;
-    ready(&mut dp, "httpbin-1").await?;
-    cluster
-        .wait_route(
-            NS,
-            ROUTE,
-            "the canary split",
-            canary_split("httpbin-0", "httpbin-1"),
-        )
-        .await?;
-    show_route(&cluster, &dp).await?;
-    curls(&dp, "httpbin-0", "httpbin-1")?;
-
+    seed.candidate(&mut platform).await?;
     banner("Promote candidate");
-    show_helm("seed-3-promote.yaml")?;
-    release.upgrade(&[&values("seed-3-promote.yaml")]).await?;
-    dp.delete_slice(NS, "httpbin-1").await?;
-    note("(harness) Service httpbin-1 deleted by the upgrade: its EndpointSlice goes too");
-    cluster
-        .wait_route(
-            NS,
-            ROUTE,
-            "the candidate rule removed",
-            one_rule_to("httpbin-0"),
-        )
-        .await?;
-    ready(&mut dp, "httpbin-0").await?;
-    dp.stop_backend(NS, "httpbin-1");
-    show_route(&cluster, &dp).await?;
-    curls(&dp, "httpbin-0", "httpbin-0")?;
-    println!("$ kubectl -n test describe cm httpbin-routemap   # Events");
-    show_events(&cluster.events(NS, ROUTEMAP).await?);
-
+    seed.promote(&mut platform).await?;
     banner("Cleanup");
-    println!("$ helm -n test delete httpbin");
-    let deleted = release.delete().await?;
-    note(format!("deleted {}", deleted.objects.join(" ")));
-    dp.delete_slice(NS, "httpbin-0").await?;
-    if dp.collect_garbage(NS, ROUTE).await? {
-        note(
-            "(harness, as the garbage collector) HTTPRoute httpbin deleted: its owner httpbin-routemap is gone",
-        );
-    }
-    let listener = dp.listener();
-    wait_every(
-        "Envoy to drop httpbin.test",
-        timeout(),
-        Duration::from_millis(20),
-        || async {
-            let a = request(listener, HOST, "/", false);
-            Ok(if a.status == 404 {
-                Ok(())
-            } else {
-                Err(format!("{}", a.status))
-            })
-        },
-    )
-    .await?;
-    let c = curl(dp.listener(), HOST, false)?;
-    println!("$ curl httpbin.test -s -D - | grep -e '^HTTP' -e app-version");
-    for l in &c.shown {
-        println!("{l}");
-    }
-    note("(no route for httpbin.test any more)");
+    seed.delete(&mut platform).await?;
     println!("$ helm delete iter8");
     controller.stop()?;
-    dp.stop_backend(NS, "httpbin-0");
+    note("controller stopped");
     println!("\ntutorial done: every curl answered by a real httpbin through Envoy");
     Ok(())
 }
