@@ -36,6 +36,18 @@ pub fn watches() -> Vec<(String, ApiResource, String)> {
     for (short, t) in Config::default().watched_types() {
         out.push((short, api_resource(&t), format!("{WATCH_LABEL}=true")));
     }
+    if Config::default().slice_service_type().is_some() {
+        // Any slice of a Service (an existence selector: `watch_of` never names it).
+        out.push((
+            "endpointslices".to_string(),
+            ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+                "discovery.k8s.io",
+                "v1",
+                "EndpointSlice",
+            )),
+            "kubernetes.io/service-name".to_string(),
+        ));
+    }
     out.push((
         "httproutes".to_string(),
         httproute_resource(),

@@ -406,7 +406,8 @@ pub async fn collect_garbage(cluster: &Cluster, ns: &str, route: &str) -> Result
 
 /// A platform with a data plane ([`crate::gateway::dataplane`]): a version is ready when the
 /// kubelet would report its endpoint ready (the EndpointSlice, with a real httpbin behind it)
-/// and the Deployment controller `Available=True`; unready in the reverse order.
+/// and the Deployment controller `Available=True`; unready in the same order (the slice follows
+/// pod readiness directly, the Deployment's `Available` through its ReplicaSet).
 pub async fn dataplane_ready(
     dp: &mut crate::gateway::dataplane::Dataplane<'_>,
     ns: &str,

@@ -91,6 +91,11 @@ struct Args {
     #[arg(long, env = "ITER8_MAX_WRITES_IN_FLIGHT")]
     max_writes_in_flight: Option<usize>,
 
+    /// Also watch EndpointSlices: a version whose Service has slices and no ready endpoint leaves
+    /// the route at once (overrides endpointSlices).
+    #[arg(long, env = "ITER8_ENDPOINT_SLICES", num_args = 0..=1, default_missing_value = "true")]
+    endpoint_slices: Option<bool>,
+
     /// Timeout of each API write.
     #[arg(long, env = "ITER8_API_TIMEOUT", default_value = "10s", value_parser = go_duration)]
     api_timeout: Duration,
@@ -128,6 +133,9 @@ fn load_config(args: &Args) -> Result<Config> {
     }
     if let Some(v) = args.max_writes_in_flight {
         config.max_writes_in_flight = v;
+    }
+    if let Some(v) = args.endpoint_slices {
+        config.endpoint_slices = v;
     }
     config.validate()?;
     Ok(config)

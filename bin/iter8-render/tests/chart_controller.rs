@@ -97,6 +97,9 @@ fn controller_rbac_is_least_privilege() {
             // watch.rs `spawn_watches`: one watch (an initial list, then watch) per configured
             // resource type, labelled `iter8.tools/watch=true`; `svc` and `service` share one.
             grant("", "services", &["list", "watch"]),
+            // watch.rs `spawn_watches`: EndpointSlices (`kubernetes.io/service-name`), whose
+            // ready endpoints refine the readiness of the `svc` type (`endpointSlices: true`).
+            grant("discovery.k8s.io", "endpointslices", &["list", "watch"]),
             grant("apps", "deployments", &["list", "watch"]),
             grant(extra_type.0, extra_type.1, &["list", "watch"]),
             // watch.rs `spawn_watches`: the routemap ConfigMaps (`iter8.tools/kind=routemap`),
@@ -226,6 +229,7 @@ fn controller_deployment_and_config() {
                 "allowCrossNamespaceReferences",
                 "clusterScoped",
                 "defaultResync",
+                "endpointSlices",
                 "fieldManager",
                 "logFormat",
                 "logLevel",

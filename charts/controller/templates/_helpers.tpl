@@ -64,7 +64,7 @@ RBAC rules for the cluster-wide or namespace-wide role (leases are in a separate
 Only what the controller calls (crates/k8s-adapter; tests/chart_controller.rs names the call
 behind each rule): list/watch on the watched types, one rule per API group; configmaps also
 patch (server-side apply of the status annotation on routemaps, which are always watched);
-httproutes also patch and create (server-side apply; the API server checks create when an apply
+endpointslices list/watch unless endpointSlices is false; httproutes also patch and create (server-side apply; the API server checks create when an apply
 creates the route) and delete (a route its routemap no longer writes after a rename, only when
 it carries that routemap's label and uid as owner); events create (core/v1). No get or update,
 no Secrets.
@@ -81,6 +81,11 @@ no Secrets.
 {{- range $group := keys $byGroup | sortAlpha }}
 - apiGroups: [{{ $group | quote }}]
   resources: [{{ get $byGroup $group | uniq | sortAlpha | join ", " }}]
+  verbs: [list, watch]
+{{- end }}
+{{- if ne .Values.endpointSlices false }}
+- apiGroups: ["discovery.k8s.io"]
+  resources: [endpointslices]
   verbs: [list, watch]
 {{- end }}
 - apiGroups: [""]

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use routemap_index::index::slices::SliceFacts;
 use routemap_index::index::{Change, Decision, Index};
 use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::ResourceFacts;
@@ -41,6 +42,19 @@ pub enum IndexMsg {
     ResourcesRelisting(String),
     /// A resource list is complete.
     ResourcesSynced(String),
+    /// An EndpointSlice was listed, added or changed (`Some`) or deleted (`None`).
+    Slice {
+        /// Namespace.
+        namespace: String,
+        /// The slice's name.
+        name: String,
+        /// Its facts.
+        facts: Option<SliceFacts>,
+    },
+    /// The EndpointSlice watch restarted.
+    SlicesRelisting,
+    /// The EndpointSlice list is complete (or the type is not served).
+    SlicesSynced,
     /// Every event of watch `watch` up to `resource_version` has been sent before this.
     Observed {
         /// The watch's name (`routemaps` or a resource type's short name).
@@ -138,6 +152,21 @@ pub async fn run_index(
                     a.remove(&kind);
                 }
                 index.end_relist(&kind)
+            }
+            IndexMsg::Slice {
+                namespace,
+                name,
+                facts,
+            } => index.upsert_slice(&namespace, &name, facts),
+            IndexMsg::SlicesRelisting => {
+                index.begin_slice_relist();
+                Vec::new()
+            }
+            IndexMsg::SlicesSynced => {
+                if let Some(a) = awaiting.as_mut() {
+                    a.remove(SLICES_WATCH);
+                }
+                index.end_slice_relist()
             }
         };
         metrics.sizes(index.routemap_count(), index.version_count());
@@ -244,6 +273,22 @@ pub fn routemap_message(cm: &ConfigMap) -> IndexMsg {
     IndexMsg::RouteMap(Box::new(object), status)
 }
 
+/// The name of the EndpointSlice watch (logs, metrics, readiness, initial lists).
+pub const SLICES_WATCH: &str = "endpointslices";
+
+/// An EndpointSlice as the index wants it.
+pub fn slice_message(obj: &DynamicObject, deleted: bool) -> IndexMsg {
+    IndexMsg::Slice {
+        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+        name: obj.metadata.name.clone().unwrap_or_default(),
+        facts: if deleted {
+            None
+        } else {
+            SliceFacts::from_json(&serde_json::to_value(obj).unwrap_or_default())
+        },
+    }
+}
+
 /// A version resource as the index wants it.
 pub fn resource_message(kind: &str, obj: &DynamicObject, deleted: bool) -> IndexMsg {
     IndexMsg::Resource {
@@ -310,6 +355,37 @@ mod tests {
         assert!(facts.ready(&["Available".to_string()]).is_ok());
         assert_eq!(facts.weight_annotation.as_deref(), Some("30"));
         let IndexMsg::Resource { facts: None, .. } = resource_message("deploy", &obj, true) else {
+            panic!("a deletion carries no facts");
+        };
+    }
+
+    #[test]
+    fn endpoint_slice_becomes_one_bit_for_its_service() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "app-1-x7k", "namespace": "test",
+                         "labels": {"kubernetes.io/service-name": "app-1"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": false, "terminating": true}}]
+        }))
+        .expect("slice");
+        let IndexMsg::Slice {
+            namespace,
+            name,
+            facts,
+        } = slice_message(&obj, false)
+        else {
+            panic!("not a slice message");
+        };
+        assert_eq!((namespace.as_str(), name.as_str()), ("test", "app-1-x7k"));
+        assert_eq!(
+            facts,
+            Some(SliceFacts {
+                service: "app-1".into(),
+                ready: false
+            })
+        );
+        let IndexMsg::Slice { facts: None, .. } = slice_message(&obj, true) else {
             panic!("a deletion carries no facts");
         };
     }

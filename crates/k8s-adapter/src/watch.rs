@@ -5,6 +5,9 @@
 //!   annotation we last wrote;
 //! - every configured resource type (`iter8.tools/watch=true`), as dynamic objects ->
 //!   [`ResourceFacts`];
+//! - EndpointSlices (`kubernetes.io/service-name`), when `endpointSlices` is on and Services
+//!   are a configured type -> one bit per slice (a ready endpoint or not) for the Service's
+//!   readiness (`routemap_index::index::slices`);
 //! - the HTTPRoutes we own (`app.kubernetes.io/managed-by=iter8-controller`) -> [`LiveRoute`],
 //!   straight to the writer, to repair drift.
 //!
@@ -47,7 +50,9 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{CacheSync, Liveness};
 use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
-use crate::index_task::{IndexMsg, index_mark, resource_message, routemap_message};
+use crate::index_task::{
+    IndexMsg, SLICES_WATCH, index_mark, resource_message, routemap_message, slice_message,
+};
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
 use crate::watch_retry::probe;
@@ -386,6 +391,10 @@ pub fn spawn_watches(
     // First message on the index channel (before any watch runs): which initial lists to await.
     let mut initial = vec!["routemaps".to_string()];
     initial.extend(config.watched_types().into_iter().map(|(short, _)| short));
+    let slices = config.slice_service_type().is_some();
+    if slices {
+        initial.push(SLICES_WATCH.to_string());
+    }
     let _ = index.try_send(IndexMsg::AwaitInitialLists(initial));
 
     // Routemaps.
@@ -443,6 +452,34 @@ pub fn spawn_watches(
                 shared.clone(),
             ),
         ));
+    }
+
+    // EndpointSlices of Services: a version goes as soon as its slices have no ready endpoint.
+    if slices {
+        let selector = routemap_index::index::slices::SERVICE_NAME_LABEL.to_string();
+        let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+        ));
+        tracing::info!(kind = "EndpointSlice", selector = %selector, scope = %scope, "watching EndpointSlices");
+        readiness.expect(SLICES_WATCH);
+        let api = dynamic_api(client, namespace, &resource);
+        tasks.push(tokio::spawn(drive(
+            SLICES_WATCH.to_string(),
+            move || watcher(api.clone(), &selector),
+            send_index(index.clone()),
+            |event: Event<DynamicObject>| match event {
+                Event::Init => vec![IndexMsg::SlicesRelisting],
+                Event::InitApply(o) | Event::Apply(o) => vec![slice_message(&o, false)],
+                Event::Delete(o) => vec![slice_message(&o, true)],
+                Event::InitDone => vec![IndexMsg::SlicesSynced],
+            },
+            index_mark,
+            || Some(IndexMsg::SlicesSynced),
+            metrics.clone(),
+            readiness.clone(),
+        )));
     }
 
     // Our routes, for drift repair.

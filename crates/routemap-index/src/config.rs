@@ -104,6 +104,11 @@ pub struct Config {
     /// Writes in flight at once (at most one per routemap).
     #[serde(default = "default_max_writes_in_flight")]
     pub max_writes_in_flight: usize,
+    /// Also watch `discovery.k8s.io/v1` EndpointSlices (label `kubernetes.io/service-name`): a
+    /// version whose Service has slices and no ready endpoint is dropped from the route without
+    /// waiting for its Deployment's status. Needs list/watch on endpointslices.
+    #[serde(default = "default_endpoint_slices")]
+    pub endpoint_slices: bool,
     /// Keys the chart writes that the controller does not use (image, resources, ...).
     #[serde(flatten, skip_serializing)]
     pub ignored: BTreeMap<String, serde_json::Value>,
@@ -129,6 +134,9 @@ fn default_admin_addr() -> String {
 pub const DEFAULT_MAX_WRITES_IN_FLIGHT: usize = 16;
 fn default_max_writes_in_flight() -> usize {
     DEFAULT_MAX_WRITES_IN_FLIGHT
+}
+fn default_endpoint_slices() -> bool {
+    true
 }
 
 /// The resource types known out of the box (Iter8's, with Gateway API v1).
@@ -185,6 +193,7 @@ impl Default for Config {
             log_format: default_log_format(),
             admin_addr: default_admin_addr(),
             max_writes_in_flight: default_max_writes_in_flight(),
+            endpoint_slices: default_endpoint_slices(),
             ignored: BTreeMap::new(),
         }
     }
@@ -227,6 +236,18 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The short name of the core `services` type whose readiness EndpointSlices refine: the
+    /// one [`Self::watched_types`] watches; `None` when slices are off or no such type exists.
+    pub fn slice_service_type(&self) -> Option<String> {
+        if !self.endpoint_slices {
+            return None;
+        }
+        self.watched_types()
+            .into_iter()
+            .find(|(_, t)| t.group.is_empty() && t.resource == "services")
+            .map(|(short, _)| short)
     }
 
     /// One entry per distinct group/resource, named by its first short name, for watching each

@@ -19,6 +19,8 @@ pub use crate::decision::{Change, Decision, Traffic, VersionTraffic, decide};
 use crate::error::RouteMapError;
 use crate::routemap::{RouteMapKey, RouteMapObject};
 
+pub mod slices;
+
 /// A version resource: canonical type short name, namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
@@ -99,6 +101,9 @@ pub struct Index {
     relisting_routemaps: Option<HashSet<RouteMapKey>>,
     /// False for an index that only collects objects (offline rendering decides afterwards).
     deciding: bool,
+    /// The canonical short name of core Services when EndpointSlices refine their readiness.
+    slice_service: Option<String>,
+    slices: slices::Slices,
     /// Keep deciding an invalid routemap from its last good spec ([`Index::keep_last_good`]).
     keep_last_good: bool,
 }
@@ -128,6 +133,8 @@ impl Index {
             relisting: HashMap::new(),
             relisting_routemaps: None,
             deciding: true,
+            slice_service: config.slice_service_type(),
+            slices: slices::Slices::default(),
             keep_last_good: false,
         }
     }
@@ -529,6 +536,16 @@ impl ObjectSource for Index {
     fn facts(&self, gvr_short: &str, namespace: &str, name: &str) -> Option<&ResourceFacts> {
         self.facts
             .get(&self.object_key(gvr_short, namespace, name)?)
+    }
+
+    fn endpoints_ready(&self, gvr_short: &str, namespace: &str, name: &str) -> Option<bool> {
+        if self.slices.is_empty() {
+            return None;
+        }
+        let key = self.object_key(gvr_short, namespace, name)?;
+        (Some(&key.short_name) == self.slice_service.as_ref())
+            .then(|| self.slices.ready(&key))
+            .flatten()
     }
 }
 

@@ -57,6 +57,9 @@ pub enum NotReady {
     ConditionMissing(String),
     /// A configured condition is not `True`.
     ConditionNotTrue(String, String),
+    /// A Service whose EndpointSlices exist and hold no ready endpoint: its pods are going away
+    /// (or not ready yet) even if the Deployment still reports them available.
+    NoReadyEndpoint,
     /// A configured condition describes an older generation.
     Stale {
         /// Condition type.
@@ -77,6 +80,7 @@ impl fmt::Display for NotReady {
             NotReady::Deleting => write!(f, "is being deleted"),
             NotReady::ConditionMissing(c) => write!(f, "condition {c} is not reported"),
             NotReady::ConditionNotTrue(c, s) => write!(f, "condition {c} is {s}"),
+            NotReady::NoReadyEndpoint => write!(f, "has EndpointSlices but no ready endpoint"),
             NotReady::Stale {
                 condition,
                 observed,
@@ -212,10 +216,16 @@ pub trait ObjectSource {
     fn conditions(&self, gvr_short: &str) -> Option<&[String]>;
     /// The facts of an object, if it is known.
     fn facts(&self, gvr_short: &str, namespace: &str, name: &str) -> Option<&ResourceFacts>;
+    /// For a Service: whether its EndpointSlices hold a ready endpoint; `None` when no slice of
+    /// it is known (or the object is no Service), and the object is judged by its facts alone.
+    fn endpoints_ready(&self, _gvr_short: &str, _namespace: &str, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
-/// Observes one version: available iff every resource is ready; the first valid weight
-/// annotation among its resources overrides its weight.
+/// Observes one version: available iff every resource is ready (a Service also needs a ready
+/// endpoint when it has EndpointSlices); the first valid weight annotation among its resources
+/// overrides its weight.
 pub fn version_state(
     namespace: &str,
     version: &VersionSpec,
@@ -238,7 +248,14 @@ pub fn version_state(
                             .push(format!("{}/{}: {e}", r.gvr_short, r.name)),
                         _ => {}
                     }
-                    f.ready(conds)
+                    // The slices say a version is going away before its Deployment does (the
+                    // EndpointSlice controller follows pod readiness directly).
+                    f.ready(conds).and_then(|()| {
+                        match source.endpoints_ready(&r.gvr_short, ns, &r.name) {
+                            Some(false) => Err(NotReady::NoReadyEndpoint),
+                            _ => Ok(()),
+                        }
+                    })
                 }
             },
         };

@@ -141,3 +141,61 @@ fn version_state_needs_every_resource_and_takes_the_first_valid_weight() {
     assert!(!states[1].available);
     assert_eq!(states[1].reason.as_deref(), Some("deploy/a-1 not found"));
 }
+
+/// Services whose EndpointSlices are known: `Some(ready)` per name.
+struct WithSlices(Objects, Vec<(&'static str, bool)>);
+
+impl ObjectSource for WithSlices {
+    fn conditions(&self, gvr_short: &str) -> Option<&[String]> {
+        self.0.conditions(gvr_short)
+    }
+    fn facts(&self, gvr_short: &str, ns: &str, name: &str) -> Option<&ResourceFacts> {
+        self.0.facts(gvr_short, ns, name)
+    }
+    fn endpoints_ready(&self, gvr_short: &str, _ns: &str, name: &str) -> Option<bool> {
+        (gvr_short == "svc")
+            .then(|| self.1.iter().find(|(n, _)| *n == name).map(|(_, r)| *r))
+            .flatten()
+    }
+}
+
+/// A version goes as soon as either its Deployment or its Service's slices say so; a Service
+/// without any slice is judged by its own facts, as before slices were watched.
+#[test]
+fn a_service_with_slices_but_no_ready_endpoint_makes_its_version_unavailable() {
+    let spec = RouteMapSpec::from_yaml(
+        "strategy: canary\nroute: {name: a, parentRefs: [{name: gw}]}\nversions:\n- name: a-0\n  resources: [{gvrShort: svc, name: a-0}, {gvrShort: deploy, name: a-0}]\n- name: a-1\n  resources: [{gvrShort: svc, name: a-1}, {gvrShort: deploy, name: a-1}]\n  matches: [{headers: [{name: traffic, value: test}]}]\n- name: a-2\n  resources: [{gvrShort: svc, name: a-2}, {gvrShort: deploy, name: a-2}]\n  matches: [{headers: [{name: traffic, value: other}]}]\n",
+    )
+    .expect("valid");
+    let svc = ResourceFacts {
+        watched: true,
+        ..Default::default()
+    };
+    let available = ResourceFacts {
+        watched: true,
+        conditions: Some(vec![routing_core::readiness::ConditionFact {
+            kind: "Available".into(),
+            status: "True".into(),
+            observed_generation: None,
+        }]),
+        ..Default::default()
+    };
+    let objects = Objects(vec![
+        ("svc", "a-0", svc.clone()),
+        ("deploy", "a-0", available.clone()),
+        ("svc", "a-1", svc.clone()),
+        ("deploy", "a-1", available.clone()),
+        ("svc", "a-2", svc),
+        ("deploy", "a-2", available),
+    ]);
+    // a-0: slices with a ready endpoint; a-1: slices, none ready; a-2: no slice known.
+    let source = WithSlices(objects, vec![("a-0", true), ("a-1", false)]);
+    let states = version_states("ns", &spec, &source);
+    assert!(states[0].available, "{:?}", states[0]);
+    assert!(!states[1].available);
+    assert_eq!(
+        states[1].reason.as_deref(),
+        Some("svc/a-1 has EndpointSlices but no ready endpoint")
+    );
+    assert!(states[2].available, "no slice: judged as before");
+}

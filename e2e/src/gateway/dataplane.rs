@@ -2,7 +2,10 @@
 //! per version, and the EndpointSlices of the version Services. There is no kubelet and no
 //! EndpointSlice controller here, so the harness plays them as it plays the Deployment
 //! controller: when it marks a version's Deployment available it also marks that version's
-//! EndpointSlice endpoint (127.0.0.1 and the port of the version's own httpbin) ready.
+//! EndpointSlice endpoint (127.0.0.1 and the port of the version's own httpbin) ready, in the
+//! order a kubelet and those controllers produce (the slice follows pod readiness directly, the
+//! Deployment's `Available` follows it through the ReplicaSet, so the slice comes first both
+//! ways).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -15,7 +18,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use super::Translator;
-use super::httpbin::Httpbin;
+use super::httpbin::{self, Httpbin};
 use super::translate::{CONTROLLER_NAME, Settings};
 use crate::cluster::Cluster;
 use crate::wait::{timeout, wait_every};
@@ -102,9 +105,8 @@ impl<'a> Dataplane<'a> {
     }
 
     /// The version's rollout as a kubelet, the EndpointSlice controller and the Deployment
-    /// controller report it. Available: its EndpointSlice endpoint ready, then its Deployment
-    /// `Available=True`; unavailable: the Deployment first, then the endpoint not ready.
-    /// Returns when the first write began.
+    /// controller report it: its EndpointSlice endpoint ready (not ready), then its Deployment
+    /// `Available=True` (`False`). Returns when the first write began.
     pub async fn set_version(
         &mut self,
         ns: &str,
@@ -120,10 +122,32 @@ impl<'a> Dataplane<'a> {
                 .entry(format!("{ns}/{version}"))
                 .or_insert(started);
         } else {
-            self.cluster.set_deployment(ns, version, false).await?;
             self.write_slice(ns, version, port, false).await?;
+            self.cluster.set_deployment(ns, version, false).await?;
         }
         Ok(started)
+    }
+
+    /// Only the version's Deployment status flips (its endpoint stays as it is): what a
+    /// Deployment whose rollout stalls, or whose `Available` falls under `minReadySeconds`,
+    /// reports. Returns when the write began.
+    pub async fn set_deployment_only(
+        &mut self,
+        ns: &str,
+        version: &str,
+        available: bool,
+    ) -> Result<Instant> {
+        let started = Instant::now();
+        self.cluster.set_deployment(ns, version, available).await?;
+        Ok(started)
+    }
+
+    /// The `x-load-id`s the httpbin(s) of a version have served so far (running or stopped).
+    pub fn served_ids(&self, ns: &str, version: &str) -> std::collections::HashSet<u64> {
+        httpbin::load_ids(&httpbin::access_log(
+            &self.cluster.dir,
+            &format!("{ns}-{version}"),
+        ))
     }
 
     /// The EndpointSlice of Service `ns/service`: one endpoint 127.0.0.1 (`ready`), one port per

@@ -1,6 +1,8 @@
 //! The tutorial's application: `gunicorn --no-control-socket -w 1 -b 127.0.0.1:PORT httpbin:app`,
-//! one per version, with an access log (what a mirror test counts), stopped by its pid.
+//! one per version, with an access log (what a mirror test counts, and which load request each
+//! process served: the `x-load-id` header of every request is logged), stopped by its pid.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,12 +35,18 @@ impl Httpbin {
             gunicorn.display()
         );
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let access_log = dir.join(format!("httpbin-{tag}.access.log"));
+        let access_log = access_log(dir, tag);
         let log = std::fs::File::create(dir.join(format!("httpbin-{tag}.log")))?;
         let child = Command::new(&gunicorn)
             .args(["--no-control-socket", "-w", "1", "-b", &addr.to_string()])
             .arg("--access-logfile")
             .arg(&access_log)
+            // The request line (mirror markers) and the load generator's request id.
+            .arg("--access-logformat")
+            .arg(format!(
+                "%(h)s \"%(r)s\" %(s)s id=%({{{}}}i)s",
+                super::traffic::ID_HEADER
+            ))
             .arg("httpbin:app")
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -109,6 +117,21 @@ impl Httpbin {
         }
         let _ = child.wait();
     }
+}
+
+/// The access log of the httpbin started with `tag` in `dir` (appended to by every process
+/// started with that tag, so it outlives each of them).
+pub fn access_log(dir: &Path, tag: &str) -> PathBuf {
+    dir.join(format!("httpbin-{tag}.access.log"))
+}
+
+/// The `x-load-id`s of the requests in an access log.
+pub fn load_ids(access_log: &Path) -> HashSet<u64> {
+    std::fs::read_to_string(access_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.rsplit_once(" id=")?.1.trim().parse().ok())
+        .collect()
 }
 
 impl Drop for Httpbin {
