@@ -207,7 +207,7 @@ pub struct ReleaseView {
     /// The controller's `iter8.tools/status` (read from the route first, then the routemap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub controller_status: Option<RouteMapStatus>,
-    /// The routemap's current resourceVersion (to compare with the status's).
+    /// The routemap's current resourceVersion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
     /// The last Events about the routemap, oldest first.

@@ -355,24 +355,17 @@ fn outcome_text(o: &Outcome, style: Style) -> String {
 
 fn controller_node(view: &ReleaseView, style: Style) -> Option<Node> {
     let s = view.controller_status.as_ref()?;
+    // Its judged resourceVersion is not compared with the routemap's current one: writing the
+    // status annotation on the routemap moves the latter on by itself.
     let mut line = "Controller reported".to_string();
-    match (&s.observed_resource_version, &view.resource_version) {
-        (Some(seen), Some(now)) if seen == now => {
-            let _ = write!(line, " routemap resourceVersion {seen} (current)");
-        }
-        (Some(seen), Some(now)) => {
-            let _ = write!(
-                line,
-                " {}",
-                style.warn(&format!(
-                    "routemap resourceVersion {seen}, current is {now}: a newer routemap may not be judged yet"
-                ))
-            );
-        }
-        _ => {}
+    if let Some(seen) = &s.observed_resource_version {
+        let _ = write!(line, " (routemap resourceVersion {seen})");
     }
+    let _ = write!(line, ": strategy {}", s.strategy.as_deref().unwrap_or("?"));
     if !s.available_versions.is_empty() {
         let _ = write!(line, ", available {}", s.available_versions.join(", "));
+    } else {
+        let _ = write!(line, ", no version available");
     }
     if let Some(g) = s.route_generation {
         let _ = write!(line, ", route generation {g}");
