@@ -23,7 +23,7 @@ const EXIT_CODES: &str = "Exit codes:
   5  the Gateway API HTTPRoute CRD is not installed
 
 Read-only: list/watch configmaps, events, httproutes and the version resource types
-(services, deployments, ...); a Role to grant is in docs/kubectl.md.";
+(services, deployments, ...): docs/kubectl-rbac.yaml is a ClusterRole to grant.";
 
 /// Iter8 releases as the controller sees them: versions, readiness, route and decisions.
 #[derive(Debug, Parser)]

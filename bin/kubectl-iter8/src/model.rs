@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::jiff::Timestamp;
 use routemap_index::config::Config;
 use routemap_index::gateway::{GatewayStatus, gateway_status};
 use routemap_index::index::Decision;
@@ -421,17 +422,20 @@ fn requests(
     (views, not_sampled)
 }
 
-fn event_time(e: &Value) -> Option<String> {
-    ["lastTimestamp", "eventTime", "firstTimestamp"]
+/// When an Event last happened: the latest of its times (`eventTime` has microseconds,
+/// `lastTimestamp` only seconds, so they are compared as times, not as text).
+fn event_time(e: &Value) -> Option<(Timestamp, String)> {
+    ["eventTime", "lastTimestamp", "firstTimestamp"]
         .iter()
-        .find_map(|k| e[*k].as_str())
-        .or_else(|| e["metadata"]["creationTimestamp"].as_str())
-        .map(str::to_string)
+        .filter_map(|k| e[*k].as_str())
+        .chain(e["metadata"]["creationTimestamp"].as_str())
+        .filter_map(|t| Some((t.parse::<Timestamp>().ok()?, t.to_string())))
+        .max_by_key(|(t, _)| *t)
 }
 
 /// The last [`EVENTS_SHOWN`] Events about the routemap, oldest first, and how many there are.
 fn events(snapshot: &Snapshot, key: &RouteMapKey) -> (Vec<EventView>, usize) {
-    let mut all: Vec<EventView> = snapshot
+    let mut all: Vec<(Option<Timestamp>, EventView)> = snapshot
         .of_kind("Event")
         .filter(|e| {
             let o = &e["involvedObject"];
@@ -442,17 +446,27 @@ fn events(snapshot: &Snapshot, key: &RouteMapKey) -> (Vec<EventView>, usize) {
                     .or(e["metadata"]["namespace"].as_str())
                     == Some(key.namespace.as_str())
         })
-        .map(|e| EventView {
-            kind: e["type"].as_str().unwrap_or("Normal").to_string(),
-            reason: e["reason"].as_str().unwrap_or_default().to_string(),
-            message: e["message"].as_str().unwrap_or_default().to_string(),
-            time: event_time(e),
+        .map(|e| {
+            let time = event_time(e);
+            (
+                time.as_ref().map(|(t, _)| *t),
+                EventView {
+                    kind: e["type"].as_str().unwrap_or("Normal").to_string(),
+                    reason: e["reason"].as_str().unwrap_or_default().to_string(),
+                    message: e["message"].as_str().unwrap_or_default().to_string(),
+                    time: time.map(|(_, text)| text),
+                },
+            )
         })
         .collect();
-    // RFC 3339 in UTC sorts as text; the sort is stable, so equal times keep list order.
-    all.sort_by(|a, b| a.time.cmp(&b.time));
+    // Stable: Events at the same time keep the order they were listed in.
+    all.sort_by_key(|(t, _)| *t);
     let count = all.len();
-    let shown = all.split_off(count.saturating_sub(EVENTS_SHOWN));
+    let shown = all
+        .split_off(count.saturating_sub(EVENTS_SHOWN))
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
     (shown, count)
 }
 

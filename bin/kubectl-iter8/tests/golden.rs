@@ -109,3 +109,16 @@ fn a_release_that_is_not_there_selects_nothing() {
         "No releases (routemaps labelled iter8.tools/kind=routemap) in namespace \"elsewhere\".\n"
     );
 }
+
+#[test]
+fn yaml_output_holds_the_same_views_as_json() {
+    let views = model::views(
+        &Config::default(),
+        &snapshot("candidate-live"),
+        &selection(),
+    );
+    let doc = serde_json::json!({ "releases": views });
+    let yaml = serde_saphyr::to_string(&doc).expect("serializes");
+    let back: serde_json::Value = serde_saphyr::from_str(&yaml).expect("parses back");
+    assert_eq!(back, doc);
+}
