@@ -16,6 +16,7 @@ const CASES: &[&str] = &[
     "route-not-accepted",
     "backend-not-resolved",
     "invalid-routemap",
+    "blue-green-weight-changed",
 ];
 
 fn fixtures() -> PathBuf {
