@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The crates follow the data flow (README "How it works"): the offline renderer links no
 # Kubernetes client, HTTP server or lease manager, and the controller links none of the
-# renderer's speed-ups. Fails, naming the crate, when a dependency crosses that line.
+# renderer's speed-ups; the kubectl plugin links the pure crates and a read-only client.
+# Fails, naming the crate, when a dependency crosses that line.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,3 +20,5 @@ check() {
 
 check iter8-render 'kube-client|kube-runtime|hyper|axum|kube-lease-manager'
 check iter8-controller 'rayon|mimalloc'
+# The kubectl plugin only reads: none of the controller's write side, admin server or election.
+check kubectl-iter8 'k8s-adapter|axum|kube-lease-manager|prometheus-client|rayon|mimalloc'
