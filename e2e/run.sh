@@ -24,8 +24,8 @@ done
 
 echo "==> e2e: building the test API server (e2e/test-apiserver/build.sh)"
 bash e2e/test-apiserver/build.sh
-echo "==> e2e: building iter8-controller"
-cargo build -p iter8-controller
+echo "==> e2e: building iter8-controller and kubectl-iter8"
+cargo build -p iter8-controller -p kubectl-iter8
 echo "==> e2e: building the tests"
 cargo test -p iter8-e2e --no-run
 

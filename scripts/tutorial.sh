@@ -18,9 +18,9 @@ trap '[[ -n "${pid}" ]] && kill -TERM "${pid}" 2>/dev/null; [[ -n "${pid}" ]] &&
 echo "==> tutorial: building the test API server (e2e/test-apiserver/build.sh; cached: under a"
 echo "    second when up to date, about 7 minutes on a fresh machine, progress below)"
 bash e2e/test-apiserver/build.sh
-echo "==> tutorial: building iter8-controller and the tutorial runner (cargo build; a few minutes the first time)"
+echo "==> tutorial: building iter8-controller, kubectl-iter8 and the tutorial runner (cargo build; a few minutes the first time)"
 # Both binaries by name: `--bin` limits a build to the binaries it names, in every package given.
-cargo build -q -p iter8-controller --bin iter8-controller -p iter8-e2e --bin iter8-tutorial
+cargo build -q -p iter8-controller --bin iter8-controller -p kubectl-iter8 --bin kubectl-iter8 -p iter8-e2e --bin iter8-tutorial
 runner="${CARGO_TARGET_DIR:-${root}/target}/debug/iter8-tutorial"
 
 "${runner}" &

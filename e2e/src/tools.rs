@@ -190,3 +190,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok((code, body.to_string()))
 }
+
+/// Runs `kubectl-iter8 --kubeconfig KUBECONFIG ARGS...` (the kubectl plugin, `kubectl iter8`).
+pub fn kubectl_iter8(
+    plugin: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> Result<std::process::Output> {
+    Command::new(plugin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} {args:?}", plugin.display()))
+}

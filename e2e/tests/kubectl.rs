@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use iter8_e2e::prelude::*;
+use iter8_e2e::tools::kubectl_iter8;
 use iter8_e2e::tools::{repo_root, workspace_bin};
 use serde_json::Value;
 
@@ -43,18 +44,6 @@ fn build_plugin() -> Result<PathBuf> {
         .context("running cargo build -p kubectl-iter8")?;
     ensure!(status.success(), "cargo build -p kubectl-iter8 failed");
     workspace_bin("kubectl-iter8")
-}
-
-/// Runs `kubectl-iter8 --kubeconfig KUBECONFIG ARGS...`; what the tutorial can print at each
-/// step with `get httpbin -n test`.
-pub fn kubectl_iter8(plugin: &Path, kubeconfig: &Path, args: &[&str]) -> Result<Output> {
-    Command::new(plugin)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {} {args:?}", plugin.display()))
 }
 
 fn stdout(out: &Output) -> String {

@@ -465,21 +465,23 @@ pub fn spawn_watches(
         tracing::info!(kind = "EndpointSlice", selector = %selector, scope = %scope, "watching EndpointSlices");
         readiness.expect(SLICES_WATCH);
         let api = dynamic_api(client, namespace, &resource);
-        tasks.push(tokio::spawn(drive(
-            SLICES_WATCH.to_string(),
-            move || watcher(api.clone(), &selector),
-            send_index(index.clone()),
-            |event: Event<DynamicObject>| match event {
-                Event::Init => vec![IndexMsg::SlicesRelisting],
-                Event::InitApply(o) | Event::Apply(o) => vec![slice_message(&o, false)],
-                Event::Delete(o) => vec![slice_message(&o, true)],
-                Event::InitDone => vec![IndexMsg::SlicesSynced],
-            },
-            index_mark,
-            || Some(IndexMsg::SlicesSynced),
-            metrics.clone(),
-            readiness.clone(),
-        )));
+        tasks.push(liveness.spawn(
+            "watch endpointslices",
+            drive(
+                SLICES_WATCH.to_string(),
+                move || watcher(api.clone(), &selector),
+                send_index(index.clone()),
+                |event: Event<DynamicObject>| match event {
+                    Event::Init => vec![IndexMsg::SlicesRelisting],
+                    Event::InitApply(o) | Event::Apply(o) => vec![slice_message(&o, false)],
+                    Event::Delete(o) => vec![slice_message(&o, true)],
+                    Event::InitDone => vec![IndexMsg::SlicesSynced],
+                },
+                index_mark,
+                || Some(IndexMsg::SlicesSynced),
+                shared.clone(),
+            ),
+        ));
     }
 
     // Our routes, for drift repair.

@@ -16,6 +16,7 @@ use iter8_e2e::gateway::dataplane::{Dataplane, translator_answer};
 use iter8_e2e::gateway::traffic::{curl, request};
 use iter8_e2e::prelude::*;
 use iter8_e2e::seed::{ROUTEMAP, collect_garbage, dataplane_ready, dataplane_removed};
+use iter8_e2e::tools::{kubectl_iter8, workspace_bin};
 use iter8_e2e::wait::wait_every;
 
 const NS: &str = "test";
@@ -64,6 +65,25 @@ async fn show_route(dp: &Dataplane<'_>, route: &str) -> Result<()> {
     Ok(())
 }
 
+/// `kubectl iter8 get httpbin -n test`: the plugin's view of the release, as a user runs it.
+fn show_plugin(seed: &Seed<'_>) -> Result<()> {
+    let plugin = workspace_bin("kubectl-iter8")?;
+    println!("$ kubectl iter8 get httpbin -n test");
+    let out = kubectl_iter8(
+        &plugin,
+        &seed.cluster.kubeconfig,
+        &["get", "httpbin", "-n", NS],
+    )?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    ensure!(
+        out.status.success(),
+        "kubectl iter8 get failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 /// The tutorial's platform: versions served by real httpbins through Envoy.
 struct Tutorial<'d, 'c> {
     dp: &'d mut Dataplane<'c>,
@@ -89,6 +109,9 @@ impl Platform for Tutorial<'_, '_> {
 
     async fn at(&mut self, seed: &mut Seed<'_>, stage: Stage, _live: Option<&Live>) -> Result<()> {
         let route = seed.route.clone();
+        if stage != Stage::Deleted {
+            show_plugin(seed)?;
+        }
         match stage {
             Stage::Initial => {
                 show_route(self.dp, &route).await?;
