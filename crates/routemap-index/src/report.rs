@@ -162,7 +162,7 @@ pub fn report_route(
     observed_resource_version: Option<&str>,
     previous_decision: Option<&str>,
 ) -> Option<Report> {
-    let fingerprint = fingerprint(route_json, decision, result);
+    let fingerprint = fingerprint(route_name, route_json, decision, result);
     if previous_decision == Some(fingerprint.as_str()) {
         return None;
     }
@@ -325,20 +325,27 @@ fn describe(traffic: &Traffic) -> String {
 }
 
 /// A stable fingerprint of what users are told: the route, availability and weights, or the
-/// error (any apply failure of one decision is one report, however often it is retried).
-fn fingerprint(route_json: Option<&str>, decision: &Decision, result: &RouteResult) -> String {
-    let text = match decision {
-        Decision::Invalid { error } => format!("invalid\n{error}"),
-        Decision::Desired { traffic, .. } => {
+/// error (any apply failure of one decision is one report, however often it is retried). A
+/// route name held by someone else is one report for as long as it is held, whatever the
+/// decisions meanwhile.
+fn fingerprint(
+    route_name: Option<&str>,
+    route_json: Option<&str>,
+    decision: &Decision,
+    result: &RouteResult,
+) -> String {
+    let name = route_name.unwrap_or("-");
+    let text = match (decision, result) {
+        (Decision::Invalid { error }, _) => format!("invalid\n{error}"),
+        (_, RouteResult::NotOwned { .. }) => format!("not owned\n{name}"),
+        (_, RouteResult::Claimed { winner }) => format!("claimed by {winner}\n{name}"),
+        (Decision::Desired { traffic, .. }, _) => {
             let mut t = route_json.unwrap_or_default().to_string();
             for v in &traffic.versions {
                 t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
             }
-            match result {
-                RouteResult::Failed { .. } => t.push_str("\nfailed"),
-                RouteResult::NotOwned { .. } => t.push_str("\nnot owned"),
-                RouteResult::Claimed { winner } => t.push_str(&format!("\nclaimed by {winner}")),
-                _ => {}
+            if let RouteResult::Failed { .. } = result {
+                t.push_str("\nfailed");
             }
             t
         }
@@ -596,6 +603,17 @@ mod tests {
         assert_eq!((e.warning, e.reason), (true, "RouteClaimed"));
         assert!(e.note.contains("test/first-routemap"), "{}", e.note);
         assert_ne!(r.status.fingerprint, c.status.fingerprint);
+        // Held by someone else through a change of availability: not reported again.
+        let again = report(
+            Some("victim"),
+            &desired(&[false]),
+            &RouteResult::NotOwned {
+                holder: "controller owner none, field managers platform-team".into(),
+            },
+            None,
+            Some(r.status.fingerprint.as_str()),
+        );
+        assert_eq!(again, None);
     }
 
     #[test]
