@@ -54,6 +54,10 @@ async fn only_what_is_ours() -> Result<()> {
 
     let foreign_untouched = foreign_route(&cluster).await?;
     claimed_route(&cluster).await?;
+    for routemap in ["attacker-routemap", "second-routemap"] {
+        note(format!("Events of {routemap}:"));
+        show_events(&cluster.events(NS, routemap).await?);
+    }
     // Conflicts as users were told of them: the Warnings on the two losing routemaps.
     let conflicts = cluster
         .event_count(NS, "attacker-routemap", "RouteNotOwned")
@@ -263,6 +267,13 @@ async fn foreign_route(cluster: &Cluster) -> Result<usize> {
         "the victim route changed after the rename"
     );
     ok("victim untouched: spec, labels, owner references and resourceVersion as made");
+    let not_owned = cluster
+        .event_count(NS, "attacker-routemap", "RouteNotOwned")
+        .await?;
+    ensure!(
+        not_owned == 1,
+        "{not_owned} RouteNotOwned Events, want 1 (the new name is ours to create)"
+    );
     Ok(1)
 }
 

@@ -150,6 +150,30 @@ fn a_route_someone_else_made_is_never_written_and_is_looked_at_until_it_is_gone(
 }
 
 #[test]
+fn renaming_away_from_a_foreign_route_looks_at_the_new_name_at_once() {
+    let now = Instant::now();
+    let mut p = planner();
+    let k = p
+        .change(decided("attacker-routemap", "uid-a", "victim"))
+        .expect("to settle");
+    assert!(matches!(p.next(&k, now), Next::Write(Step::Look { .. })));
+    p.looked(&k, Ok(Some(foreign())), now, 0.0);
+    let next = p.next(&k, now);
+    assert_eq!(reason(&next), "RouteNotOwned");
+    report_done(&mut p, &k, &next, now);
+    p.change(decided("attacker-routemap", "uid-a", "attacker-route"));
+    let Next::Write(Step::Look { id }) = p.next(&k, now) else {
+        panic!("the new name is looked at, not judged by the old name's look");
+    };
+    assert_eq!(id.name, "attacker-route");
+    p.looked(&k, Ok(None), now, 0.0);
+    let Next::Write(Step::Apply { id, .. }) = p.next(&k, now) else {
+        panic!("an apply of the new name");
+    };
+    assert_eq!(id.name, "attacker-route");
+}
+
+#[test]
 fn two_routemaps_claiming_one_route_settle_on_the_older_without_a_write_loop() {
     let now = Instant::now();
     let mut p = planner();

@@ -110,6 +110,12 @@ impl Slot {
         self.owner = p.owner;
         self.decision = p.decision;
         if let Some(route) = p.route {
+            // What a look found is about one route name: another name is looked at anew.
+            if route.as_ref().map(|r| &r.id) != self.route.as_ref().map(|r| &r.id) {
+                self.look = None;
+                self.look_due = None;
+                self.looks = 0;
+            }
             self.route = route;
             self.retry = None;
         }
