@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_adapter::kube_types::{
-    CoreEvent, configmap_reference, configmap_resource, core_event, httproute_resource, now,
-    to_gateway,
+    CoreEvent, configmap_reference, core_event, httproute_resource, now, to_gateway,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -159,8 +158,9 @@ impl Fleet {
     }
 
     /// Makes the writes the controller makes for each of `which` releases, in its order: the
-    /// route's server-side apply, then (with `events`) its `RouteApplied` Event, then the
-    /// status annotation; `in_flight` releases at a time. The floor of a cold start.
+    /// GET of the route name before its first create, the route's server-side apply, then
+    /// (with `events`) its `RouteApplied` Event, then the status annotation on the route;
+    /// `in_flight` releases at a time. The floor of a cold start.
     pub async fn write_as_controller(
         &self,
         cluster: &Cluster,
@@ -192,6 +192,12 @@ impl Fleet {
             async move {
                 let routes: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), &ns, &httproute_resource());
+                // The controller looks before it creates a route (a route that is not ours is
+                // never written): the floor makes the same call.
+                routes
+                    .get_opt(&name)
+                    .await
+                    .with_context(|| format!("looking at route {name}"))?;
                 let applied = routes
                     .patch(
                         &name,
@@ -201,6 +207,7 @@ impl Fleet {
                     .await
                     .with_context(|| format!("applying route {name}"))?;
                 let generation = applied.metadata.generation;
+                let uid = applied.metadata.uid.clone().unwrap_or_default();
                 let rv = cm["metadata"]["resourceVersion"].as_str();
                 let report = report(
                     Some(&name),
@@ -216,8 +223,9 @@ impl Fleet {
                 set_status_annotation(
                     &client,
                     &ns,
-                    &cm,
-                    Some(serde_json::to_string(&report.status)?),
+                    &name,
+                    &uid,
+                    &serde_json::to_string(&report.status)?,
                 )
                 .await?;
                 Ok::<(), anyhow::Error>(())
@@ -229,27 +237,26 @@ impl Fleet {
         Ok(())
     }
 
-    /// Undoes what the controller did for `which` releases: deletes their routes and removes
-    /// the status annotation (as before the first run).
+    /// Undoes what the controller did for `which` releases: deletes their routes, and with
+    /// them the status annotation (as before the first run).
     pub async fn reset(&self, cluster: &Cluster, which: &[usize]) -> Result<()> {
         let items = which
             .iter()
-            .map(|&i| Ok((app(i), self.routemap(i)?.clone())))
-            .collect::<Result<Vec<(String, Value)>>>()?;
+            .map(|&i| Ok(app(i)))
+            .collect::<Result<Vec<String>>>()?;
         let client = cluster.client.clone();
         let ns = self.ns.clone();
-        concurrently(items, |(name, cm)| {
+        concurrently(items, |name| {
             let client = client.clone();
             let ns = ns.clone();
             async move {
                 let routes: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), &ns, &httproute_resource());
                 match routes.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e).with_context(|| format!("deleting route {name}")),
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                    Err(e) => Err(e).with_context(|| format!("deleting route {name}")),
                 }
-                set_status_annotation(&client, &ns, &cm, None).await
             }
         })
         .await?;
@@ -297,24 +304,21 @@ async fn publish_event(client: &Client, ns: &str, cm: &Value, event: &EventNote)
     Ok(())
 }
 
-/// Writes (or, with `None`, removes) the status annotation as the controller's status field
-/// manager.
+/// Writes the status annotation on the route `name` (uid `uid`) as the controller's status
+/// field manager does.
 async fn set_status_annotation(
     client: &Client,
     ns: &str,
-    cm: &Value,
-    status: Option<String>,
+    name: &str,
+    uid: &str,
+    status: &str,
 ) -> Result<()> {
-    let name = cm["metadata"]["name"].as_str().unwrap_or_default();
-    let annotations = match status {
-        Some(s) => json!({ STATUS_ANNOTATION: s }),
-        None => json!({}),
-    };
     let body = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": ns, "uid": cm["metadata"]["uid"], "annotations": annotations},
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": ns, "uid": uid,
+                     "annotations": { STATUS_ANNOTATION: status }},
     });
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &configmap_resource());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &httproute_resource());
     api.patch(
         name,
         &PatchParams::apply(STATUS_FIELD_MANAGER).force(),

@@ -1,5 +1,5 @@
 //! Reading and writing the objects of a test: Deployment status (there is no
-//! kube-controller-manager), the live route, the routemap's status annotation, Events, the
+//! kube-controller-manager), the live route, the routemap's status (an annotation on its route), Events, the
 //! leader Lease, and the resourceVersions of everything the controller watches.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,8 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::ApiResource;
 use routemap_index::config::Config;
 use routing_core::keys::{
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_KIND_LABEL, STATUS_ANNOTATION, WATCH_LABEL,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTEMAP_KIND_LABEL, ROUTEMAP_LABEL, STATUS_ANNOTATION,
+    WATCH_LABEL,
 };
 use serde_json::Value;
 
@@ -191,14 +192,39 @@ impl Cluster {
         Ok(api.get_opt(name).await?)
     }
 
-    /// The routemap's `iter8.tools/status` annotation (parsed), if any.
+    /// The routemap's status (parsed), if any: the `iter8.tools/status` annotation on the route
+    /// the controller wrote for it (labelled `iter8.tools/routemap=<name>`, owned by it). Of
+    /// two (a rename in progress), the one written last.
     pub async fn routemap_status(&self, ns: &str, name: &str) -> Result<Option<Value>> {
-        Ok(self
+        let Some(uid) = self
             .configmap(ns, name)
             .await?
-            .and_then(|cm| cm.metadata.annotations)
-            .and_then(|a| a.get(STATUS_ANNOTATION).cloned())
-            .and_then(|s| serde_json::from_str(&s).ok()))
+            .and_then(|cm| cm.metadata.uid)
+        else {
+            return Ok(None);
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), ns, &httproute_resource());
+        let routes = api
+            .list(&ListParams::default().labels(&format!("{ROUTEMAP_LABEL}={name}")))
+            .await?
+            .items;
+        Ok(routes
+            .iter()
+            .filter(|r| {
+                r.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+            })
+            .filter_map(|r| {
+                let rv: i64 = r.metadata.resource_version.as_deref()?.parse().ok()?;
+                let status = r.metadata.annotations.as_ref()?.get(STATUS_ANNOTATION)?;
+                Some((rv, status.clone()))
+            })
+            .max()
+            .and_then(|(_, s)| serde_json::from_str(&s).ok()))
     }
 
     /// Waits until the routemap's status annotation lists exactly `available` as the versions
@@ -233,22 +259,32 @@ impl Cluster {
         .await
     }
 
-    /// `name -> status annotation` of every routemap in `ns`.
+    /// `routemap name -> status annotation` of every routemap in `ns` that has a route of
+    /// its own (the annotation lives on the route the controller wrote for it).
     pub async fn status_annotations(&self, ns: &str) -> Result<BTreeMap<String, String>> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), ns, &httproute_resource());
         let mut out = BTreeMap::new();
         let mut lp = ListParams::default()
-            .labels(&format!("{ROUTEMAP_KIND_LABEL}=routemap"))
+            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
             .limit(500);
         loop {
             let list = api.list(&lp).await?;
-            for cm in list.items {
-                let status = cm
+            for route in list.items {
+                let Some(routemap) = route
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(ROUTEMAP_LABEL).cloned())
+                else {
+                    continue;
+                };
+                let status = route
                     .metadata
                     .annotations
                     .and_then(|a| a.get(STATUS_ANNOTATION).cloned())
                     .unwrap_or_default();
-                out.insert(cm.metadata.name.unwrap_or_default(), status);
+                out.insert(routemap, status);
             }
             match list.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(c) => lp = lp.continue_token(&c),

@@ -206,7 +206,8 @@ pub fn expect_forbidden<T: std::fmt::Debug>(what: &str, r: kube::Result<T>) -> R
     }
 }
 
-/// With the controller's own token: no Secrets, and (namespace-scoped) no route elsewhere.
+/// With the controller's own token: no Secrets, no write to any ConfigMap (its status lives on
+/// its own routes), no Lease but its own, and (namespace-scoped) no route elsewhere.
 pub async fn negative_checks(
     cluster: &Cluster,
     ns: &str,
@@ -239,8 +240,63 @@ pub async fn negative_checks(
             .get(&helm_secret)
             .await,
     )?;
-    let mut expected = 2;
+    // No write verb on ConfigMaps: not even the routemaps it reads, nor its own configuration.
+    let cm_patch = |name: &str, namespace: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": namespace,
+                            "annotations": {"iter8.tools/status": "{}"}}})
+    };
+    expect_forbidden(
+        &format!("patch ConfigMap {RELEASE} in {ns}"),
+        Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            ns,
+            &k8s_adapter::kube_types::configmap_resource(),
+        )
+        .patch(
+            RELEASE,
+            &PatchParams::apply("iter8-controller-status").force(),
+            &Patch::Apply(&cm_patch(RELEASE, ns)),
+        )
+        .await,
+    )?;
+    // Leases: get and patch name the controller's own Lease only.
+    let lease: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "someone-elses-lease", "namespace": ns},
+        "spec": {"holderIdentity": "iter8"}
+    }))?;
+    expect_forbidden(
+        &format!("patch Lease someone-elses-lease in {ns}"),
+        Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            ns,
+            &kube::core::ApiResource::erase::<k8s_openapi::api::coordination::v1::Lease>(&()),
+        )
+        .patch(
+            "someone-elses-lease",
+            &PatchParams::apply("iter8-controller"),
+            &Patch::Apply(&lease),
+        )
+        .await,
+    )?;
+    let mut expected = 4;
     if cluster_scoped {
+        expect_forbidden(
+            "patch ConfigMap aws-auth in kube-system",
+            Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                "kube-system",
+                &k8s_adapter::kube_types::configmap_resource(),
+            )
+            .patch(
+                "aws-auth",
+                &PatchParams::apply("iter8-controller-status").force(),
+                &Patch::Apply(&cm_patch("aws-auth", "kube-system")),
+            )
+            .await,
+        )?;
+        expected += 1;
         expect_forbidden(
             "list secrets in all namespaces",
             Api::<Secret>::all(client.clone())

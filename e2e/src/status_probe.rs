@@ -1,7 +1,8 @@
-//! Dates the end of a controller's writes as a user would see it: a bare watch on the routemaps
-//! of a namespace notes when any routemap's `iter8.tools/status` annotation last changed. A
-//! routemap's status is the last of its writes (route, Event, status), so once every routemap
-//! that needed writes has its new status, the last change is when the controller finished.
+//! Dates the end of a controller's writes as a user would see it: a bare watch on the
+//! controller's routes of a namespace notes when any route's `iter8.tools/status` annotation
+//! (its routemap's status) last changed. A routemap's status is the last of its writes (route,
+//! Event, status), so once every routemap that needed writes has its new status, the last
+//! change is when the controller finished.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
+use k8s_adapter::kube_types::httproute_resource;
+use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use routing_core::keys::{ROUTEMAP_KIND_LABEL, STATUS_ANNOTATION};
+use routing_core::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION};
 
 use crate::cluster::Cluster;
 
@@ -25,7 +26,7 @@ struct ProbeState {
     changes: usize,
 }
 
-/// A running watch of the routemaps' status annotations in one namespace.
+/// A running watch of the status annotations on the controller's routes in one namespace.
 #[derive(Debug)]
 pub struct StatusProbe {
     state: Arc<Mutex<ProbeState>>,
@@ -35,8 +36,10 @@ pub struct StatusProbe {
 impl StatusProbe {
     /// Starts the watch and returns once it has listed (changes from then on are dated).
     pub async fn start(cluster: &Cluster, ns: &str) -> Result<Self> {
-        let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
-        let config = watcher::Config::default().labels(&format!("{ROUTEMAP_KIND_LABEL}=routemap"));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(cluster.client.clone(), ns, &httproute_resource());
+        let config =
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
         let state = Arc::new(Mutex::new(ProbeState::default()));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -67,7 +70,7 @@ impl StatusProbe {
         let started = Instant::now();
         while !probe.lock()?.synced {
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("the status probe did not list the routemaps in 60 s");
+                bail!("the status probe did not list the routes in 60 s");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -42,12 +42,15 @@ fn grants(role: &Value) -> BTreeSet<Grant> {
     for rule in role["rules"].as_array().expect("rules") {
         let groups = strings(&rule["apiGroups"]);
         assert_eq!(groups.len(), 1, "one API group per rule: {rule}");
-        assert!(
-            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
-            "{rule}"
-        );
+        assert!(rule.get("nonResourceURLs").is_none(), "{rule}");
+        let names = strings(&rule["resourceNames"]);
         for resource in strings(&rule["resources"]) {
             for verb in strings(&rule["verbs"]) {
+                let verb = if names.is_empty() {
+                    verb
+                } else {
+                    format!("{verb}[{}]", names.join(","))
+                };
                 let grant = (groups[0].clone(), resource.clone(), verb);
                 assert!(grants.insert(grant.clone()), "{grant:?} granted twice");
             }
@@ -103,17 +106,19 @@ fn controller_rbac_is_least_privilege() {
             grant("apps", "deployments", &["list", "watch"]),
             grant(extra_type.0, extra_type.1, &["list", "watch"]),
             // watch.rs `spawn_watches`: the routemap ConfigMaps (`iter8.tools/kind=routemap`),
-            // also the `cm` type; status.rs `StatusWriter::publish`: server-side apply (PATCH)
-            // of the status annotation, never a create (the body carries the routemap's uid).
-            grant("", "configmaps", &["list", "watch", "patch"]),
+            // also the `cm` type. No write verb on any ConfigMap: the status is an annotation
+            // on our own route (status.rs).
+            grant("", "configmaps", &["list", "watch"]),
             // watch.rs `spawn_watches`: the HTTPRoutes we own, for drift repair; apply.rs
-            // `apply`: server-side apply (PATCH), which the API server also authorizes as
+            // `look`: a GET of a route name before its first create (a foreign route is never
+            // written); apply.rs `apply` and status.rs `StatusWriter::publish` (the status
+            // annotation): server-side apply (PATCH), which the API server also authorizes as
             // `create` when the route does not exist yet (the first write of every route);
             // apply.rs `delete`: a route its routemap no longer writes after a rename.
             grant(
                 "gateway.networking.k8s.io",
                 "httproutes",
-                &["list", "watch", "patch", "create", "delete"],
+                &["get", "list", "watch", "patch", "create", "delete"],
             ),
             // status.rs `StatusWriter::publish`: one new core/v1 Event per decision (POST).
             grant("", "events", &["create"]),
@@ -128,10 +133,21 @@ fn controller_rbac_is_least_privilege() {
         assert_eq!(lease_role["metadata"]["namespace"], "iter8-system");
         let lease_grants: BTreeSet<Grant> =
             // leader.rs `Election::start`: reads the Lease (GET), creates it when it is missing
-            // (POST), takes, renews and releases it (PATCH), watches it for a release (WATCH).
-            grant("coordination.k8s.io", "leases", &["get", "create", "patch", "watch"])
-                .into_iter()
-                .collect();
+            // (POST: RBAC cannot limit a create by name), takes, renews and releases it (PATCH),
+            // watches it for a release (WATCH, field selector on its name); get, patch and watch
+            // name the one Lease.
+            grant(
+                "coordination.k8s.io",
+                "leases",
+                &[
+                    "get[iter8-controller-leader]",
+                    "patch[iter8-controller-leader]",
+                    "watch[iter8-controller-leader]",
+                    "create",
+                ],
+            )
+            .into_iter()
+            .collect();
         assert_eq!(
             grants(lease_role),
             lease_grants,
@@ -192,7 +208,7 @@ fn controller_deployment_and_config() {
             ]
         );
         assert_eq!(c["resources"]["requests"]["memory"], "16Mi");
-        assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+        assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
 
         let svc = find(&docs, "Service", "iter8");
         assert_eq!(

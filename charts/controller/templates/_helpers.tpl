@@ -62,12 +62,15 @@ resource or version, and on Secrets (the controller never reads them).
 {{/*
 RBAC rules for the cluster-wide or namespace-wide role (leases are in a separate Role), as YAML.
 Only what the controller calls (crates/k8s-adapter; tests/chart_controller.rs names the call
-behind each rule): list/watch on the watched types, one rule per API group; configmaps also
-patch (server-side apply of the status annotation on routemaps, which are always watched);
-endpointslices list/watch unless endpointSlices is false; httproutes also patch and create (server-side apply; the API server checks create when an apply
+behind each rule): list/watch on the watched types, one rule per API group; endpointslices
+list/watch unless endpointSlices is false; configmaps list/watch only: no write verb on any
+ConfigMap, in either scope (the status lives in an annotation on the route the controller wrote,
+and Events); httproutes also get (a route the owned-route watch does not see is looked at
+before its first create: one that is not ours is never written), patch and create (server-side
+apply; the API server checks create when an apply
 creates the route) and delete (a route its routemap no longer writes after a rename, only when
-it carries that routemap's label and uid as owner); events create (core/v1). No get or update,
-no Secrets.
+it carries that routemap's label and uid as owner); events create (core/v1). No update, no
+Secrets.
 */}}
 {{- define "controller.rules" -}}
 {{- $types := include "controller.resourceTypes" . | fromJson -}}
@@ -90,10 +93,10 @@ no Secrets.
 {{- end }}
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [list, watch, patch]
+  verbs: [list, watch]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: [httproutes]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -1,12 +1,13 @@
 //! The writer: makes the writes the planner (`routemap_index::write_plan`) decides, several
 //! routemaps at a time.
 //!
-//! Inputs ([`WriterMsg`]): the index's changes, what the routemap watch saw of each routemap's
-//! status annotation, and the HTTPRoute watch's view of the routes we own ([`LiveEvent`]); plus
-//! leadership flips, a periodic resync and retry timers. Outputs: server-side applies of
-//! HTTPRoutes (`fieldManager` from the config, `force=true`, a timeout per call), deletes of
-//! routes a routemap no longer writes, and through [`crate::status`] Events and the status
-//! annotation.
+//! Inputs ([`WriterMsg`]): the index's changes, what the routemap watch saw of each routemap
+//! (resourceVersion, creation time), and the HTTPRoute watch's view of the routes we own
+//! ([`LiveEvent`], with the status annotation on each); plus leadership flips, a periodic resync
+//! and retry timers. Outputs: a GET of a route name before its first create (a route that is not
+//! ours is never written), server-side applies of HTTPRoutes (`fieldManager` from the config,
+//! `force=true`, a timeout per call), deletes of routes a routemap no longer writes, and through
+//! [`crate::status`] Events and the status annotation on our route.
 //!
 //! How: routemaps with something to do wait in a queue, each at most once (a newer decision
 //! for a routemap still queued replaces the older one: the planner holds only the latest). Up
@@ -46,14 +47,14 @@ pub const QUEUE_LIMIT: usize = 1024;
 pub enum WriterMsg {
     /// A decision of the index (boxed: a route is large next to the other messages).
     Change(Box<Change>),
-    /// A routemap was seen by the watch, with its status annotation (what was last reported).
+    /// A routemap was seen by the watch.
     Seen {
         /// Which routemap.
         key: RouteMapKey,
         /// Its resourceVersion.
         resource_version: Option<String>,
-        /// Its `iter8.tools/status` annotation.
-        status: Option<String>,
+        /// Its `metadata.creationTimestamp` (of two routemaps claiming a route, the older wins).
+        created: Option<String>,
     },
     /// The HTTPRoute watch.
     Live(LiveEvent),
@@ -89,6 +90,8 @@ enum Done {
         id: RouteId,
         answer: Result<(), WriteError>,
     },
+    Looked(Result<Option<LiveRoute>, WriteError>),
+    Evented,
 }
 
 /// The writer. See the module doc.
@@ -135,13 +138,18 @@ impl Writer {
         status: StatusWriter,
         metrics: Metrics,
     ) -> Self {
+        let field_manager = config.field_manager.clone();
         Writer {
             client,
             config,
             status,
             metrics,
             fence: Fence::always(),
-            planner: WritePlanner::new(),
+            planner: {
+                let mut planner = WritePlanner::new();
+                planner.set_field_manager(&field_manager);
+                planner
+            },
             max_in_flight: routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT,
             queue: VecDeque::new(),
             queued: HashSet::new(),
@@ -203,8 +211,8 @@ impl Writer {
             WriterMsg::Seen {
                 key,
                 resource_version,
-                status,
-            } => self.planner.seen(key, resource_version, status.as_deref()),
+                created,
+            } => self.planner.seen(key, resource_version, created),
             WriterMsg::Change(change) => {
                 if let Some(key) = self.planner.change(*change) {
                     self.enqueue(key);
@@ -219,6 +227,8 @@ impl Writer {
                 resource_version,
             } => self.marks.push_back((watch, resource_version, self.ticket)),
         }
+        let woken = self.planner.take_woken();
+        self.enqueue_all(woken);
         self.count();
         self.release_marks();
     }
@@ -340,7 +350,16 @@ impl Writer {
                 }
                 self.planner.deleted(&key, &id, answer, now, jitter)
             }
+            Done::Looked(answer) => {
+                if let Err(e) = &answer {
+                    self.count_failure("get", e);
+                }
+                self.planner.looked(&key, answer, now, jitter)
+            }
+            Done::Evented => self.planner.evented(&key),
         };
+        let woken = self.planner.take_woken();
+        self.enqueue_all(woken);
         // Both: a routemap that got new work while in flight must leave `again` either way.
         let again = self.again.remove(&key);
         if more || again {
@@ -414,8 +433,18 @@ impl Writer {
                     Step::Apply { id, route } => Done::Applied(
                         apply(&client, &field_manager, timeout, &metrics, &id, &route).await,
                     ),
-                    Step::Report { owner, report } => {
-                        let answer = status.publish(&owner, &report).await;
+                    Step::Look { id } => Done::Looked(look(&client, timeout, &id).await),
+                    Step::Event { owner, event } => {
+                        tracing::warn!(reason = event.reason, note = %event.note, "route contested");
+                        status.publish_event(&owner, &event).await;
+                        Done::Evented
+                    }
+                    Step::Report {
+                        owner,
+                        report,
+                        route,
+                    } => {
+                        let answer = status.publish(&owner, &report, route.as_ref()).await;
                         if let Err(e) = &answer {
                             tracing::warn!(error = %e, "cannot write routemap status");
                         }
@@ -533,6 +562,28 @@ async fn apply(
     answer
 }
 
+/// GETs a route name the owned-route watch does not show: `None` when there is no such route.
+async fn look(
+    client: &Client,
+    timeout: Duration,
+    id: &RouteId,
+) -> Result<Option<LiveRoute>, WriteError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &id.namespace, &httproute_resource());
+    match tokio::time::timeout(timeout, api.get_opt(&id.name)).await {
+        Ok(Ok(None)) => Ok(None),
+        Ok(Ok(Some(obj))) => {
+            let live = serde_json::to_value(obj)
+                .ok()
+                .and_then(|v| LiveRoute::from_json(&v))
+                .ok_or_else(|| WriteError::Connection("unreadable route".into()))?;
+            Ok(Some(live))
+        }
+        Ok(Err(e)) => Err(write_error(e)),
+        Err(_) => Err(WriteError::Timeout(timeout)),
+    }
+}
+
 /// Deletes a route if it is still as last seen.
 async fn delete(
     client: &Client,
@@ -570,6 +621,9 @@ fn fenced_off(step: &Step) -> Done {
             id: id.clone(),
             answer: Err(e()),
         },
+        Step::Look { .. } => Done::Looked(Err(e())),
+        // The Event is not published: the replica that leads now reports for itself.
+        Step::Event { .. } => Done::Evented,
     }
 }
 

@@ -9,7 +9,6 @@ use routemap_index::index::slices::SliceFacts;
 use routemap_index::index::{Change, Decision, Index};
 use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::ResourceFacts;
-use routing_core::keys::STATUS_ANNOTATION;
 use tokio::sync::mpsc;
 
 use crate::apply::WriterMsg;
@@ -19,7 +18,7 @@ use crate::metrics::Metrics;
 /// What the watches tell the index task.
 #[derive(Debug)]
 pub enum IndexMsg {
-    /// A routemap was listed, added or changed; with its status annotation.
+    /// A routemap was listed, added or changed; with its `creationTimestamp`.
     RouteMap(Box<RouteMapObject>, Option<String>),
     /// A routemap was deleted.
     RouteMapDeleted(RouteMapKey),
@@ -108,12 +107,12 @@ pub async fn run_index(
                 awaiting = Some(names.into_iter().collect());
                 Vec::new()
             }
-            IndexMsg::RouteMap(object, status) => {
-                // The writer learns what was last reported before it hears the decision.
+            IndexMsg::RouteMap(object, created) => {
+                // The writer learns the routemap's age before it hears the decision.
                 let seen = WriterMsg::Seen {
                     key: object.key.clone(),
                     resource_version: object.resource_version.clone(),
-                    status,
+                    created,
                 };
                 if writer.send(seen).await.is_err() {
                     break;
@@ -265,12 +264,12 @@ pub fn routemap_message(cm: &ConfigMap) -> IndexMsg {
         meta.labels.as_ref().unwrap_or(&empty),
         cm.data.as_ref(),
     );
-    let status = meta
-        .annotations
+    let created = meta
+        .creation_timestamp
         .as_ref()
-        .and_then(|a| a.get(STATUS_ANNOTATION))
-        .cloned();
-    IndexMsg::RouteMap(Box::new(object), status)
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().map(str::to_string));
+    IndexMsg::RouteMap(Box::new(object), created)
 }
 
 /// The name of the EndpointSlice watch (logs, metrics, readiness, initial lists).
@@ -306,17 +305,18 @@ mod tests {
     use routemap_index::config::Config;
     use serde_json::json;
     #[test]
-    fn routemap_configmap_becomes_object_and_status() {
+    fn routemap_configmap_becomes_object_and_creation_time() {
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {
                 "name": "app-routemap", "namespace": "test", "uid": "u1", "resourceVersion": "9",
+                "creationTimestamp": "2026-12-06T05:00:00Z",
                 "labels": {"iter8.tools/kind": "routemap", "iter8.tools/version": "v2"},
                 "annotations": {"iter8.tools/status": "{\"decision\":\"x\"}"}
             },
             "data": {"routemap.yaml": "strategy: none\nroute: {name: app, parentRefs: [{name: gw}]}\nversions: [{name: app-0, resources: [{gvrShort: svc, name: app-0}]}]\n"}
         }))
         .expect("configmap");
-        let IndexMsg::RouteMap(object, status) = routemap_message(&cm) else {
+        let IndexMsg::RouteMap(object, created) = routemap_message(&cm) else {
             panic!("not a routemap message");
         };
         assert_eq!(object.key, RouteMapKey::new("test", "app-routemap"));
@@ -325,7 +325,7 @@ mod tests {
             ("u1", Some("9"))
         );
         assert!(object.spec.is_ok(), "{:?}", object.spec);
-        assert_eq!(status.as_deref(), Some("{\"decision\":\"x\"}"));
+        assert_eq!(created.as_deref(), Some("2026-12-06T05:00:00Z"));
     }
 
     #[test]

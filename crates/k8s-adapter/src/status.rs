@@ -1,15 +1,18 @@
-//! Telling users: publishes the Event and writes the status annotation that
-//! `routemap_index::report` decided, for the writer task ([`crate::apply`]), its only caller.
+//! Telling users: publishes the Event (on the routemap ConfigMap) and writes the status
+//! annotation (on the HTTPRoute the controller wrote for it) that `routemap_index::report`
+//! decided, for the writer task ([`crate::apply`]), its only caller.
 //!
-//! The annotation is written by server-side apply with its own field manager
-//! (`iter8-controller-status`), owning that one annotation only, so it never conflicts with Helm,
-//! which owns the data and labels. The apply carries the routemap's uid: if the routemap was
-//! deleted meanwhile the call fails instead of creating an empty ConfigMap.
+//! The controller never writes a ConfigMap: its credentials have no write verb on them. The
+//! annotation is written on our own route by server-side apply with its own field manager
+//! (`iter8-controller-status`), owning that one annotation only, so the route's apply (which
+//! never sets annotations) never takes it away and it never counts as drift. The apply carries
+//! the route's uid: if the route was deleted meanwhile the call fails instead of creating one.
 
 use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
+use routemap_index::live::RouteId;
 use routemap_index::report::{EventNote, Report};
 use routing_core::RouteMapRef;
 use routing_core::keys::{REPORTING_CONTROLLER, STATUS_ANNOTATION, STATUS_FIELD_MANAGER};
@@ -17,9 +20,10 @@ use serde_json::json;
 
 use crate::error::{WriteError, write_error};
 use crate::kube_types::{
-    CoreEvent, DynamicObject, Timestamp, configmap_reference, configmap_resource, core_event, now,
+    CoreEvent, DynamicObject, Timestamp, configmap_reference, core_event, httproute_resource, now,
 };
 use crate::metrics::Metrics;
+use routing_core::route::HTTPROUTE_API_VERSION;
 
 /// How long a status write throttled after its Event is waited out in place before the report
 /// is given up to a retry (which would publish the Event again).
@@ -66,29 +70,38 @@ impl StatusWriter {
         StatusWriter { clock, ..self }
     }
 
-    /// Publishes the report's Event, then writes its status annotation. A throttled Event
-    /// stops here (the whole report is retried after the server's delay); any other failure
-    /// to publish it is logged and counted, and the status still goes on.
-    pub async fn publish(&self, owner: &RouteMapRef, report: &Report) -> Result<(), WriteError> {
+    /// Publishes the report's Event, then writes its status annotation on `route` (our route
+    /// and its uid; `None`: Events only). A throttled Event stops here (the whole report is
+    /// retried after the server's delay); any other failure to publish it is logged and
+    /// counted, and the status still goes on.
+    pub async fn publish(
+        &self,
+        owner: &RouteMapRef,
+        report: &Report,
+        route: Option<&(RouteId, String)>,
+    ) -> Result<(), WriteError> {
         if let Some(event) = &report.event
             && let Err(e @ WriteError::Throttled { .. }) = self.event(owner, event).await
         {
             return Err(e);
         }
+        let Some((id, uid)) = route else {
+            return Ok(());
+        };
         let body = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
+            "apiVersion": HTTPROUTE_API_VERSION,
+            "kind": "HTTPRoute",
             "metadata": {
-                "name": owner.name,
-                "namespace": owner.namespace,
-                "uid": owner.uid,
+                "name": id.name,
+                "namespace": id.namespace,
+                "uid": uid,
                 "annotations": {
                     STATUS_ANNOTATION: serde_json::to_string(&report.status).unwrap_or_default(),
                 },
             },
         });
         let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &owner.namespace, &configmap_resource());
+            Api::namespaced_with(self.client.clone(), &id.namespace, &httproute_resource());
         let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
         // Once the Event is out, a throttled status write is waited out here, as the server
         // asks, rather than by retrying the whole report (which would publish the Event twice).
@@ -96,7 +109,7 @@ impl StatusWriter {
         loop {
             let answer = tokio::time::timeout(
                 self.timeout,
-                api.patch(&owner.name, &params, &Patch::Apply(&body)),
+                api.patch(&id.name, &params, &Patch::Apply(&body)),
             )
             .await;
             let e = match answer {

@@ -26,7 +26,8 @@ use tokio::task::JoinHandle;
 const NS: &str = "test";
 const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/test/httproutes/app";
 const EVENTS_PATH: &str = "/api/v1/namespaces/test/events";
-const ROUTEMAP_PATH: &str = "/api/v1/namespaces/test/configmaps/app-routemap";
+/// The uid the fake API server gives every route it stores.
+const ROUTE_UID: &str = "route-uid";
 
 /// One call the fake API server expects, and its answer.
 struct Expect {
@@ -84,10 +85,27 @@ fn event(kind: &'static str, reason: &'static str, note_part: &'static str) -> E
     }
 }
 
+/// The GET of the route name before its first create, answered with `answer` (`None`: 404).
+fn route_get(answer: Option<Value>) -> Expect {
+    Expect {
+        method: "GET",
+        path: ROUTE_PATH,
+        query: &[],
+        content_type: None,
+        check: Box::new(|_| {}),
+        status: if answer.is_some() { 200 } else { 404 },
+        answer: Some(answer.unwrap_or_else(|| {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                   "reason": "NotFound", "message": "httproutes.gateway.networking.k8s.io \"app\" not found"})
+        })),
+    }
+}
+
+/// The status annotation, applied on our route (never on the routemap ConfigMap).
 fn status_apply(check: impl Fn(&Value) + Send + 'static) -> Expect {
     Expect {
         method: "PATCH",
-        path: ROUTEMAP_PATH,
+        path: ROUTE_PATH,
         query: &[
             ("fieldManager", "iter8-controller-status"),
             ("force", "true"),
@@ -95,11 +113,12 @@ fn status_apply(check: impl Fn(&Value) + Send + 'static) -> Expect {
         content_type: Some("application/apply-patch+yaml"),
         check: Box::new(move |got| {
             assert_eq!(
-                got["metadata"]["uid"], "uid-1",
-                "status apply must carry the uid precondition"
+                got["metadata"]["uid"], ROUTE_UID,
+                "status apply must carry the route's uid as a precondition"
             );
-            // Only our annotation: no data, no labels (those are Helm's).
-            assert!(got.get("data").is_none() && got["metadata"].get("labels").is_none());
+            assert_eq!(got["kind"], "HTTPRoute");
+            // Only our annotation: no spec, no labels (the route's apply owns those).
+            assert!(got.get("spec").is_none() && got["metadata"].get("labels").is_none());
             let status: Value = serde_json::from_str(
                 got["metadata"]["annotations"]["iter8.tools/status"]
                     .as_str()
@@ -145,12 +164,17 @@ fn api_server(expects: Vec<Expect>) -> (Client, JoinHandle<()>) {
                 );
             }
             let body = request.into_body().collect_bytes().await.expect("body");
-            let body: Value = serde_json::from_slice(&body).expect("JSON body");
+            let body: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&body).expect("JSON body")
+            };
             (e.check)(&body);
             let mut answer = e.answer.unwrap_or_else(|| body.clone());
-            if answer.get("metadata").is_some() && e.status < 300 {
+            if answer.get("metadata").is_some() && e.status < 300 && e.method != "GET" {
                 answer["metadata"]["resourceVersion"] = json!(format!("{}", 100 + i));
                 answer["metadata"]["generation"] = json!(1);
+                answer["metadata"]["uid"] = json!(ROUTE_UID);
             }
             send.send_response(
                 Response::builder()
@@ -288,20 +312,29 @@ fn kept_route_rebuilds_the_planned_route_exactly() {
 
 /// The route as the API server would show it: ours plus server fields and a foreign label.
 fn live_copy(route: &Value, rv: &str) -> LiveEvent {
+    live_with_status(route, rv, None)
+}
+
+/// [`live_copy`] carrying the status annotation a previous report wrote.
+fn live_with_status(route: &Value, rv: &str, status: Option<String>) -> LiveEvent {
     let mut live = route.clone();
     live["metadata"]["resourceVersion"] = json!(rv);
     live["metadata"]["generation"] = json!(1);
+    live["metadata"]["uid"] = json!(ROUTE_UID);
+    if let Some(status) = status {
+        live["metadata"]["annotations"]["iter8.tools/status"] = json!(status);
+    }
     live["metadata"]["labels"]["team"] = json!("payments");
     live["status"] = json!({"parents": []});
     LiveEvent::Upsert(LiveRoute::from_json(&live).expect("route"))
 }
 
-/// The routemap watch saw the routemap (resourceVersion 5) with this status annotation.
-fn seen(status: Option<String>) -> WriterMsg {
+/// The routemap watch saw the routemap (resourceVersion 5).
+fn seen() -> WriterMsg {
     WriterMsg::Seen {
         key: RouteMapKey::new(NS, "app-routemap"),
         resource_version: Some("5".into()),
-        status,
+        created: Some("2026-05-28T20:00:00Z".into()),
     }
 }
 
@@ -322,6 +355,8 @@ async fn new_decision_is_applied_once_with_the_exact_request() {
     let change = decided(false);
     let route = desired_json(&change);
     let (client, server) = api_server(vec![
+        // The owned-route watch does not show it: looked at before it is created.
+        route_get(None),
         route_apply(route.clone()),
         event(
             "Normal",
@@ -336,7 +371,7 @@ async fn new_decision_is_applied_once_with_the_exact_request() {
     ]);
     let mut w = writer(client);
     w.set_leader(true).await;
-    w.handle(seen(None)).await;
+    w.handle(seen()).await;
     w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
     w.handle(msg(&change)).await;
     // The same decision again (a re-list, a resync) must not write again.
@@ -352,7 +387,7 @@ async fn restart_with_everything_in_place_writes_nothing() {
     let Change::Decided { decision, .. } = &change else {
         unreachable!()
     };
-    // What the previous run reported, as the routemap's annotation shows it.
+    // What the previous run reported, as the route's annotation shows it.
     let reported = report::report(
         Some("app"),
         decision,
@@ -367,10 +402,14 @@ async fn restart_with_everything_in_place_writes_nothing() {
     let (client, server) = api_server(vec![]);
     let mut w = writer(client);
     w.set_leader(true).await;
-    w.handle(seen(Some(serde_json::to_string(&reported).expect("json"))))
-        .await;
+    w.handle(seen()).await;
     w.handle(WriterMsg::Live(LiveEvent::Relisting)).await;
-    w.handle(WriterMsg::Live(live_copy(&route, "40"))).await;
+    w.handle(WriterMsg::Live(live_with_status(
+        &route,
+        "40",
+        Some(serde_json::to_string(&reported).expect("json")),
+    )))
+    .await;
     w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
     w.handle(msg(&change)).await;
     w.resync().await;
@@ -426,19 +465,12 @@ async fn invalid_routemap_warns_and_leaves_the_route_alone() {
         }
     ));
     let (client, server) = api_server(vec![
+        // No route of its own yet: reported by the Event only.
         event(
             "Warning",
             "InvalidRouteMap",
             "data[routemap.yaml].versions[1]",
         ),
-        status_apply(|s| {
-            assert!(
-                s["lastError"]
-                    .as_str()
-                    .expect("error")
-                    .contains("versions[1]")
-            )
-        }),
     ]);
     let mut w = writer(client);
     w.set_leader(true).await;
@@ -453,6 +485,7 @@ async fn follower_writes_nothing_until_elected() {
     let change = decided(false);
     let route = desired_json(&change);
     let (client, server) = api_server(vec![
+        route_get(None),
         route_apply(route.clone()),
         event("Normal", "RouteApplied", "HTTPRoute app"),
         status_apply(|_| {}),
@@ -477,9 +510,12 @@ async fn transient_failure_is_retried_with_backoff() {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "message": "etcd is slow"}),
     );
     let (client, server) = api_server(vec![
+        route_get(None),
         unavailable,
+        // No route yet: the failure is told by the Event only.
         event("Warning", "ApplyFailed", "etcd is slow"),
-        status_apply(|s| assert!(s["lastError"].as_str().expect("error").contains("503"))),
+        // Each create is looked at first.
+        route_get(None),
         route_apply(route.clone()),
         event("Normal", "RouteApplied", "HTTPRoute app"),
         status_apply(|s| assert!(s.get("lastError").is_none())),
@@ -494,5 +530,30 @@ async fn transient_failure_is_retried_with_backoff() {
     tokio::time::sleep_until(at).await;
     w.retry_due().await;
     assert_eq!(w.next_retry(), None);
+    finish(w, server).await;
+}
+
+/// A route someone else made under the name the routemap asks for: looked at, never written
+/// (no apply, no status, no delete), a Warning naming who holds it, and nothing more at resync.
+#[tokio::test]
+async fn a_foreign_route_is_looked_at_and_never_written() {
+    let change = decided(true);
+    let foreign = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "app", "namespace": NS, "uid": "victim-uid", "resourceVersion": "3",
+                     "managedFields": [{"manager": "platform-team", "operation": "Apply"}]},
+        "spec": {"parentRefs": [{"name": "prod-gateway"}],
+                 "rules": [{"backendRefs": [{"name": "payments", "port": 80}]}]},
+    });
+    let (client, server) = api_server(vec![
+        route_get(Some(foreign)),
+        event("Warning", "RouteNotOwned", "platform-team"),
+    ]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    w.handle(msg(&change)).await;
+    w.resync().await;
     finish(w, server).await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use routing_core::HttpRoute;
 
 use crate::gateway::{GatewayStatus, gateway_status};
-use routing_core::keys::ROUTEMAP_LABEL;
+use routing_core::keys::{ROUTEMAP_LABEL, STATUS_ANNOTATION};
 use routing_core::route::HTTPROUTE_API_VERSION;
 use serde_json::{Value, json};
 
@@ -93,6 +93,15 @@ pub struct LiveRoute {
     /// What the implementations programming it say (`status.parents`): never compared as
     /// drift, only reported.
     pub gateway: GatewayStatus,
+    /// Its uid (the status annotation is written on this route only while it is this one).
+    pub uid: Option<String>,
+    /// Its `iter8.tools/status` annotation: what was last reported about its routemap. Never
+    /// compared as drift.
+    pub status: Option<String>,
+    /// The field managers in its `managedFields`, each once: who else writes it.
+    pub managers: Vec<String>,
+    /// Its controlling owner as `Kind/name`, when it has one.
+    pub controller: Option<String>,
 }
 
 impl LiveRoute {
@@ -119,7 +128,44 @@ impl LiveRoute {
                 .and_then(|o| o["uid"].as_str())
                 .map(str::to_string),
             gateway: gateway_status(obj),
+            uid: meta["uid"].as_str().map(str::to_string),
+            status: meta["annotations"][STATUS_ANNOTATION]
+                .as_str()
+                .map(str::to_string),
+            managers: managers(meta),
+            controller: meta["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["controller"] == true)
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        o["kind"].as_str().unwrap_or("?"),
+                        o["name"].as_str().unwrap_or("?")
+                    )
+                }),
         })
+    }
+
+    /// This route is the one `owner_uid`'s routemap wrote: it names that routemap as its
+    /// controlling owner. A label edited by hand is drift to repair, not a change of owner;
+    /// deletion also asks for the label (see the write planner).
+    pub fn owned_by(&self, owner_uid: &str) -> bool {
+        self.owner_uid.as_deref() == Some(owner_uid)
+    }
+
+    /// Who this route belongs to, for users: its controlling owner and its field managers.
+    pub fn describe_owner(&self) -> String {
+        let managers = if self.managers.is_empty() {
+            "none".to_string()
+        } else {
+            self.managers.join(", ")
+        };
+        format!(
+            "controller owner {}, field managers {managers}",
+            self.controller.as_deref().unwrap_or("none")
+        )
     }
 
     /// This live route carries every field of `want` the controller owns, so writing `want`
@@ -133,6 +179,19 @@ impl LiveRoute {
                 .zip(serde_json::from_str::<Value>(&want.owned).ok())
                 .is_some_and(|(owned, want)| covers(&owned, &want))
     }
+}
+
+/// The managers of `metadata.managedFields`, each once, in order.
+fn managers(meta: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in meta["managedFields"].as_array().into_iter().flatten() {
+        if let Some(name) = m["manager"].as_str()
+            && !out.iter().any(|o| o == name)
+        {
+            out.push(name.to_string());
+        }
+    }
+    out
 }
 
 /// The fields of a route the controller owns.

@@ -1,10 +1,12 @@
-//! What users see: Events and a status annotation on the routemap ConfigMap.
+//! What users see: Events on the routemap ConfigMap and a status annotation on the route the
+//! controller wrote for it.
 //!
 //! [`report`] is pure: from a decision, how its route write went, and the status last written
-//! (read back from the routemap's annotation, so a restart or a new leader remembers it), it
-//! says which Event to publish and which status to write, or nothing when the decision is
-//! unchanged. The controller's writer (crate `k8s-adapter`) performs the two calls, as the
-//! leader only.
+//! (read back from the route's annotation through the route watch, so a restart or a new leader
+//! remembers it), it says which Event to publish and which status to write, or nothing when the
+//! decision is unchanged. The controller's writer (crate `k8s-adapter`) performs the two calls,
+//! as the leader only. A routemap with no route of its own (strategy `none`, invalid before its
+//! first route, a route name someone else holds) is reported by Events only.
 //!
 //! | Event | type | when |
 //! |---|---|---|
@@ -12,12 +14,14 @@
 //! | `VersionsChanged` | Normal | availability or weights changed without a route write (e.g. strategy `none`) |
 //! | `InvalidRouteMap` | Warning | the routemap cannot be used; names the field path and reason; the live route is kept |
 //! | `ApplyFailed` | Warning | the API server refused the route or kept failing; retried with backoff |
+//! | `RouteNotOwned` | Warning | the route name is held by a route this routemap did not write; it is left untouched |
+//! | `RouteClaimed` | Warning | another routemap, the winner, writes the same route name |
 //!
-//! The annotation `iter8.tools/status` holds compact JSON (see [`RouteMapStatus`]). It is
+//! The annotation `iter8.tools/status` on the route holds compact JSON (see
+//! [`RouteMapStatus`]), summarised to stay far below the API's 256 KiB annotation limit. It is
 //! written by server-side apply with its own field manager (`iter8-controller-status`), owning
-//! that one annotation only, so it never conflicts with Helm, which owns the data and labels.
-//! The apply carries the routemap's uid: if the routemap was deleted meanwhile the call fails
-//! instead of creating an empty ConfigMap.
+//! that one annotation only, so it is never drift for the route's apply. The apply carries the
+//! route's uid: if the route was deleted meanwhile the call fails instead of creating one.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,10 @@ use crate::index::{Decision, Traffic};
 
 /// Longest Event note the API accepts.
 const MAX_NOTE: usize = 1024;
+/// Versions listed by name in the status; the rest are counted (`and K more`).
+pub const MAX_STATUS_VERSIONS: usize = 50;
+/// Longest error kept in the status.
+const MAX_STATUS_ERROR: usize = 2048;
 
 /// How the route write for a decision went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +52,16 @@ pub enum RouteResult {
     },
     /// Nothing to write (strategy `none`, or an invalid routemap).
     NoRoute,
+    /// The route name is held by a route this routemap did not write: never touched.
+    NotOwned {
+        /// Who holds it (its controlling owner and field managers).
+        holder: String,
+    },
+    /// Another routemap claims the same route name and wins (older, then by namespace/name).
+    Claimed {
+        /// The winner, `namespace/name`.
+        winner: String,
+    },
     /// The write failed.
     Failed {
         /// Bounded category of the error.
@@ -144,7 +162,7 @@ pub fn report_route(
     observed_resource_version: Option<&str>,
     previous_decision: Option<&str>,
 ) -> Option<Report> {
-    let fingerprint = fingerprint(route_json, decision, result);
+    let fingerprint = fingerprint(route_name, route_json, decision, result);
     if previous_decision == Some(fingerprint.as_str()) {
         return None;
     }
@@ -176,6 +194,28 @@ pub fn report_route(
                 .map(|v| (v.name.clone(), v.weight))
                 .collect();
             match result {
+                RouteResult::NotOwned { holder } => {
+                    let note = format!(
+                        "HTTPRoute {route} exists and was not written for this routemap ({holder}); it is left untouched and looked at again until it is gone"
+                    );
+                    status.last_error = Some(note.clone());
+                    EventNote {
+                        warning: true,
+                        reason: "RouteNotOwned",
+                        note,
+                    }
+                }
+                RouteResult::Claimed { winner } => {
+                    let note = format!(
+                        "HTTPRoute {route} is also claimed by routemap {winner}, which keeps it (the older routemap, then by namespace/name); this routemap writes nothing until it gives the name up"
+                    );
+                    status.last_error = Some(note.clone());
+                    EventNote {
+                        warning: true,
+                        reason: "RouteClaimed",
+                        note,
+                    }
+                }
                 RouteResult::Failed { message, .. } => {
                     status.last_error = Some(message.clone());
                     EventNote {
@@ -209,8 +249,38 @@ pub fn report_route(
             note: truncate(event.note, MAX_NOTE),
             ..event
         }),
-        status,
+        status: summarise(status),
     })
+}
+
+/// Keeps a status far below the annotation limit whatever the routemap holds: the first
+/// [`MAX_STATUS_VERSIONS`] available versions and weights by name, then `and K more`, and the
+/// error cut at 2 KiB.
+pub fn summarise(mut status: RouteMapStatus) -> RouteMapStatus {
+    let n = status.available_versions.len();
+    if n > MAX_STATUS_VERSIONS {
+        status.available_versions.truncate(MAX_STATUS_VERSIONS);
+        status
+            .available_versions
+            .push(format!("and {} more", n - MAX_STATUS_VERSIONS));
+    }
+    let n = status.weights.len();
+    if n > MAX_STATUS_VERSIONS {
+        let extra: Vec<String> = status
+            .weights
+            .keys()
+            .skip(MAX_STATUS_VERSIONS)
+            .cloned()
+            .collect();
+        for k in extra {
+            status.weights.remove(&k);
+        }
+        status
+            .weights
+            .insert(format!("and {} more", n - MAX_STATUS_VERSIONS), 0);
+    }
+    status.last_error = status.last_error.map(|e| truncate(e, MAX_STATUS_ERROR));
+    status
 }
 
 fn versions_changed(traffic: &Traffic) -> EventNote {
@@ -255,11 +325,21 @@ fn describe(traffic: &Traffic) -> String {
 }
 
 /// A stable fingerprint of what users are told: the route, availability and weights, or the
-/// error (any apply failure of one decision is one report, however often it is retried).
-fn fingerprint(route_json: Option<&str>, decision: &Decision, result: &RouteResult) -> String {
-    let text = match decision {
-        Decision::Invalid { error } => format!("invalid\n{error}"),
-        Decision::Desired { traffic, .. } => {
+/// error (any apply failure of one decision is one report, however often it is retried). A
+/// route name held by someone else is one report for as long as it is held, whatever the
+/// decisions meanwhile.
+fn fingerprint(
+    route_name: Option<&str>,
+    route_json: Option<&str>,
+    decision: &Decision,
+    result: &RouteResult,
+) -> String {
+    let name = route_name.unwrap_or("-");
+    let text = match (decision, result) {
+        (Decision::Invalid { error }, _) => format!("invalid\n{error}"),
+        (_, RouteResult::NotOwned { .. }) => format!("not owned\n{name}"),
+        (_, RouteResult::Claimed { winner }) => format!("claimed by {winner}\n{name}"),
+        (Decision::Desired { traffic, .. }, _) => {
             let mut t = route_json.unwrap_or_default().to_string();
             for v in &traffic.versions {
                 t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
@@ -470,6 +550,71 @@ mod tests {
             ok.and_then(|r| r.event).map(|e| e.reason),
             Some("RouteApplied")
         );
+    }
+
+    #[test]
+    fn a_status_of_thousands_of_versions_stays_far_below_the_annotation_limit() {
+        let available = vec![true; 5500];
+        let r = report(
+            Some("app"),
+            &desired(&available),
+            &RouteResult::Applied {
+                generation: Some(1),
+            },
+            None,
+            None,
+        )
+        .expect("reported");
+        let json = serde_json::to_string(&r.status).expect("json");
+        assert!(json.len() < 16 * 1024, "{} bytes", json.len());
+        assert_eq!(r.status.available_versions.len(), MAX_STATUS_VERSIONS + 1);
+        assert_eq!(
+            r.status.available_versions.last().map(String::as_str),
+            Some("and 5450 more")
+        );
+        assert!(r.status.weights.contains_key("and 5450 more"));
+    }
+
+    #[test]
+    fn a_foreign_route_and_a_claimed_one_are_warnings_naming_who_holds_them() {
+        let r = report(
+            Some("victim"),
+            &desired(&[true]),
+            &RouteResult::NotOwned {
+                holder: "controller owner none, field managers platform-team".into(),
+            },
+            None,
+            None,
+        )
+        .expect("reported");
+        let e = r.event.expect("event");
+        assert_eq!((e.warning, e.reason), (true, "RouteNotOwned"));
+        assert!(e.note.contains("platform-team"), "{}", e.note);
+        let c = report(
+            Some("victim"),
+            &desired(&[true]),
+            &RouteResult::Claimed {
+                winner: "test/first-routemap".into(),
+            },
+            None,
+            None,
+        )
+        .expect("reported");
+        let e = c.event.expect("event");
+        assert_eq!((e.warning, e.reason), (true, "RouteClaimed"));
+        assert!(e.note.contains("test/first-routemap"), "{}", e.note);
+        assert_ne!(r.status.fingerprint, c.status.fingerprint);
+        // Held by someone else through a change of availability: not reported again.
+        let again = report(
+            Some("victim"),
+            &desired(&[false]),
+            &RouteResult::NotOwned {
+                holder: "controller owner none, field managers platform-team".into(),
+            },
+            None,
+            Some(r.status.fingerprint.as_str()),
+        );
+        assert_eq!(again, None);
     }
 
     #[test]

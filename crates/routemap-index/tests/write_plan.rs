@@ -63,8 +63,15 @@ fn stored(kept: &KeptRoute, rv: &str, uid: &str) -> LiveRoute {
     LiveRoute::from_json(&obj).expect("a route")
 }
 
-fn apply_step(next: Next) -> KeptRoute {
-    match next {
+/// The first write of a route the live view lacks: a look (answered: no such route), then the
+/// apply.
+fn create_step(p: &mut WritePlanner, k: &RouteMapKey, now: Instant) -> KeptRoute {
+    match p.next(k, now) {
+        Next::Write(Step::Look { .. }) => {}
+        other => panic!("expected a look before the first create, got {other:?}"),
+    }
+    assert!(p.looked(k, Ok(None), now, 0.0));
+    match p.next(k, now) {
         Next::Write(Step::Apply { route, .. }) => route,
         other => panic!("expected an apply, got {other:?}"),
     }
@@ -104,7 +111,7 @@ fn a_new_decision_is_one_apply_then_one_report_then_nothing() {
     let now = Instant::now();
     let mut p = planner(&[]);
     let k = p.change(decided("app")).expect("to settle");
-    let route = apply_step(p.next(&k, now));
+    let route = create_step(&mut p, &k, now);
     assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
     let next = p.next(&k, now);
     assert_eq!(report_reason(&next), "RouteApplied");
@@ -126,7 +133,7 @@ fn a_follower_plans_no_write_and_catches_up_when_elected() {
     assert_eq!(p.next(&k, now), Next::Idle(Idle::Follower));
     assert_eq!(p.take_tally().skipped_follower, 1);
     assert_eq!(p.set_leader(true), [key()]);
-    apply_step(p.next(&k, now));
+    create_step(&mut p, &k, now);
 }
 
 #[test]
@@ -154,7 +161,7 @@ fn a_throttled_apply_waits_the_servers_delay_and_is_reported_to_nobody() {
     let now = Instant::now();
     let mut p = planner(&[]);
     let k = p.change(decided("app")).expect("to settle");
-    apply_step(p.next(&k, now));
+    create_step(&mut p, &k, now);
     assert!(
         !p.applied(&k, Err(throttled(3)), now, 0.5),
         "no report follows"
@@ -165,7 +172,7 @@ fn a_throttled_apply_waits_the_servers_delay_and_is_reported_to_nobody() {
     assert!(p.due(at - Duration::from_millis(1)).is_empty());
     assert_eq!(p.due(at), [key()]);
     // Retried as it was, and only its success is reported.
-    let route = apply_step(p.next(&k, at));
+    let route = create_step(&mut p, &k, at);
     assert!(p.applied(&k, Ok(stored(&route, "9", "uid-1")), at, 0.0));
     assert_eq!(report_reason(&p.next(&k, at)), "RouteApplied");
 }
@@ -175,14 +182,14 @@ fn a_failed_apply_is_reported_at_once_and_retried_after_its_backoff() {
     let now = Instant::now();
     let mut p = planner(&[]);
     let k = p.change(decided("app")).expect("to settle");
-    apply_step(p.next(&k, now));
+    create_step(&mut p, &k, now);
     assert!(p.applied(&k, Err(unavailable()), now, 0.0));
     let next = p.next(&k, now);
     assert_eq!(report_reason(&next), "ApplyFailed");
     report_done(&mut p, &next, now);
     let at = now + Duration::from_millis(200);
     assert_eq!(p.next(&k, now), Next::Idle(Idle::Waiting(at)));
-    apply_step(p.next(&k, at));
+    create_step(&mut p, &k, at);
     // Failing again doubles the delay; the same failure is not reported twice.
     assert!(p.applied(&k, Err(unavailable()), at, 0.0));
     assert_eq!(p.next(&k, at), Next::Idle(Idle::Settled));
@@ -196,7 +203,7 @@ fn a_renamed_route_is_deleted_once_the_new_one_is_in_place() {
     let mut p = planner(&[old]);
     let k = p.change(decided("app-v2")).expect("to settle");
     // First the new route: traffic is never left without one.
-    let route = apply_step(p.next(&k, now));
+    let route = create_step(&mut p, &k, now);
     assert_eq!(route.id.name, "app-v2");
     assert!(p.applied(&k, Ok(stored(&route, "6", "uid-1")), now, 0.0));
     let Next::Write(Step::Delete {
@@ -233,7 +240,7 @@ fn a_route_owned_by_another_routemap_is_never_deleted() {
     let theirs = stored(&decided_route("app"), "5", "uid-of-someone-else");
     let mut p = planner(&[theirs]);
     let k = p.change(decided("app-v2")).expect("to settle");
-    let route = apply_step(p.next(&k, now));
+    let route = create_step(&mut p, &k, now);
     assert!(p.applied(&k, Ok(stored(&route, "6", "uid-1")), now, 0.0));
     assert_eq!(report_reason(&p.next(&k, now)), "RouteApplied");
 }
@@ -286,7 +293,7 @@ fn the_gateways_answer_is_reported_when_it_changes_and_is_never_drift() {
     let now = Instant::now();
     let mut p = planner(&[]);
     let k = p.change(decided("app")).expect("to settle");
-    let route = apply_step(p.next(&k, now));
+    let route = create_step(&mut p, &k, now);
     let live = stored(&route, "7", "uid-1");
     assert!(p.applied(&k, Ok(live.clone()), now, 0.0));
     let next = p.next(&k, now);
@@ -354,7 +361,7 @@ fn a_decision_that_comes_while_a_write_is_in_flight_gets_its_own_report() {
     let now = Instant::now();
     let mut p = planner(&[]);
     let k = p.change(decided_with_primary(true)).expect("to settle");
-    let route = apply_step(p.next(&k, now));
+    let route = create_step(&mut p, &k, now);
     // While that apply is in flight, the primary's Deployment rolls out (not available).
     assert_eq!(p.change(decided_with_primary(false)), Some(key()));
     assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
@@ -380,7 +387,7 @@ fn a_decision_that_comes_while_a_report_is_in_flight_is_not_lost() {
     let now = Instant::now();
     let mut p = planner(&[]);
     let k = p.change(decided_with_primary(true)).expect("to settle");
-    let route = apply_step(p.next(&k, now));
+    let route = create_step(&mut p, &k, now);
     assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
     let first = p.next(&k, now);
     let Next::Write(Step::Report { report, .. }) = &first else {

@@ -1,8 +1,9 @@
 //! The write planner: which writes the controller makes, decided without IO.
 //!
-//! Inputs: the index's [`Change`]s, what the routemap watch saw of each routemap's status
-//! annotation, the HTTPRoute watch's view of the routes we own ([`LiveEvent`]), leadership, and
-//! the time, always passed in. Output: for one routemap at a time, the next [`Step`] to take (an
+//! Inputs: the index's [`Change`]s, what the routemap watch saw of each routemap (its
+//! resourceVersion and creation time), the HTTPRoute watch's view of the routes we own
+//! ([`LiveEvent`], with the status annotation we wrote on each: what was last reported),
+//! leadership, and the time, always passed in. Output: for one routemap at a time, the next [`Step`] to take (an
 //! apply, a delete, a report) or why there is none ([`Idle`]); the executor (crate
 //! `k8s-adapter`) makes the call and hands the result back ([`WritePlanner::applied`],
 //! [`WritePlanner::reported`], [`WritePlanner::deleted`]). A routemap's steps come one at a time,
@@ -17,6 +18,18 @@
 //! repaired. While the watch has not yet delivered the echo of our own last write, a stale live
 //! view of an unchanged desired route does not trigger a second write. Fields someone else adds
 //! that we never set are theirs under server-side apply: not drift.
+//!
+//! Only what is ours. A route is written only when it is absent or provably this routemap's
+//! (its controlling owner is the routemap's uid). A route name the owned-route watch does not
+//! show is looked at first ([`Step::Look`], a GET): a route found there that is not ours is never
+//! touched; the routemap gets a Warning `RouteNotOwned` naming who holds it (Events only: its
+//! status cannot be written on a route that is not ours), and the name is looked at again, 5 s
+//! doubling to 5 min, until it is gone. Two routemaps claiming one route name: the older
+//! (creation time, then namespace/name) writes it; the other writes nothing and gets a Warning
+//! `RouteClaimed` naming the winner, and is settled again when the winner lets the name go.
+//! Someone else changing fields we own is repaired at once the first time, then with a delay
+//! doubling from 1 s to 5 min while it goes on (a Warning `RouteContested` names the other
+//! field managers, once per contest); ten quiet minutes end the contest.
 //!
 //! Never: a write as a follower (followers keep their view warm and catch up when elected); a
 //! route write while the routemap is invalid (the last good route stays); deleting a route we do
@@ -33,6 +46,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use routing_core::RouteMapRef;
+use routing_core::keys::{MANAGED_BY_VALUE, STATUS_FIELD_MANAGER};
 
 use crate::error::WriteError;
 use crate::index::{Change, Decision};
@@ -46,6 +60,8 @@ mod steps;
 use slot::{KeptDecision, Pending, Slot};
 
 /// A change of the HTTPRoute watch.
+// An upsert is the common event and is consumed at once; boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LiveEvent {
     /// A route was listed, added or changed.
@@ -79,12 +95,28 @@ pub enum Step {
         /// The Event to publish once it is gone.
         event: EventNote,
     },
-    /// Publish the report's Event and write its status annotation.
+    /// Publish the report's Event and write its status annotation on the route.
     Report {
         /// The routemap.
         owner: RouteMapRef,
         /// What to tell.
         report: Report,
+        /// The route the status annotation goes on, with its uid (a precondition); `None`:
+        /// Events only (the routemap has no route of its own).
+        route: Option<(RouteId, String)>,
+    },
+    /// GET the route under this name: the owned-route watch does not show it, and it must be
+    /// absent or ours before it is written.
+    Look {
+        /// Which route.
+        id: RouteId,
+    },
+    /// Publish an Event on its own.
+    Event {
+        /// The routemap.
+        owner: RouteMapRef,
+        /// The Event.
+        event: EventNote,
     },
 }
 
@@ -134,8 +166,14 @@ pub struct Tally {
 pub struct WritePlanner {
     /// Boxed: a B-tree node holds 11 values inline, most of them unused space.
     slots: BTreeMap<RouteMapKey, Box<Slot>>,
-    /// What the routemap watch saw of routemaps not decided yet: resourceVersion and status.
-    seen: HashMap<RouteMapKey, (Option<String>, Option<RouteMapStatus>)>,
+    /// What the routemap watch saw of routemaps not decided yet: resourceVersion and creation.
+    seen: HashMap<RouteMapKey, (Option<String>, Option<String>)>,
+    /// The routemaps that want each route name (more than one: a claim to settle).
+    claims: HashMap<RouteId, Vec<RouteMapKey>>,
+    /// Routemaps to settle because something they wait on changed (see [`Self::take_woken`]).
+    woken: Vec<RouteMapKey>,
+    /// Our field manager, told apart from other writers of a route.
+    field_manager: String,
     live: HashMap<RouteId, LiveRoute>,
     /// The live routes whose label names each routemap (the candidates for deletion).
     labelled: HashMap<RouteMapKey, Vec<RouteId>>,
@@ -180,21 +218,76 @@ impl WritePlanner {
         self.slots.keys().cloned().collect()
     }
 
-    /// The routemap watch saw a routemap with this status annotation: what was last reported,
-    /// even by another replica or an earlier run.
+    /// Our field manager (default `iter8-controller`), told apart from other writers.
+    pub fn set_field_manager(&mut self, name: &str) {
+        self.field_manager = name.to_string();
+    }
+
+    /// The field managers of a route other than ours (route and status).
+    fn others(&self, live: &LiveRoute) -> Vec<String> {
+        let ours = if self.field_manager.is_empty() {
+            MANAGED_BY_VALUE
+        } else {
+            self.field_manager.as_str()
+        };
+        live.managers
+            .iter()
+            .filter(|m| m.as_str() != ours && m.as_str() != STATUS_FIELD_MANAGER)
+            .cloned()
+            .collect()
+    }
+
+    /// Routemaps to settle because a route they wait on, or a claim they lost, changed.
+    pub fn take_woken(&mut self) -> Vec<RouteMapKey> {
+        std::mem::take(&mut self.woken)
+    }
+
+    /// The routemap watch saw a routemap: its resourceVersion and `creationTimestamp`.
     pub fn seen(
         &mut self,
         key: RouteMapKey,
         resource_version: Option<String>,
-        status: Option<&str>,
+        created: Option<String>,
     ) {
-        let status = status.and_then(RouteMapStatus::parse);
         if let Some(slot) = self.slots.get_mut(&key) {
             slot.resource_version = resource_version;
-            slot.remember(status);
+            slot.created = created;
         } else {
-            self.seen.insert(key, (resource_version, status));
+            self.seen.insert(key, (resource_version, created));
         }
+    }
+
+    /// Records which route name a routemap wants; the other claimants of the old and new
+    /// names are settled again (a winner may have let a name go).
+    fn claim(&mut self, key: &RouteMapKey, old: Option<RouteId>, new: Option<RouteId>) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old
+            && let Some(keys) = self.claims.get_mut(&old)
+        {
+            keys.retain(|k| k != key);
+            self.woken.extend(keys.iter().cloned());
+            if keys.is_empty() {
+                self.claims.remove(&old);
+            }
+        }
+        if let Some(new) = new {
+            let keys = self.claims.entry(new).or_default();
+            self.woken.extend(keys.iter().cloned());
+            keys.push(key.clone());
+        }
+    }
+
+    /// Of the routemaps claiming `id`, the one that writes it: the oldest, then by
+    /// namespace/name.
+    fn claim_winner(&self, id: &RouteId) -> Option<&RouteMapKey> {
+        self.claims.get(id)?.iter().min_by(|a, b| {
+            let created = |k: &RouteMapKey| self.slots.get(k).and_then(|s| s.created.clone());
+            // A routemap without a creation time sorts last.
+            let (ca, cb) = (created(a), created(b));
+            (ca.is_none(), ca, *a).cmp(&(cb.is_none(), cb, *b))
+        })
     }
 
     /// A change of the index. Returns the routemap to settle, if any.
@@ -202,7 +295,10 @@ impl WritePlanner {
         match change {
             Change::Removed { key } => {
                 // The owner reference garbage-collects the route; nothing to write.
-                self.slots.remove(&key);
+                if let Some(slot) = self.slots.remove(&key) {
+                    let old = slot.route.map(|r| r.id);
+                    self.claim(&key, old, None);
+                }
                 self.seen.remove(&key);
                 None
             }
@@ -234,6 +330,15 @@ impl WritePlanner {
                     decision,
                     route,
                 };
+                let old = self
+                    .slots
+                    .get(&key)
+                    .and_then(|s| s.route.as_ref())
+                    .map(|r| r.id.clone());
+                let new = match &pending.route {
+                    Some(route) => route.as_ref().map(|r| r.id.clone()),
+                    None => old.clone(),
+                };
                 match self.slots.get_mut(&key) {
                     // A round under way (a call in flight, or its report still to make) ends as
                     // it began, so every write gets its own report; the newest decision waits,
@@ -246,7 +351,16 @@ impl WritePlanner {
                             decision,
                             route,
                         } = pending;
-                        let (resource_version, status) = self.seen.remove(&key).unwrap_or_default();
+                        let (resource_version, created) =
+                            self.seen.remove(&key).unwrap_or_default();
+                        // What was last reported: the status annotation on its route.
+                        let status = route
+                            .as_ref()
+                            .and_then(|r| r.as_ref())
+                            .and_then(|r| self.live.get(&r.id))
+                            .filter(|l| l.owned_by(&owner.uid))
+                            .and_then(|l| l.status.as_deref())
+                            .and_then(RouteMapStatus::parse);
                         let mut slot = Box::new(Slot {
                             owner,
                             decision,
@@ -262,11 +376,22 @@ impl WritePlanner {
                             result: None,
                             in_flight: false,
                             next: None,
+                            created,
+                            look: None,
+                            look_due: None,
+                            looks: 0,
+                            reported_here: false,
+                            repairs: None,
+                            repair_wait: None,
+                            contest_warned: false,
                         });
                         slot.remember(status);
                         self.slots.insert(key.clone(), slot);
                     }
                 }
+                // A new decision in a round keeps the old name until the round ends; claiming
+                // the new one early only makes the claim settle sooner.
+                self.claim(&key, old, new);
                 Some(key)
             }
         }
@@ -290,17 +415,28 @@ impl WritePlanner {
             }
             LiveEvent::Upsert(mut route) => {
                 let id = route.id.clone();
-                self.forget_live(&id);
+                let before = self.forget_live(&id);
                 let key = route
                     .routemap
                     .as_deref()
                     .map(|name| RouteMapKey::new(&id.namespace, name));
-                if let Some(slot) = key.as_ref().and_then(|k| self.slots.get_mut(k)) {
+                for claimant in self.claims.get(&id).into_iter().flatten() {
+                    let Some(slot) = self.slots.get_mut(claimant) else {
+                        continue;
+                    };
+                    if !route.owned_by(&slot.owner.uid) {
+                        continue;
+                    }
                     if slot.echo.as_deref() == Some(route.resource_version.as_str()) {
                         slot.echo = None;
                     }
                     if let Some(kept) = &slot.route {
                         share_equal(&mut route.owned, &kept.owned);
+                    }
+                    // What was last reported, unless this process reported since: the watch
+                    // may still deliver an annotation older than its own last report.
+                    if !slot.reported_here {
+                        slot.remember(route.status.as_deref().and_then(RouteMapStatus::parse));
                     }
                 }
                 if let Some(key) = &key {
@@ -309,21 +445,35 @@ impl WritePlanner {
                         .or_default()
                         .push(id.clone());
                 }
-                self.live.insert(id, route);
-                self.settle_if_synced(key)
+                self.live.insert(id.clone(), route);
+                // The routemap its label names now and before (a label edited by hand is
+                // repaired at once), and every routemap that wants the name.
+                self.settle_route(&id, [key, before])
             }
             LiveEvent::Delete(id) => {
                 let key = self.forget_live(&id);
-                self.settle_if_synced(key)
+                for claimant in self.claims.get(&id).into_iter().flatten() {
+                    if let Some(slot) = self.slots.get_mut(claimant) {
+                        slot.look = None;
+                    }
+                }
+                self.settle_route(&id, [key, None])
             }
         }
     }
 
-    fn settle_if_synced(&self, key: Option<RouteMapKey>) -> Vec<RouteMapKey> {
-        match key {
-            Some(key) if self.live_synced && self.slots.contains_key(&key) => vec![key],
-            _ => Vec::new(),
+    fn settle_route(&self, id: &RouteId, keys: [Option<RouteMapKey>; 2]) -> Vec<RouteMapKey> {
+        if !self.live_synced {
+            return Vec::new();
         }
+        let mut out: Vec<RouteMapKey> = Vec::new();
+        let claimants = self.claims.get(id).into_iter().flatten().cloned();
+        for key in keys.into_iter().flatten().chain(claimants) {
+            if self.slots.contains_key(&key) && !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        out
     }
 
     /// Drops a live route; returns the routemap its label named.
@@ -345,6 +495,12 @@ impl WritePlanner {
             return Vec::new();
         }
         self.leader = leader;
+        if !leader {
+            // Another leader reports meanwhile: learn from the annotations again.
+            for slot in self.slots.values_mut() {
+                slot.reported_here = false;
+            }
+        }
         if leader { self.all_keys() } else { Vec::new() }
     }
 
@@ -363,19 +519,35 @@ impl WritePlanner {
 
     /// Routemaps whose retry is due at `now`.
     pub fn due(&mut self, now: Instant) -> Vec<RouteMapKey> {
+        // A due look or repair is cleared here, so its time is not due again and again.
+        let mut woke = Vec::new();
+        for key in &self.retrying {
+            if let Some(slot) = self.slots.get_mut(key) {
+                if slot.look_due.is_some_and(|at| at <= now) {
+                    slot.look_due = None;
+                    slot.look = None;
+                    woke.push(key.clone());
+                }
+                if slot.repair_wait.is_some_and(|at| at <= now) {
+                    slot.repair_wait = None;
+                    woke.push(key.clone());
+                }
+            }
+        }
         let slots = &self.slots;
         self.retrying
             .retain(|k| slots.get(k).is_some_and(|s| s.next_try().is_some()));
-        self.retrying
-            .iter()
-            .filter(|k| {
-                slots
-                    .get(*k)
-                    .and_then(|s| s.next_try())
-                    .is_some_and(|at| at <= now)
-            })
-            .cloned()
-            .collect()
+        for key in self.retrying.iter().filter(|k| {
+            slots
+                .get(*k)
+                .and_then(|s| s.next_try())
+                .is_some_and(|at| at <= now)
+        }) {
+            woke.push(key.clone());
+        }
+        woke.sort();
+        woke.dedup();
+        woke
     }
 
     /// When the next retry is due (asked after every event: only the routemaps that were ever

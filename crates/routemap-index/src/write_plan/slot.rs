@@ -61,6 +61,33 @@ pub(super) struct Slot {
     pub(super) in_flight: bool,
     /// A decision that came during a round, taken up once the round is over.
     pub(super) next: Option<Pending>,
+    /// The routemap's `metadata.creationTimestamp` (RFC 3339, so text order is time order):
+    /// of two routemaps claiming one route name, the older keeps it.
+    pub(super) created: Option<String>,
+    /// What a GET found under the route name while the owned-route watch did not show it.
+    pub(super) look: Option<Look>,
+    /// When a route held by someone else is looked at again (cleared when due)...
+    pub(super) look_due: Option<Instant>,
+    /// ... and how many looks in a row found it held.
+    pub(super) looks: u32,
+    /// This process reported since it last became leader: its memory of what was reported is
+    /// newer than any annotation the route watch may still deliver.
+    pub(super) reported_here: bool,
+    /// Repairs of our fields after someone else changed them: when the last was made and how
+    /// many came in a row; the next waits until `repair_wait`.
+    pub(super) repairs: Option<(Instant, u32)>,
+    pub(super) repair_wait: Option<Instant>,
+    /// The Warning naming the other writer was published for this contest.
+    pub(super) contest_warned: bool,
+}
+
+/// What a GET of the route name found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Look {
+    /// No route: this routemap may create it (once: the create consumes the look).
+    Absent,
+    /// A route this routemap did not write, and who holds it.
+    Foreign(String),
 }
 
 /// A decision as the planner keeps it until its round starts.
@@ -83,6 +110,12 @@ impl Slot {
         self.owner = p.owner;
         self.decision = p.decision;
         if let Some(route) = p.route {
+            // What a look found is about one route name: another name is looked at anew.
+            if route.as_ref().map(|r| &r.id) != self.route.as_ref().map(|r| &r.id) {
+                self.look = None;
+                self.look_due = None;
+                self.looks = 0;
+            }
             self.route = route;
             self.retry = None;
         }
@@ -104,6 +137,9 @@ impl Slot {
         } else {
             self.call_retry
         };
-        wait.map(|(at, _)| at)
+        [wait.map(|(at, _)| at), self.look_due, self.repair_wait]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

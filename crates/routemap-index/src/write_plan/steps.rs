@@ -1,6 +1,6 @@
 //! The planner's steps: which call a routemap needs next, and what its answer changes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::WriteError;
 use crate::gateway::acceptance_event;
@@ -8,7 +8,7 @@ use crate::live::{LiveRoute, RouteId, share_equal};
 use crate::report::{EventNote, RouteMapStatus, RouteResult, fnv1a, report_route};
 use crate::routemap::RouteMapKey;
 
-use super::slot::{KeptDecision, Slot};
+use super::slot::{KeptDecision, Look, Slot};
 use super::{Idle, Next, Step, WritePlanner, retry_delay};
 
 impl WritePlanner {
@@ -47,6 +47,28 @@ impl WritePlanner {
 
     fn next_step(&mut self, key: &RouteMapKey, now: Instant) -> Next {
         let stale = self.stale_route(key);
+        // Who else wants or holds the route name, looked up before the slot is borrowed.
+        let (winner, holder, others) = match self.slots.get(key) {
+            Some(slot) => match &slot.route {
+                Some(route) => {
+                    let winner = self
+                        .claim_winner(&route.id)
+                        .filter(|w| *w != key)
+                        .map(|w| format!("{}/{}", w.namespace, w.name));
+                    let live = self.live.get(&route.id);
+                    let holder = live
+                        .filter(|l| !l.owned_by(&slot.owner.uid))
+                        .map(LiveRoute::describe_owner);
+                    (
+                        winner,
+                        holder,
+                        live.map(|l| self.others(l)).unwrap_or_default(),
+                    )
+                }
+                None => (None, None, Vec::new()),
+            },
+            None => return Next::Idle(Idle::Gone),
+        };
         let Some(slot) = self.slots.get_mut(key) else {
             return Next::Idle(Idle::Gone);
         };
@@ -64,22 +86,95 @@ impl WritePlanner {
         if slot.result.is_none() {
             match &slot.route {
                 None => slot.result = Some(RouteResult::NoRoute),
+                Some(_) if winner.is_some() => {
+                    slot.result = winner.map(|winner| RouteResult::Claimed { winner });
+                }
+                Some(_) if holder.is_some() => {
+                    slot.result = holder.map(|holder| RouteResult::NotOwned { holder });
+                }
                 Some(route) => {
                     let want_hash = fnv1a(route.owned.as_bytes());
                     let live = self.live.get(&route.id);
+                    if live.is_none() {
+                        match &slot.look {
+                            // Not in the owned-route watch: look before a first create.
+                            None => {
+                                return Next::Write(Step::Look {
+                                    id: route.id.clone(),
+                                });
+                            }
+                            Some(Look::Foreign(holder)) => {
+                                slot.result = Some(RouteResult::NotOwned {
+                                    holder: holder.clone(),
+                                });
+                            }
+                            Some(Look::Absent) => {}
+                        }
+                    }
                     let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
-                    if !(waiting_for_echo || live.is_some_and(|l| l.carries(route))) {
+                    if slot.result.is_none()
+                        && !(waiting_for_echo || live.is_some_and(|l| l.carries(route)))
+                    {
+                        // Someone else changed fields we had in place: a contest, repaired at
+                        // once the first time, then with a doubling delay.
+                        if live.is_some() && slot.applied == Some(want_hash) {
+                            let n = match slot.repairs {
+                                Some((last, n))
+                                    if now.saturating_duration_since(last) < CONTEST_QUIET =>
+                                {
+                                    n
+                                }
+                                _ => {
+                                    slot.contest_warned = false;
+                                    0
+                                }
+                            };
+                            if n >= 1 {
+                                if let Some((last, _)) = slot.repairs {
+                                    let at = last + repair_delay(n);
+                                    if at > now {
+                                        slot.repair_wait = Some(at);
+                                        self.retrying.insert(key.clone());
+                                        return Next::Idle(Idle::Waiting(at));
+                                    }
+                                }
+                                if !slot.contest_warned {
+                                    slot.contest_warned = true;
+                                    let who = if others.is_empty() {
+                                        "another writer".to_string()
+                                    } else {
+                                        format!("field manager {}", others.join(", "))
+                                    };
+                                    return Next::Write(Step::Event {
+                                        owner: slot.owner.clone(),
+                                        event: EventNote {
+                                            warning: true,
+                                            reason: "RouteContested",
+                                            note: format!(
+                                                "HTTPRoute {}: {who} keeps changing fields this controller owns; repaired with a delay doubling from 1 s to 5 min while it goes on",
+                                                route.id.name
+                                            ),
+                                        },
+                                    });
+                                }
+                            }
+                            slot.repairs = Some((now, n + 1));
+                        }
+                        // The look allowed one create; the next needs a new one.
+                        slot.look = None;
                         return Next::Write(Step::Apply {
                             id: route.id.clone(),
                             route: route.clone(),
                         });
                     }
-                    slot.applied = Some(want_hash);
-                    slot.retry = None;
-                    self.tally.unchanged += 1;
-                    slot.result = Some(RouteResult::Unchanged {
-                        generation: live.and_then(|l| l.generation),
-                    });
+                    if slot.result.is_none() {
+                        slot.applied = Some(want_hash);
+                        slot.retry = None;
+                        self.tally.unchanged += 1;
+                        slot.result = Some(RouteResult::Unchanged {
+                            generation: live.and_then(|l| l.generation),
+                        });
+                    }
                 }
             }
         }
@@ -106,7 +201,12 @@ impl WritePlanner {
                 owner: slot.owner.clone(),
             });
         }
-        let live = slot.route.as_ref().and_then(|r| self.live.get(&r.id));
+        // Our own route: the only one whose status this routemap may write.
+        let live = slot
+            .route
+            .as_ref()
+            .and_then(|r| self.live.get(&r.id))
+            .filter(|l| l.owned_by(&slot.owner.uid));
         let Some(result) = slot.result.clone() else {
             return gateway_report(slot, live);
         };
@@ -131,9 +231,14 @@ impl WritePlanner {
             Some(mut report) => {
                 // Every status written carries the gateway's answer too, so it is never lost.
                 report.status.gateway = live.map(|l| l.gateway.clone());
+                let held = matches!(
+                    result,
+                    RouteResult::NotOwned { .. } | RouteResult::Claimed { .. }
+                );
                 Next::Write(Step::Report {
                     owner: slot.owner.clone(),
                     report,
+                    route: live.filter(|_| !held).and_then(target),
                 })
             }
             None => {
@@ -272,6 +377,7 @@ impl WritePlanner {
                         self.tally.gateway.push(gateway.acceptance.as_str());
                     }
                     slot.remember(Some(status.clone()));
+                    slot.reported_here = true;
                     slot.unreported = false;
                     slot.result = None;
                     slot.call_retry = None;
@@ -289,6 +395,58 @@ impl WritePlanner {
                 false
             }
         }
+    }
+
+    /// What a GET of a route name found (`None`: no such route). Returns whether the routemap
+    /// has a next step now.
+    pub fn looked(
+        &mut self,
+        key: &RouteMapKey,
+        answer: Result<Option<LiveRoute>, WriteError>,
+        now: Instant,
+        jitter: f64,
+    ) -> bool {
+        self.returned(key);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        match answer {
+            Ok(None) => {
+                slot.look = Some(Look::Absent);
+                slot.looks = 0;
+                true
+            }
+            Ok(Some(live)) if live.owned_by(&slot.owner.uid) => {
+                // Ours, though the owned-route watch does not show it (its label was removed):
+                // known now, and repaired by the apply that follows.
+                slot.look = None;
+                slot.looks = 0;
+                let id = live.id.clone();
+                self.forget_live(&id);
+                if let Some(name) = &live.routemap {
+                    self.labelled
+                        .entry(RouteMapKey::new(&id.namespace, name))
+                        .or_default()
+                        .push(id.clone());
+                }
+                self.live.insert(id, live);
+                true
+            }
+            Ok(Some(live)) => {
+                slot.look = Some(Look::Foreign(live.describe_owner()));
+                slot.looks += 1;
+                slot.look_due = Some(now + look_delay(slot.looks));
+                self.retrying.insert(key.clone());
+                true
+            }
+            Err(e) => self.failed(key, &e, now, jitter, true),
+        }
+    }
+
+    /// An Event published on its own has returned (a failure was logged and counted).
+    pub fn evented(&mut self, key: &RouteMapKey) -> bool {
+        self.returned(key);
+        true
     }
 
     /// How a delete went. Returns whether the routemap has a next step now.
@@ -352,5 +510,28 @@ fn gateway_report(slot: &mut Slot, live: Option<&LiveRoute>) -> Next {
     Next::Write(Step::Report {
         owner: slot.owner.clone(),
         report,
+        route: target(live),
     })
+}
+
+/// Where a status annotation goes: the route, with its uid as a precondition.
+fn target(live: &LiveRoute) -> Option<(RouteId, String)> {
+    Some((live.id.clone(), live.uid.clone()?))
+}
+
+/// Ten quiet minutes end a contest: the next repair is made at once again.
+const CONTEST_QUIET: Duration = Duration::from_secs(600);
+
+/// Delay before repair `n + 1` of a contest (`n` >= 1 made): 1 s doubling to 5 min.
+fn repair_delay(n: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << (n - 1).min(9))
+        .min(Duration::from_secs(300))
+}
+
+/// Delay before look `n` (from 1) at a route name someone else holds: 5 s doubling to 5 min.
+fn look_delay(n: u32) -> Duration {
+    Duration::from_secs(5)
+        .saturating_mul(1 << n.saturating_sub(1).min(6))
+        .min(Duration::from_secs(300))
 }
