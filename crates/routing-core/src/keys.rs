@@ -21,7 +21,7 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "iter8-controller";
 /// Label on every route naming the routemap it comes from.
 pub const ROUTEMAP_LABEL: &str = "iter8.tools/routemap";
-/// The annotation on the routemap that holds `RouteMapStatus` (crate `routemap-index`).
+/// The annotation on the route the controller wrote that holds `RouteMapStatus` (crate `routemap-index`).
 pub const STATUS_ANNOTATION: &str = "iter8.tools/status";
 /// Field manager of the status annotation.
 pub const STATUS_FIELD_MANAGER: &str = "iter8-controller-status";
