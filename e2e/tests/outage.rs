@@ -162,9 +162,11 @@ async fn outage(cluster: &Cluster) -> Result<()> {
         warns as u64 <= 7 * (secs / 30 + 1),
         "{warns} WARN lines about watches in {secs} s: not rate-limited"
     );
+    // The figure is printed for the docs; the bound is what fails a controller left waiting
+    // out its backoff (up to 30 s) on a machine whose load can stretch seconds.
     ensure!(
-        followed <= Duration::from_secs(3),
-        "the route followed {followed:?} after the API server answered again; want within a second or two"
+        followed <= Duration::from_secs(10),
+        "the route followed {followed:?} after the API server answered again; want well under the 30 s backoff cap"
     );
     c.stop()
 }
@@ -290,9 +292,10 @@ async fn restarts(cluster: &Cluster) -> Result<()> {
             "{what}: a change made once it was back reached the route in {} ms",
             followed.as_millis()
         ));
+        // As above: the figure for the docs, the bound against a controller left in its backoff.
         ensure!(
-            followed <= Duration::from_secs(3),
-            "{what}: the route followed after {followed:?}; want within a second or two"
+            followed <= Duration::from_secs(10),
+            "{what}: the route followed after {followed:?}; want well under the 30 s backoff cap"
         );
     }
     c.check_alive()?;
