@@ -159,20 +159,7 @@ impl<'a> Seed<'a> {
             .wait_status(&ns, ROUTEMAP, &[], &["httpbin-0"])
             .await?;
         ok("the controller has judged the routemap: httpbin-0 not available yet");
-        p.set_ready(self, "httpbin-0", true).await?;
-        self.cluster
-            .wait_status(&ns, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
-            .await?;
-        let live = self
-            .cluster
-            .wait_route(
-                &ns,
-                &self.route,
-                "one rule to httpbin-0",
-                one_rule_to("httpbin-0"),
-            )
-            .await?;
-        note(format!("httpbin-0 ready: {}", live.describe()));
+        let live = self.primary_ready(p, "httpbin-0").await?;
         ensure!(
             live.app_version_headers_ok(),
             "every backend must set the response header app-version: <its name>"
@@ -276,20 +263,7 @@ impl<'a> Seed<'a> {
             .await?;
         note(format!("while httpbin-0 rolls out: {}", live.describe()));
         p.at(self, Stage::PrimaryRollingOut, Some(&live)).await?;
-        p.set_ready(self, "httpbin-0", true).await?;
-        self.cluster
-            .wait_status(&ns, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
-            .await?;
-        let live = self
-            .cluster
-            .wait_route(
-                &ns,
-                &self.route,
-                "one rule to httpbin-0",
-                one_rule_to("httpbin-0"),
-            )
-            .await?;
-        note(format!("new httpbin-0 ready: {}", live.describe()));
+        let live = self.primary_ready(p, "new httpbin-0").await?;
         live.expect_all_to("httpbin-0")?;
         self.events_agree(&live).await?;
         p.at(self, Stage::Promoted, Some(&live)).await
@@ -351,6 +325,25 @@ impl<'a> Seed<'a> {
             self.route
         );
         Ok(())
+    }
+
+    /// `httpbin-0` made ready: the controller reports it available and routes everything to it.
+    async fn primary_ready(&mut self, p: &mut impl Platform, which: &str) -> Result<Live> {
+        p.set_ready(self, "httpbin-0", true).await?;
+        self.cluster
+            .wait_status(&self.ns, ROUTEMAP, &["httpbin-0"], &["httpbin-0"])
+            .await?;
+        let live = self
+            .cluster
+            .wait_route(
+                &self.ns,
+                &self.route,
+                "one rule to httpbin-0",
+                one_rule_to("httpbin-0"),
+            )
+            .await?;
+        note(format!("{which} ready: {}", live.describe()));
+        Ok(live)
     }
 
     /// `RouteApplied` Events on the routemap = the route's generation: one Event per write.

@@ -55,6 +55,21 @@ pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(parsed.into())
 }
 
+/// An Event's name: the object's name and the time in hex, within the 253 characters a name
+/// may have (a routemap may be named up to 253 itself), the object's name cut to fit and ending
+/// in a letter or digit, as a DNS subdomain must.
+fn event_name(object: &str, now: k8s_openapi::jiff::Timestamp) -> String {
+    let suffix = format!(".{:x}", now.as_nanosecond());
+    let mut prefix = object;
+    let room = 253 - suffix.len();
+    if prefix.len() > room {
+        // Names are ASCII (a DNS subdomain), so any byte index is a char boundary.
+        prefix = prefix.get(..room).unwrap_or(prefix);
+    }
+    let prefix = prefix.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{prefix}{suffix}")
+}
+
 /// A new core/v1 Event about `regarding`, named uniquely by the time it happened.
 pub fn core_event(
     regarding: &ObjectReference,
@@ -69,10 +84,9 @@ pub fn core_event(
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
     CoreEvent {
         metadata: ObjectMeta {
-            name: Some(format!(
-                "{}.{:x}",
+            name: Some(event_name(
                 regarding.name.as_deref().unwrap_or(component),
-                now.as_nanosecond()
+                now,
             )),
             namespace: regarding.namespace.clone(),
             ..Default::default()
@@ -152,6 +166,21 @@ mod tests {
         assert!(super::go_duration("5x").is_err());
         assert!(super::go_duration("soon").is_err());
         assert!(super::go_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn event_names_fit_for_the_longest_object_names() {
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("a time");
+        assert_eq!(
+            super::event_name("httpbin-routemap", now),
+            "httpbin-routemap.18fae27693b40000"
+        );
+        // A routemap named with 253 characters, the cut landing on a dot.
+        let long = format!("{}.{}", "a".repeat(235), "b".repeat(17));
+        let name = super::event_name(&long, now);
+        assert!(name.len() <= 253, "{} characters", name.len());
+        assert!(name.starts_with(&"a".repeat(235)) && name.ends_with(".18fae27693b40000"));
+        assert!(!name.contains("..") && !name.contains("a.a"), "{name}");
     }
 
     use super::*;

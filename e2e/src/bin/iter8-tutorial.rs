@@ -9,15 +9,12 @@
 //!
 //! Everything it starts is stopped by its pid when it ends, fails, or gets Ctrl-C / SIGTERM.
 
-use std::time::Duration;
-
 use anyhow::{Result, ensure};
 use iter8_e2e::gateway::dataplane::{Dataplane, translator_answer};
-use iter8_e2e::gateway::traffic::{curl, request};
+use iter8_e2e::gateway::traffic::curl;
 use iter8_e2e::prelude::*;
 use iter8_e2e::seed::{ROUTEMAP, collect_garbage, dataplane_ready, dataplane_removed};
 use iter8_e2e::tools::{kubectl_iter8, workspace_bin};
-use iter8_e2e::wait::wait_every;
 
 const NS: &str = "test";
 const HOST: &str = "httpbin.test";
@@ -147,22 +144,8 @@ impl Platform for Tutorial<'_, '_> {
                         "(harness, as Kubernetes' garbage collector) HTTPRoute {route} deleted: its owner {ROUTEMAP} is gone"
                     ));
                 }
-                let listener = self.dp.listener();
-                wait_every(
-                    "Envoy to drop httpbin.test",
-                    timeout(),
-                    Duration::from_millis(20),
-                    || async {
-                        let a = request(listener, HOST, "/", false);
-                        Ok(if a.status == 404 {
-                            Ok(())
-                        } else {
-                            Err(format!("{}", a.status))
-                        })
-                    },
-                )
-                .await?;
-                let c = curl(listener, HOST, false)?;
+                self.dp.wait_not_served(HOST).await?;
+                let c = curl(self.dp.listener(), HOST, false)?;
                 println!("$ curl httpbin.test -s -D - | grep -e '^HTTP' -e app-version");
                 for l in &c.shown {
                     println!("{l}");

@@ -202,6 +202,25 @@ impl<'a> Dataplane<'a> {
         }
     }
 
+    /// Waits until Envoy answers `GET /` for `host` with 404: no route serves that host any more.
+    pub async fn wait_not_served(&self, host: &str) -> Result<()> {
+        let listener = self.listener();
+        wait_every(
+            &format!("Envoy to stop serving {host}"),
+            timeout(),
+            Duration::from_millis(20),
+            || async {
+                let a = super::traffic::request(listener, host, "/", false);
+                Ok(if a.status == 404 {
+                    Ok(())
+                } else {
+                    Err(format!("status {}", a.status))
+                })
+            },
+        )
+        .await
+    }
+
     /// Waits until the translator has programmed the route's current generation into Envoy
     /// (its `status.parents` entries carry that generation); returns the route.
     pub async fn wait_programmed(&self, ns: &str, route: &str) -> Result<Value> {

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, ensure};
 use iter8_e2e::gateway::dataplane::Dataplane;
-use iter8_e2e::gateway::traffic::{Answer, Load, request};
+use iter8_e2e::gateway::traffic::{Answer, Load};
 use iter8_e2e::prelude::*;
 use iter8_e2e::seed::{ROUTEMAP, collect_garbage, dataplane_ready, dataplane_removed};
 use iter8_e2e::traffic::{
     causes, curl_expect, is_2xx, load, phase_report, show_causes, tally, wait_gateway,
 };
-use iter8_e2e::wait::wait_every;
 
 const NS: &str = "test";
 const HOST: &str = "httpbin.test";
@@ -160,21 +159,7 @@ pub async fn tutorial(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         return Err(e);
     }
     let load = load.ok_or_else(|| anyhow!("the load never started"))?;
-    let listener = dp.listener();
-    wait_every(
-        "Envoy to stop serving httpbin.test",
-        timeout(),
-        Duration::from_millis(20),
-        || async {
-            let a = request(listener, HOST, "/", false);
-            Ok(if a.status == 404 {
-                Ok(())
-            } else {
-                Err(format!("status {}", a.status))
-            })
-        },
-    )
-    .await?;
+    dp.wait_not_served(HOST).await?;
     // A second of 404s under load, then the load stops.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let answers = load.stop();
