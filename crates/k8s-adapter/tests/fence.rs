@@ -82,8 +82,20 @@ async fn a_call_in_flight_is_dropped_when_the_fence_runs_out() {
     let start = Instant::now();
     fence.open_until(start + Duration::from_secs(5));
     let (mut w, mut api) = writer(fence.clone());
-    // The API server takes the apply and never answers (a partition).
+    // The route name is looked at first (404: no such route); then the API server takes the
+    // apply and never answers (a partition).
     let server = tokio::spawn(async move {
+        let (look, send) = api.next_request().await.expect("the GET before the create");
+        assert_eq!(look.method(), http::Method::GET);
+        send.send_response(
+            Response::builder()
+                .status(404)
+                .body(Body::from(
+                    br#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":404,"reason":"NotFound"}"#
+                        .to_vec(),
+                ))
+                .expect("response"),
+        );
         let (request, send) = api.next_request().await.expect("the apply");
         (request.method().clone(), send, api)
     });
