@@ -49,12 +49,17 @@ impl Platform for Counted {
                     .wait_observed(&deleted.unwrap_or_default(), timeout())
                     .await?;
                 self.controller.wait_caught_up(cluster, NS).await?;
-                let rv = live.map(|l| l.resource_version());
+                // The spec (generation) and the controller's applies: the status annotation on
+                // the route may still report what helm deleted before the routemap (the
+                // Deployment, the Services), as it should.
+                let generation = live.map(|l| l.generation());
                 let after = cluster.existing_route(NS, &seed.route).await?;
+                let applied = self.controller.applied()?;
                 ensure!(
-                    Some(after.resource_version()) == rv
-                        && self.controller.applied()? == self.applied,
-                    "the controller must not touch the route of a deleted routemap"
+                    Some(after.generation()) == generation && applied == self.applied,
+                    "the controller must not rewrite the route of a deleted routemap (generation {generation:?} -> {}, applies {} -> {applied})",
+                    after.generation(),
+                    self.applied,
                 );
                 ok(
                     "the controller left the route of the deleted routemap to the garbage collector",
