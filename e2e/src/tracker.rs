@@ -1,5 +1,8 @@
 //! Watching the HTTPRoutes with a bare client, as a user would: which routes are correct, how
 //! many times each was written, and when a route with a given number of rules showed up.
+//!
+//! A route write is a change to anything but the controller's status annotation (which it
+//! writes to the same route under its own field manager, and which tests count apart).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +14,8 @@ use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use routemap_index::live::{KeptRoute, LiveRoute};
+use routing_core::keys::STATUS_ANNOTATION;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::cluster::Cluster;
@@ -22,13 +27,14 @@ const TICK: Duration = Duration::from_millis(20);
 #[derive(Debug, Default)]
 struct TrackState {
     want: HashMap<String, KeptRoute>,
-    /// name -> (resourceVersion, correct)
-    live: HashMap<String, (String, bool)>,
+    /// name -> (the route but its status annotation and bookkeeping, correct)
+    live: HashMap<String, (Value, bool)>,
     correct: usize,
     synced: bool,
     counting: bool,
     since: Option<Instant>,
-    /// Route name -> changes seen (new resourceVersions, deletions) since counting started.
+    /// Route name -> changes seen (writes but the status annotation's, deletions) since counting
+    /// started.
     writes: HashMap<String, u32>,
     all_correct_at: Option<Instant>,
     last_change_at: Option<Instant>,
@@ -138,24 +144,23 @@ impl Drop for Tracker {
 impl TrackState {
     fn upsert(&mut self, o: &DynamicObject, now: Instant) {
         let name = o.metadata.name.clone().unwrap_or_default();
-        let rv = o.metadata.resource_version.clone().unwrap_or_default();
+        let json = serde_json::to_value(o).unwrap_or_default();
         // Correct as the controller's writer judges it: the live route carries what it owns.
-        let live = serde_json::to_value(o)
-            .ok()
-            .and_then(|json| LiveRoute::from_json(&json));
+        let live = LiveRoute::from_json(&json);
+        let content = route_content(json);
         let ok = self
             .want
             .get(&name)
             .zip(live)
             .is_some_and(|(want, live)| live.carries(want));
-        let before = self.live.insert(name.clone(), (rv.clone(), ok));
+        let before = self.live.insert(name.clone(), (content.clone(), ok));
         if before.as_ref().is_some_and(|(_, was)| *was) {
             self.correct -= 1;
         }
         if ok {
             self.correct += 1;
         }
-        if self.counting && before.as_ref().is_none_or(|(r, _)| *r != rv) {
+        if self.counting && before.as_ref().is_none_or(|(r, _)| *r != content) {
             *self.writes.entry(name).or_default() += 1;
             self.last_change_at = Some(now);
         }
@@ -223,4 +228,20 @@ pub async fn wait_rules(
 /// Drops what a probe has queued.
 pub fn drain(rx: &mut mpsc::UnboundedReceiver<(Instant, usize)>) {
     while rx.try_recv().is_ok() {}
+}
+
+/// The route as far as a route write changes it: without `resourceVersion`, `managedFields`
+/// (which every write, the status annotation's too, touches) and the status annotation.
+fn route_content(mut json: Value) -> Value {
+    if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("managedFields");
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove(STATUS_ANNOTATION);
+            if a.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    json
 }
