@@ -2,7 +2,7 @@
 //! open-loop load, the time readiness flips take to reach the data plane (and the 503s they
 //! cost), weight churn, mirroring, and the gateway's answer on the routemap. Envoy is programmed
 //! from the live HTTPRoutes by the test-only translator (`iter8_e2e::gateway`); each version is a
-//! real httpbin; the harness writes Deployment status and EndpointSlices (no kubelet here) and
+//! real httpbin; an invalid routemap and strategy `none` under load; the harness writes Deployment status and EndpointSlices (no kubelet here) and
 //! plays the garbage collector. Every answer of the load is checked against the access log of
 //! the httpbin it names.
 
@@ -10,6 +10,8 @@
 mod churn;
 #[path = "traffic/flips.rs"]
 mod flips;
+#[path = "traffic/gating.rs"]
+mod gating;
 #[path = "traffic/tutorial.rs"]
 mod tutorial;
 
@@ -44,6 +46,12 @@ async fn traffic() -> Result<()> {
         .run(
             "blue-green weight churn under load",
             churn::churn(&cluster, &mut dp),
+        )
+        .await;
+    suite
+        .run(
+            "gating goes on while the routemap is invalid, and strategy none",
+            gating::gating(&cluster, &mut dp),
         )
         .await;
     suite.run("mirror", mirror(&cluster, &mut dp)).await;

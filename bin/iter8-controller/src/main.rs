@@ -301,14 +301,12 @@ async fn main() -> Result<()> {
     // Bounded: a burst of decisions waits in the index task while the writer is busy.
     let (writer_tx, writer_rx) = mpsc::channel(256);
     liveness.check("leader election", election.liveness());
+    // An invalid routemap keeps its last good spec in force, so readiness gating never stops.
+    let mut index = Index::new(&config);
+    index.keep_last_good(true);
     let index_task = liveness.spawn(
         "index",
-        run_index(
-            Index::new(&config),
-            index_rx,
-            writer_tx.clone(),
-            metrics.clone(),
-        ),
+        run_index(index, index_rx, writer_tx.clone(), metrics.clone()),
     );
     let writer = Writer::new(
         write_client.clone(),

@@ -11,7 +11,8 @@
 //!
 //! How: routemaps with something to do wait in a queue, each at most once (a newer decision
 //! for a routemap still queued replaces the older one: the planner holds only the latest). Up
-//! to `max_in_flight` calls run at once, at most one per routemap, so a routemap's route, Event
+//! to `max_in_flight` calls run at once (fewer while the API server answers 429:
+//! [`InFlightLimit`]), at most one per routemap, so a routemap's route, Event
 //! and status are written in order. Messages are read only while the queue is below
 //! [`QUEUE_LIMIT`], so a burst (a cold start) pushes back on the index task through the bounded
 //! channel instead of growing memory.
@@ -26,7 +27,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use routemap_index::index::Change;
 use routemap_index::report::RouteMapStatus;
-use routemap_index::write_plan::{Next, Step, WritePlanner};
+use routemap_index::write_plan::{InFlightLimit, Next, Step, WritePlanner};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -94,6 +95,20 @@ enum Done {
     Evented,
 }
 
+impl Done {
+    /// The API server throttled the call (429, or a 5xx naming a delay).
+    fn throttled(&self) -> bool {
+        let throttled = |e: &WriteError| matches!(e, WriteError::Throttled { .. });
+        match self {
+            Done::Applied(Err(e)) | Done::Looked(Err(e)) => throttled(e),
+            Done::Reported { answer: Err(e), .. } | Done::Deleted { answer: Err(e), .. } => {
+                throttled(e)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The writer. See the module doc.
 pub struct Writer {
     client: Client,
@@ -102,13 +117,14 @@ pub struct Writer {
     metrics: Metrics,
     fence: Fence,
     planner: WritePlanner,
-    max_in_flight: usize,
+    limit: InFlightLimit,
     queue: VecDeque<RouteMapKey>,
     queued: HashSet<RouteMapKey>,
     /// Routemaps with a call in flight, and those that got new work meanwhile.
     busy: HashSet<RouteMapKey>,
     again: HashSet<RouteMapKey>,
-    in_flight: FuturesUnordered<BoxFuture<'static, (RouteMapKey, Done)>>,
+    /// Calls in flight, each with the time it started.
+    in_flight: FuturesUnordered<BoxFuture<'static, (RouteMapKey, Done, std::time::Instant)>>,
     /// Work is numbered as it is queued: a routemap with work queued or in flight holds the
     /// number it got when it had none, until it has none again.
     ticket: u64,
@@ -150,7 +166,7 @@ impl Writer {
                 planner.set_field_manager(&field_manager);
                 planner
             },
-            max_in_flight: routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT,
+            limit: InFlightLimit::new(routemap_index::config::DEFAULT_MAX_WRITES_IN_FLIGHT),
             queue: VecDeque::new(),
             queued: HashSet::new(),
             busy: HashSet::new(),
@@ -171,7 +187,7 @@ impl Writer {
 
     /// At most `n` (at least 1) calls in flight.
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n.max(1);
+        self.limit = InFlightLimit::new(n);
         self
     }
 
@@ -297,7 +313,8 @@ impl Writer {
 
     /// Starts calls for queued routemaps while there is room.
     fn fill(&mut self) {
-        while self.in_flight.len() < self.max_in_flight {
+        self.metrics.set_write_limit(self.limit.current());
+        while self.in_flight.len() < self.limit.current() {
             let Some(key) = self.queue.pop_front() else {
                 break;
             };
@@ -309,11 +326,13 @@ impl Writer {
                 let fenced = fenced_off(&step);
                 let call = self.call(key.clone(), step);
                 let fence = self.fence.clone();
+                let started = Instant::now().into_std();
                 self.in_flight.push(Box::pin(async move {
-                    fence.guard(call).await.unwrap_or_else(|| {
+                    let (key, done) = fence.guard(call).await.unwrap_or_else(|| {
                         tracing::info!(routemap.namespace = %key.namespace, routemap.name = %key.name, "write not made: leadership fence closed");
                         (key, fenced)
-                    })
+                    });
+                    (key, done, started)
                 }));
             } else {
                 self.release(&key);
@@ -324,10 +343,15 @@ impl Writer {
     }
 
     /// Hands a finished call back to the planner and queues what follows.
-    fn finish(&mut self, key: RouteMapKey, done: Done) {
+    fn finish(&mut self, key: RouteMapKey, done: Done, started: std::time::Instant) {
         self.busy.remove(&key);
         let now = Instant::now().into_std();
         let jitter = fastrand::f64();
+        if done.throttled() {
+            self.limit.throttled(started, now);
+        } else {
+            self.limit.answered();
+        }
         let more = match done {
             Done::Applied(answer) => {
                 match &answer {
@@ -408,7 +432,7 @@ impl Writer {
         loop {
             self.fill();
             match self.in_flight.next().await {
-                Some((key, done)) => self.finish(key, done),
+                Some((key, done, started)) => self.finish(key, done, started),
                 None => return,
             }
         }
@@ -495,8 +519,8 @@ impl Writer {
             let next_retry = self.next_retry();
             let room = self.queue.len() < QUEUE_LIMIT;
             tokio::select! {
-                Some((key, done)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.finish(key, done);
+                Some((key, done, started)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finish(key, done, started);
                 }
                 msg = rx.recv(), if room => match msg {
                     Some(msg) => self.accept(msg),

@@ -27,6 +27,7 @@ pub struct Metrics {
     routemaps: Gauge,
     versions: Gauge,
     leader: Gauge,
+    write_limit: Gauge,
     missing_types: Family<Labels, Gauge>,
     observed: Family<Labels, Gauge>,
     watch_failing: Family<Labels, Gauge>,
@@ -48,6 +49,7 @@ impl Default for Metrics {
             routemaps: Gauge::default(),
             versions: Gauge::default(),
             leader: Gauge::default(),
+            write_limit: Gauge::default(),
             missing_types: Family::default(),
             observed: Family::default(),
             watch_failing: Family::default(),
@@ -114,6 +116,11 @@ impl Metrics {
             "leader",
             "1 when this replica holds the leader Lease and writes",
             self.leader.clone(),
+        );
+        r.register(
+            "write_limit",
+            "Calls the writer may have in flight now: halved by the API server's 429s, grown back to --max-writes-in-flight as calls go through",
+            self.write_limit.clone(),
         );
         r.register(
             "watch_type_missing",
@@ -193,6 +200,11 @@ impl Metrics {
     pub fn sizes(&self, routemaps: usize, versions: usize) {
         self.routemaps.set(routemaps as i64);
         self.versions.set(versions as i64);
+    }
+
+    /// The writer's in-flight limit now.
+    pub fn set_write_limit(&self, n: usize) {
+        self.write_limit.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Leadership of this replica.

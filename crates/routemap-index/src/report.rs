@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::RouteMapError;
 use crate::gateway::GatewayStatus;
 use crate::index::{Decision, Traffic};
 
@@ -226,21 +227,30 @@ pub fn report_route(
                 }
                 RouteResult::Applied { generation } => {
                     status.route_generation = *generation;
-                    EventNote {
-                        warning: false,
-                        reason: "RouteApplied",
-                        note: format!(
-                            "HTTPRoute {route} ({}): {}",
-                            traffic.strategy.as_str(),
-                            describe(traffic)
-                        ),
+                    match &traffic.invalid {
+                        Some(error) => last_good(&mut status, error, route, traffic),
+                        None => EventNote {
+                            warning: false,
+                            reason: "RouteApplied",
+                            note: format!(
+                                "HTTPRoute {route} ({}): {}",
+                                traffic.strategy.as_str(),
+                                describe(traffic)
+                            ),
+                        },
                     }
                 }
                 RouteResult::Unchanged { generation } => {
                     status.route_generation = *generation;
-                    versions_changed(traffic)
+                    match &traffic.invalid {
+                        Some(error) => last_good(&mut status, error, route, traffic),
+                        None => versions_changed(traffic),
+                    }
                 }
-                RouteResult::NoRoute => versions_changed(traffic),
+                RouteResult::NoRoute => match &traffic.invalid {
+                    Some(error) => last_good(&mut status, error, route, traffic),
+                    None => versions_changed(traffic),
+                },
             }
         }
     };
@@ -251,6 +261,26 @@ pub fn report_route(
         }),
         status: summarise(status),
     })
+}
+
+/// The Warning of an invalid routemap whose last good spec stays in force: the error, and the
+/// route as readiness now gates it (a new Event for each readiness change while invalid).
+fn last_good(
+    status: &mut RouteMapStatus,
+    error: &RouteMapError,
+    route: &str,
+    traffic: &Traffic,
+) -> EventNote {
+    status.last_error = Some(error.to_string());
+    EventNote {
+        warning: true,
+        reason: "InvalidRouteMap",
+        note: format!(
+            "{error}; the last good spec stays in force, gated on readiness: HTTPRoute {route} ({}): {}",
+            traffic.strategy.as_str(),
+            describe(traffic)
+        ),
+    }
 }
 
 /// Keeps a status far below the annotation limit whatever the routemap holds: the first
@@ -340,7 +370,11 @@ fn fingerprint(
         (_, RouteResult::NotOwned { .. }) => format!("not owned\n{name}"),
         (_, RouteResult::Claimed { winner }) => format!("claimed by {winner}\n{name}"),
         (Decision::Desired { traffic, .. }, _) => {
-            let mut t = route_json.unwrap_or_default().to_string();
+            let mut t = match &traffic.invalid {
+                Some(error) => format!("invalid\n{error}\n"),
+                None => String::new(),
+            };
+            t.push_str(route_json.unwrap_or_default());
             for v in &traffic.versions {
                 t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
             }

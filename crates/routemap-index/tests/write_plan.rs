@@ -403,3 +403,169 @@ fn a_decision_that_comes_while_a_report_is_in_flight_is_not_lost() {
     assert_eq!(report_reason(&second), "VersionsChanged");
     assert!(available_in(&second).is_empty());
 }
+
+/// The canary routemap of `app` switched to strategy `none` (which takes no matches).
+fn none_spec() -> String {
+    canary_spec("app")
+        .replacen("strategy: canary", "strategy: none", 1)
+        .replace(
+            "  matches: [{headers: [{name: traffic, value: test}]}]\n",
+            "",
+        )
+}
+
+#[test]
+fn strategy_none_removes_the_route_this_routemap_wrote() {
+    let now = Instant::now();
+    let ours = stored(&decided_route("app"), "5", "uid-1");
+    let mut p = planner(&[ours]);
+    let mut index = Index::new(&Config::default());
+    let none = none_spec();
+    let changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", none).object());
+    let k = p
+        .change(changes.into_iter().next().expect("a decision"))
+        .expect("to settle");
+    let Next::Write(Step::Delete {
+        id,
+        resource_version,
+        event,
+        ..
+    }) = p.next(&k, now)
+    else {
+        panic!("expected the route's delete");
+    };
+    assert_eq!((id.name.as_str(), resource_version.as_str()), ("app", "5"));
+    assert_eq!(event.reason, "RouteRemoved");
+    assert!(event.note.contains("strategy none"), "{}", event.note);
+    assert!(p.deleted(&k, &id, Ok(()), now, 0.0));
+    assert_eq!(report_reason(&p.next(&k, now)), "VersionsChanged");
+}
+
+#[test]
+fn strategy_none_never_removes_a_route_of_someone_else() {
+    let now = Instant::now();
+    let theirs = stored(&decided_route("app"), "5", "uid-of-someone-else");
+    let mut p = planner(&[theirs]);
+    let mut index = Index::new(&Config::default());
+    let none = none_spec();
+    let changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", none).object());
+    let k = p
+        .change(changes.into_iter().next().expect("a decision"))
+        .expect("to settle");
+    assert_eq!(report_reason(&p.next(&k, now)), "VersionsChanged");
+}
+
+#[test]
+fn an_invalid_routemap_with_a_last_good_spec_goes_on_gating_its_route() {
+    let now = Instant::now();
+    let mut index = Index::new(&Config::default());
+    index.keep_last_good(true);
+    index.upsert_routemap(RouteMap::new(NS, "app-routemap", canary_spec("app")).object());
+    for v in ["app-0", "app-1"] {
+        index.upsert_resource("svc", NS, v, watched());
+        index.upsert_resource("deploy", NS, v, test_builders::deployment(true));
+    }
+    let mut p = planner(&[]);
+    let good = index.current_decision(&key()).expect("decided");
+    let owner = routing_core::RouteMapRef {
+        namespace: NS.into(),
+        name: "app-routemap".into(),
+        uid: "uid-1".into(),
+    };
+    let decided = |decision| Change::Decided {
+        key: key(),
+        owner: owner.clone(),
+        decision,
+    };
+    let k = p.change(decided(good)).expect("to settle");
+    let route = create_step(&mut p, &k, now);
+    assert!(p.applied(&k, Ok(stored(&route, "7", "uid-1")), now, 0.0));
+    let next = p.next(&k, now);
+    report_done(&mut p, &next, now);
+    p.live_event(LiveEvent::Upsert(stored(&route, "7", "uid-1")));
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Settled));
+
+    // The candidate's match loses its header: invalid, the route as it is, told once.
+    let broken = canary_spec("app").replace(
+        "matches: [{headers: [{name: traffic, value: test}]}]",
+        "matches: [{path: {type: RegularExpression, value: /.*}}]",
+    );
+    let mut changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", broken).object());
+    let k = p
+        .change(changes.pop().expect("a decision"))
+        .expect("to settle");
+    let next = p.next(&k, now);
+    let Next::Write(Step::Report { report, .. }) = &next else {
+        panic!("expected a report, got {next:?}");
+    };
+    let event = report.event.as_ref().expect("an Event");
+    assert_eq!((event.warning, event.reason), (true, "InvalidRouteMap"));
+    assert!(event.note.contains("last good spec"), "{}", event.note);
+    assert!(report.status.last_error.is_some());
+    report_done(&mut p, &next, now);
+    assert_eq!(p.take_tally().invalid, ["spec"]);
+
+    // The candidate goes unavailable while the routemap is invalid: its rule leaves the route.
+    let mut changes =
+        index.upsert_resource("deploy", NS, "app-1", test_builders::deployment(false));
+    let k = p
+        .change(changes.pop().expect("a decision"))
+        .expect("to settle");
+    let Next::Write(Step::Apply { route, .. }) = p.next(&k, now) else {
+        panic!("expected the gated route's apply");
+    };
+    let json = route.to_json().expect("json");
+    assert_eq!(json["spec"]["rules"].as_array().map(Vec::len), Some(1));
+    assert!(p.applied(&k, Ok(stored(&route, "8", "uid-1")), now, 0.0));
+    let next = p.next(&k, now);
+    let Next::Write(Step::Report { report, .. }) = &next else {
+        panic!("expected a report, got {next:?}");
+    };
+    let event = report.event.as_ref().expect("an Event");
+    assert_eq!(event.reason, "InvalidRouteMap");
+    assert!(event.note.contains("unavailable app-1"), "{}", event.note);
+    assert_eq!(report.status.available_versions, ["app-0"]);
+}
+
+#[test]
+fn a_new_decision_keeps_the_servers_retry_after_and_writes_the_newest_route_then() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided_with_primary(true)).expect("to settle");
+    create_step(&mut p, &k, now);
+    assert!(!p.applied(&k, Err(throttled(3)), now, 0.0));
+    let at = now + Duration::from_secs(3);
+    // The primary goes unavailable meanwhile: a new decision, which still waits.
+    let k = p.change(decided_with_primary(false)).expect("to settle");
+    let soon = now + Duration::from_millis(10);
+    assert_eq!(p.next(&k, soon), Next::Idle(Idle::Waiting(at)));
+    assert_eq!(p.next_retry(), Some(at));
+    // At the server's time, one write: the newest decision's route.
+    let route = create_step(&mut p, &k, at);
+    assert!(p.applied(&k, Ok(stored(&route, "9", "uid-1")), at, 0.0));
+    assert_eq!(available_in(&p.next(&k, at)), Vec::<String>::new());
+}
+
+#[test]
+fn a_new_decision_keeps_a_transient_failures_backoff() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let k = p.change(decided_with_primary(true)).expect("to settle");
+    create_step(&mut p, &k, now);
+    assert!(p.applied(&k, Err(unavailable()), now, 0.0));
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "ApplyFailed");
+    report_done(&mut p, &next, now);
+    let k = p.change(decided_with_primary(false)).expect("to settle");
+    let at = now + Duration::from_millis(200);
+    assert_eq!(p.next(&k, now), Next::Idle(Idle::Waiting(at)));
+    create_step(&mut p, &k, at);
+    // Failing again doubles the delay: the count went on across the decision.
+    assert!(p.applied(&k, Err(unavailable()), at, 0.0));
+    // A new decision's failure is its own report.
+    let next = p.next(&k, at);
+    assert_eq!(report_reason(&next), "ApplyFailed");
+    report_done(&mut p, &next, at);
+    let again = at + Duration::from_millis(400);
+    assert_eq!(p.next(&k, at), Next::Idle(Idle::Waiting(again)));
+}

@@ -32,15 +32,18 @@
 //! field managers, once per contest); ten quiet minutes end the contest.
 //!
 //! Never: a write as a follower (followers keep their view warm and catch up when elected); a
-//! route write while the routemap is invalid (the last good route stays); deleting a route we do
-//! not own. A route is deleted only when its routemap now writes a route of another name, once
-//! that new route is in place, and only if the old one carries this routemap's label and its uid
-//! as controlling owner. A deleted routemap needs nothing: the owner reference makes Kubernetes
+//! write from an invalid spec (an invalid routemap's last good spec, when the index keeps one,
+//! stays in force and gated on readiness; without one the live route is left as it is); deleting
+//! a route we do not own. A route is deleted only when its routemap now writes a route of another
+//! name, once that new route is in place, or writes none (strategy `none`), and only if the old
+//! one carries this routemap's label and its uid as controlling owner. A deleted routemap needs nothing: the owner reference makes Kubernetes
 //! garbage-collect its route.
 //!
 //! Failures: a 429 (or a 5xx naming a delay) is retried after the delay the server asks for, with
 //! jitter, and reported to nobody; other transient failures retry with exponential backoff and
-//! an `ApplyFailed` report; a rejected route waits for a new decision or the next resync.
+//! an `ApplyFailed` report; a rejected route waits for a new decision or the next resync. A new
+//! decision keeps a pending retry's time (the server is no less busy for it); the retry writes
+//! the newest route. How many calls run at once follows the server's 429s ([`InFlightLimit`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -54,8 +57,11 @@ use crate::live::{KeptRoute, LiveRoute, RouteId, share_equal};
 use crate::report::{EventNote, Report, RouteMapStatus};
 use crate::routemap::RouteMapKey;
 
+mod limit;
 mod slot;
 mod steps;
+
+pub use limit::InFlightLimit;
 
 use slot::{KeptDecision, Pending, Slot};
 
@@ -310,6 +316,9 @@ impl WritePlanner {
                 self.tally.decisions += 1;
                 let kept = match decision {
                     Decision::Desired { route, traffic } => {
+                        if let Some(error) = &traffic.invalid {
+                            self.tally.invalid.push(error.category());
+                        }
                         let route = route.as_ref().map(|r| {
                             let mut kept = KeptRoute::new(r);
                             if let Some(live) = self.live.get(&kept.id) {

@@ -117,11 +117,12 @@ impl Slot {
                 self.looks = 0;
             }
             self.route = route;
-            self.retry = None;
         }
+        // A wait the server asked for (429) or a transient failure's backoff outlives the
+        // decision: the API server is no less busy for it. The newest route is what the retry
+        // writes.
         self.unreported = true;
         self.result = None;
-        self.call_retry = None;
     }
 
     /// What a status annotation says was reported.

@@ -178,23 +178,34 @@ impl WritePlanner {
                 }
             }
         }
+        // A route of ours under another name goes once the new one is in place; with no route
+        // to write (strategy `none`), at once: the routemap no longer routes, and a route left
+        // behind would no longer follow readiness.
         let in_place = matches!(
             slot.result,
-            Some(RouteResult::Applied { .. } | RouteResult::Unchanged { .. })
+            Some(
+                RouteResult::Applied { .. } | RouteResult::Unchanged { .. } | RouteResult::NoRoute
+            )
         );
         if in_place
             && matches!(slot.decision, KeptDecision::Desired(_))
             && let Some((old, resource_version)) = stale
         {
-            let now_writes = slot.route.as_ref().map_or("-", |r| r.id.name.as_str());
+            let note = match &slot.route {
+                Some(route) => format!(
+                    "HTTPRoute {} removed: this routemap now writes HTTPRoute {}",
+                    old.name, route.id.name
+                ),
+                None => format!(
+                    "HTTPRoute {} removed: strategy none writes no route, and a route left in place would no longer follow readiness",
+                    old.name
+                ),
+            };
             return Next::Write(Step::Delete {
                 event: EventNote {
                     warning: false,
                     reason: "RouteRemoved",
-                    note: format!(
-                        "HTTPRoute {} removed: this routemap now writes HTTPRoute {now_writes}",
-                        old.name
-                    ),
+                    note,
                 },
                 id: old,
                 resource_version,
@@ -255,13 +266,14 @@ impl WritePlanner {
         self.live.get(id)
     }
 
-    /// A route this routemap owns under a name it no longer writes, with its resourceVersion.
+    /// A route this routemap owns under a name it no longer writes (any, when it writes none),
+    /// with its resourceVersion.
     fn stale_route(&self, key: &RouteMapKey) -> Option<(RouteId, String)> {
         let slot = self.slots.get(key)?;
-        let want = &slot.route.as_ref()?.id;
+        let want = slot.route.as_ref().map(|r| &r.id);
         self.labelled.get(key)?.iter().find_map(|id| {
             let live = self.live.get(id)?;
-            (id != want && live.owner_uid.as_deref() == Some(slot.owner.uid.as_str()))
+            (Some(id) != want && live.owner_uid.as_deref() == Some(slot.owner.uid.as_str()))
                 .then(|| (id.clone(), live.resource_version.clone()))
         })
     }
