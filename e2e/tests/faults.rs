@@ -282,6 +282,8 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
     })
     .await?;
     ok(format!("Warning InvalidRouteMap: {warning}"));
+    let n = cluster.event_count(ns, ROUTEMAP, "InvalidRouteMap").await?;
+    ensure!(n == 1, "{n} InvalidRouteMap Events; want exactly 1");
     ensure!(
         warning.contains("versions[1].matches"),
         "the Event must name the field path versions[1].matches"
@@ -312,6 +314,12 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
         })
     })
     .await?;
+    controller.wait_caught_up(cluster, ns).await?;
+    let n = cluster.event_count(ns, ROUTEMAP, "InvalidRouteMap").await?;
+    ensure!(
+        n == 2,
+        "{n} InvalidRouteMap Events; want exactly 2 (one per invalid edit)"
+    );
     let events = cluster.events(ns, ROUTEMAP).await?;
     if let Some(e) = events
         .iter()

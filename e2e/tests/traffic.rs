@@ -165,14 +165,22 @@ async fn missing_backend(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()
     ok(format!(
         "the routemap's status annotation: gateway {gateway}"
     ));
-    let n = wait_for("a BackendNotResolved Event", timeout(), || async {
+    wait_for("a BackendNotResolved Event", timeout(), || async {
         let n = cluster
             .event_count(ns, ROUTEMAP, "BackendNotResolved")
             .await?;
         Ok(if n >= 1 { Ok(n) } else { Err("none".into()) })
     })
     .await?;
-    ok(format!("{n} Warning BackendNotResolved Event(s)"));
+    controller.wait_caught_up(cluster, ns).await?;
+    let n = cluster
+        .event_count(ns, ROUTEMAP, "BackendNotResolved")
+        .await?;
+    ensure!(
+        n == 1,
+        "{n} BackendNotResolved Events for one unresolved backend; want exactly 1"
+    );
+    ok(format!("{n} Warning BackendNotResolved Event"));
     show_events(&cluster.events(ns, ROUTEMAP).await?);
     curl_expect(dp, host, false, "HTTP/1.1 500 Internal Server Error", None)?;
     ok("Envoy answers 500 for the unresolvable backend, as Envoy Gateway does");

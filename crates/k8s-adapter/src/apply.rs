@@ -86,6 +86,8 @@ enum Done {
     Reported {
         status: RouteMapStatus,
         answer: Result<(), WriteError>,
+        /// Its Event was published (a failed status write is then retried alone).
+        event_out: bool,
     },
     Deleted {
         id: RouteId,
@@ -360,10 +362,17 @@ impl Writer {
                 }
                 self.planner.applied(&key, answer, now, jitter)
             }
-            Done::Reported { status, answer } => {
+            Done::Reported {
+                status,
+                answer,
+                event_out,
+            } => {
                 // Failed Event and status writes are counted by the status writer.
                 if let Err(WriteError::Throttled { .. }) = &answer {
                     self.metrics.throttled("report");
+                }
+                if event_out && answer.is_err() {
+                    self.planner.event_out(&key, &status);
                 }
                 self.planner.reported(&key, &status, answer, now, jitter)
             }
@@ -468,13 +477,15 @@ impl Writer {
                         report,
                         route,
                     } => {
-                        let answer = status.publish(&owner, &report, route.as_ref()).await;
+                        let (event_out, answer) =
+                            status.publish(&owner, &report, route.as_ref()).await;
                         if let Err(e) = &answer {
                             tracing::warn!(error = %e, "cannot write routemap status");
                         }
                         Done::Reported {
                             status: report.status,
                             answer,
+                            event_out,
                         }
                     }
                     Step::Delete {
@@ -640,6 +651,7 @@ fn fenced_off(step: &Step) -> Done {
         Step::Report { report, .. } => Done::Reported {
             status: report.status.clone(),
             answer: Err(e()),
+            event_out: false,
         },
         Step::Delete { id, .. } => Done::Deleted {
             id: id.clone(),

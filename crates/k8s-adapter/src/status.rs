@@ -25,10 +25,6 @@ use crate::kube_types::{
 use crate::metrics::Metrics;
 use routing_core::route::HTTPROUTE_API_VERSION;
 
-/// How long a status write throttled after its Event is waited out in place before the report
-/// is given up to a retry (which would publish the Event again).
-const STATUS_THROTTLED_BUDGET: Duration = Duration::from_secs(300);
-
 /// Publishes Events and writes the status annotation.
 #[derive(Clone)]
 pub struct StatusWriter {
@@ -73,20 +69,24 @@ impl StatusWriter {
     /// Publishes the report's Event, then writes its status annotation on `route` (our route
     /// and its uid; `None`: Events only). A throttled Event stops here (the whole report is
     /// retried after the server's delay); any other failure to publish it is logged and
-    /// counted, and the status still goes on.
+    /// counted, and the status still goes on. Returns whether the Event went out with how the
+    /// status write went: a failed status write after its Event is retried alone by the
+    /// planner (`WritePlanner::event_out`), never waited out inside this call.
     pub async fn publish(
         &self,
         owner: &RouteMapRef,
         report: &Report,
         route: Option<&(RouteId, String)>,
-    ) -> Result<(), WriteError> {
-        if let Some(event) = &report.event
-            && let Err(e @ WriteError::Throttled { .. }) = self.event(owner, event).await
-        {
-            return Err(e);
-        }
+    ) -> (bool, Result<(), WriteError>) {
+        let event_out = match &report.event {
+            Some(event) => match self.event(owner, event).await {
+                Err(e @ WriteError::Throttled { .. }) => return (false, Err(e)),
+                answer => answer.is_ok(),
+            },
+            None => false,
+        };
         let Some((id, uid)) = route else {
-            return Ok(());
+            return (event_out, Ok(()));
         };
         let body = json!({
             "apiVersion": HTTPROUTE_API_VERSION,
@@ -103,34 +103,22 @@ impl StatusWriter {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &id.namespace, &httproute_resource());
         let params = PatchParams::apply(STATUS_FIELD_MANAGER).force();
-        // Once the Event is out, a throttled status write is waited out here, as the server
-        // asks, rather than by retrying the whole report (which would publish the Event twice).
-        let started = tokio::time::Instant::now();
-        loop {
-            let answer = tokio::time::timeout(
-                self.timeout,
-                api.patch(&id.name, &params, &Patch::Apply(&body)),
-            )
-            .await;
-            let e = match answer {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => write_error(e),
-                Err(_) => WriteError::Timeout(self.timeout),
-            };
-            match e {
-                WriteError::Throttled { retry_after, .. }
-                    if report.event.is_some() && started.elapsed() < STATUS_THROTTLED_BUDGET =>
-                {
-                    self.metrics.throttled("status");
-                    tokio::time::sleep(retry_after.mul_f64(1.0 + fastrand::f64() / 2.0)).await;
-                }
-                WriteError::Throttled { .. } => return Err(e),
-                e => {
-                    self.metrics.error("status");
-                    return Err(e);
-                }
-            }
+        let answer = tokio::time::timeout(
+            self.timeout,
+            api.patch(&id.name, &params, &Patch::Apply(&body)),
+        )
+        .await;
+        let answer = match answer {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(write_error(e)),
+            Err(_) => Err(WriteError::Timeout(self.timeout)),
+        };
+        match &answer {
+            Err(WriteError::Throttled { .. }) => self.metrics.throttled("status"),
+            Err(_) => self.metrics.error("status"),
+            Ok(()) => {}
         }
+        (event_out, answer)
     }
 
     /// Publishes an Event on its own (a route removed); a failure is logged and counted.

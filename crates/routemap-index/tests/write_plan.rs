@@ -569,3 +569,66 @@ fn a_new_decision_keeps_a_transient_failures_backoff() {
     let again = at + Duration::from_millis(400);
     assert_eq!(p.next(&k, at), Next::Idle(Idle::Waiting(again)));
 }
+
+/// An applied route and its report handed out: returns the report's status.
+fn applied_and_report(p: &mut WritePlanner, now: Instant) -> (KeptRoute, Next) {
+    let k = p.change(decided("app")).expect("to settle");
+    let route = create_step(p, &k, now);
+    let mut answer = stored(&route, "7", "uid-1");
+    answer.uid = Some("route-uid".into());
+    assert!(p.applied(&k, Ok(answer), now, 0.0));
+    let next = p.next(&k, now);
+    assert_eq!(report_reason(&next), "RouteApplied");
+    (route, next)
+}
+
+#[test]
+fn a_failed_status_write_after_its_event_is_written_again_without_the_event() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let (_, next) = applied_and_report(&mut p, now);
+    let Next::Write(Step::Report { report, .. }) = next else {
+        unreachable!()
+    };
+    // The Event went out; the status write failed.
+    p.event_out(&key(), &report.status);
+    assert!(!p.reported(&key(), &report.status, Err(unavailable()), now, 0.0));
+    // The next settle (a resync) writes the status alone: no second Event.
+    assert!(p.resync().contains(&key()));
+    match p.next(&key(), now) {
+        Next::Write(Step::Report {
+            report: again,
+            route,
+            ..
+        }) => {
+            assert_eq!(again.event, None, "the Event is not published twice");
+            assert_eq!(again.status, report.status);
+            assert!(route.is_some(), "on our route");
+        }
+        other => panic!("expected the status alone, got {other:?}"),
+    }
+    assert!(!p.reported(&key(), &report.status, Ok(()), now, 0.0));
+    assert_eq!(p.next(&key(), now), Next::Idle(Idle::Settled));
+}
+
+#[test]
+fn a_throttled_status_write_after_its_event_waits_the_servers_delay_then_goes_alone() {
+    let now = Instant::now();
+    let mut p = planner(&[]);
+    let (_, next) = applied_and_report(&mut p, now);
+    let Next::Write(Step::Report { report, .. }) = next else {
+        unreachable!()
+    };
+    p.event_out(&key(), &report.status);
+    assert!(!p.reported(&key(), &report.status, Err(throttled(2)), now, 0.0));
+    let at = now + Duration::from_secs(2);
+    assert_eq!(p.next(&key(), now), Next::Idle(Idle::Waiting(at)));
+    assert_eq!(p.due(at), [key()]);
+    match p.next(&key(), at) {
+        Next::Write(Step::Report { report: again, .. }) => {
+            assert_eq!(again.event, None);
+            assert_eq!(again.status, report.status);
+        }
+        other => panic!("expected the status alone, got {other:?}"),
+    }
+}

@@ -148,12 +148,12 @@ pub async fn gating(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         .collect();
     let failed_gated = gated_window.iter().filter(|a| a.cause().is_some()).count();
     let test_gated = gated_window.iter().filter(|a| a.test).count();
-    say(format!(
+    note(format!(
         "gating while invalid: {} requests after the unavailable candidate left the route ({test_gated} with traffic: test), {to_candidate} answered by httpbin-1, {failed_gated} non-2xx before strategy none",
         gated_window.len()
     ));
     let after_none: Vec<_> = answers.iter().filter(|a| a.sent >= removed).collect();
-    say(format!(
+    note(format!(
         "strategy none: {} requests after the route was removed: {}",
         after_none.len(),
         show_causes(&causes(after_none.iter().copied()))

@@ -81,7 +81,11 @@ impl Platform for Loaded<'_, '_> {
                     Ok(if n >= 1 { Ok(n) } else { Err("none".into()) })
                 })
                 .await?;
-                ok(format!("{accepted} RouteAccepted Event(s) on {ROUTEMAP}"));
+                ensure!(
+                    accepted == 1,
+                    "{accepted} RouteAccepted Events for one accepted generation; want exactly 1"
+                );
+                ok(format!("{accepted} RouteAccepted Event on {ROUTEMAP}"));
                 self.load = Some(load(self.dp, HOST, Duration::from_secs(150)));
                 self.dwell().await;
             }

@@ -393,6 +393,7 @@ impl WritePlanner {
                             repairs: None,
                             repair_wait: None,
                             contest_warned: false,
+                            status_only: None,
                         });
                         slot.remember(status);
                         self.slots.insert(key.clone(), slot);

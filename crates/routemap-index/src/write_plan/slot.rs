@@ -79,6 +79,9 @@ pub(super) struct Slot {
     pub(super) repair_wait: Option<Instant>,
     /// The Warning naming the other writer was published for this contest.
     pub(super) contest_warned: bool,
+    /// A status whose Event is out but whose write failed: written again on its own, so the
+    /// Event is never published twice.
+    pub(super) status_only: Option<RouteMapStatus>,
 }
 
 /// What a GET of the route name found.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::error::WriteError;
 use crate::gateway::acceptance_event;
 use crate::live::{LiveRoute, RouteId, share_equal};
-use crate::report::{EventNote, RouteMapStatus, RouteResult, fnv1a, report_route};
+use crate::report::{EventNote, Report, RouteMapStatus, RouteResult, fnv1a, report_route};
 use crate::routemap::RouteMapKey;
 
 use super::slot::{KeptDecision, Look, Slot};
@@ -219,12 +219,12 @@ impl WritePlanner {
             .and_then(|r| self.live.get(&r.id))
             .filter(|l| l.owned_by(&slot.owner.uid));
         let Some(result) = slot.result.clone() else {
-            return gateway_report(slot, live);
+            return status_only(slot, live).unwrap_or_else(|| gateway_report(slot, live));
         };
         let applied = matches!(result, RouteResult::Applied { .. });
         if !slot.unreported && !applied && !matches!(result, RouteResult::Failed { .. }) {
             slot.result = None;
-            return gateway_report(slot, live);
+            return status_only(slot, live).unwrap_or_else(|| gateway_report(slot, live));
         }
         let route_json = slot
             .route
@@ -255,7 +255,7 @@ impl WritePlanner {
             None => {
                 slot.unreported = false;
                 slot.result = None;
-                gateway_report(slot, live)
+                status_only(slot, live).unwrap_or_else(|| gateway_report(slot, live))
             }
         }
     }
@@ -393,6 +393,7 @@ impl WritePlanner {
                     slot.unreported = false;
                     slot.result = None;
                     slot.call_retry = None;
+                    slot.status_only = None;
                 }
                 // A decision may have come, or the gateway answered, while it was in flight.
                 self.slots.get(key).is_some_and(|s| s.next.is_some())
@@ -406,6 +407,20 @@ impl WritePlanner {
                 }
                 false
             }
+        }
+    }
+
+    /// The Event of a report went out but writing its status did not (the executor calls
+    /// this before [`Self::reported`] with the failure): the decision counts as told, and the
+    /// status alone is written again (after the server's delay, when it throttled; at the next
+    /// settle otherwise), so a failed status write never publishes its Event twice.
+    pub fn event_out(&mut self, key: &RouteMapKey, status: &RouteMapStatus) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.reported = Some(status.fingerprint.clone());
+            slot.reported_gateway = status.gateway.clone();
+            slot.reported_here = true;
+            slot.unreported = false;
+            slot.status_only = Some(status.clone());
         }
     }
 
@@ -483,6 +498,24 @@ impl WritePlanner {
             Err(e) => self.failed(key, &e, now, jitter, false),
         }
     }
+}
+
+/// The write of a status whose Event is already out (its first write failed), on our live
+/// route, without the Event. Dropped when the route is gone: a new one is reported afresh.
+fn status_only(slot: &mut Slot, live: Option<&LiveRoute>) -> Option<Next> {
+    let status = slot.status_only.clone()?;
+    let Some(route) = live.and_then(target) else {
+        slot.status_only = None;
+        return None;
+    };
+    Some(Next::Write(Step::Report {
+        owner: slot.owner.clone(),
+        report: Report {
+            event: None,
+            status,
+        },
+        route: Some(route),
+    }))
 }
 
 /// A report of the gateway's answer on the live route, when it differs from the one last
