@@ -109,12 +109,12 @@ fn controller_rbac_is_least_privilege() {
             // also the `cm` type. No write verb on any ConfigMap: the status is an annotation
             // on our own route (status.rs).
             grant("", "configmaps", &["list", "watch"]),
-            // watch.rs `spawn_watches`: the HTTPRoutes we own, for drift repair; apply.rs
+            // watch.rs `spawn_watches`: the HTTPRoutes we own, for drift repair; writer.rs
             // `look`: a GET of a route name before its first create (a foreign route is never
-            // written); apply.rs `apply` and status.rs `StatusWriter::publish` (the status
+            // written); writer.rs `apply` and status.rs `StatusWriter::publish` (the status
             // annotation): server-side apply (PATCH), which the API server also authorizes as
             // `create` when the route does not exist yet (the first write of every route);
-            // apply.rs `delete`: a route its routemap no longer writes after a rename.
+            // writer.rs `delete`: a route its routemap no longer writes after a rename.
             grant(
                 "gateway.networking.k8s.io",
                 "httproutes",

@@ -11,9 +11,9 @@ use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::ResourceFacts;
 use tokio::sync::mpsc;
 
-use crate::apply::WriterMsg;
 use crate::kube_types::{ConfigMap, DynamicObject};
 use crate::metrics::Metrics;
+use crate::writer::WriterMsg;
 
 /// What the watches tell the index task.
 #[derive(Debug)]

@@ -9,7 +9,7 @@
 //! 1. [`watch`]: one watch per routemap scope and resource type (how failing watches wait and
 //!    report: [`watch_retry`]); [`index_task`]: the one task that owns the index, feeds it what
 //!    the watches saw and sends each change of decision on.
-//! 2. [`apply`]: the writer task applies routes, publishes Events and writes the status
+//! 2. [`writer`]: the writer task applies routes, publishes Events and writes the status
 //!    annotation ([`status`]) for those changes, leader only, with backoff.
 //! 3. [`leader`]: Lease leader election, fenced ([`fence`]: until when this replica may write,
 //!    checked before each write, cancelling calls in flight when it closes); [`admin`]:
@@ -18,7 +18,6 @@
 //! [`kube_types`] is the one module that names `k8s_openapi` and `gateway_api` types.
 
 pub mod admin;
-pub mod apply;
 pub mod error;
 pub mod fence;
 pub mod index_task;
@@ -28,3 +27,4 @@ pub mod metrics;
 pub mod status;
 pub mod watch;
 pub mod watch_retry;
+pub mod writer;

@@ -1,6 +1,6 @@
 //! Telling users: publishes the Event (on the routemap ConfigMap) and writes the status
 //! annotation (on the HTTPRoute the controller wrote for it) that `routemap_index::report`
-//! decided, for the writer task ([`crate::apply`]), its only caller.
+//! decided, for the writer task ([`crate::writer`]), its only caller.
 //!
 //! The controller never writes a ConfigMap: its credentials have no write verb on them. The
 //! annotation is written on our own route by server-side apply with its own field manager

@@ -49,7 +49,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::admin::{CacheSync, Liveness};
-use crate::apply::{LiveEvent, LiveRoute, RouteId, WriterMsg};
 use crate::index_task::{
     IndexMsg, SLICES_WATCH, index_mark, resource_message, routemap_message, slice_message,
 };
@@ -57,6 +56,7 @@ use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resour
 use crate::metrics::Metrics;
 use crate::watch_retry::probe;
 pub use crate::watch_retry::{ApiHealth, FailureLog, Retry};
+use crate::writer::{LiveEvent, LiveRoute, RouteId, WriterMsg};
 use routemap_index::config::Config;
 use routemap_index::routemap::RouteMapKey;
 

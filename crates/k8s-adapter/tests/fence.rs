@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use http::{Request, Response};
-use k8s_adapter::apply::{LiveEvent, Writer, WriterConfig, WriterMsg};
 use k8s_adapter::fence::Fence;
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
+use k8s_adapter::writer::{LiveEvent, Writer, WriterConfig, WriterMsg};
 use kube::Client;
 use kube::client::Body;
 use routemap_index::config::Config;

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use http::{Request, Response};
-use k8s_adapter::apply::{KeptRoute, LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
 use k8s_adapter::kube_types::Timestamp;
 use k8s_adapter::metrics::Metrics;
 use k8s_adapter::status::StatusWriter;
+use k8s_adapter::writer::{KeptRoute, LiveEvent, LiveRoute, Writer, WriterConfig, WriterMsg};
 use kube::Client;
 use kube::client::Body;
 use routemap_index::config::Config;

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::report::EventNote;
+use crate::event::EventNote;
 
 /// One implementation's answer for one parent of a route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,6 +39,7 @@
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod event;
 pub mod gateway;
 pub mod index;
 pub mod live;

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RouteMapError;
+pub use crate::event::EventNote;
 use crate::gateway::GatewayStatus;
 use crate::index::{Decision, Traffic};
 
@@ -107,17 +108,6 @@ impl RouteMapStatus {
     pub fn parse(annotation: &str) -> Option<Self> {
         serde_json::from_str(annotation).ok()
     }
-}
-
-/// One Event to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventNote {
-    /// Warning (true) or Normal.
-    pub warning: bool,
-    /// `RouteApplied`, `VersionsChanged`, `InvalidRouteMap` or `ApplyFailed`.
-    pub reason: &'static str,
-    /// The message users read.
-    pub note: String,
 }
 
 /// What to tell users about a decision.
