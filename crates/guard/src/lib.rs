@@ -28,8 +28,14 @@
 
 pub mod prometheus;
 pub mod query;
+pub mod schedule;
+pub mod state;
+pub mod verdict;
 
 pub use prometheus::{
     Answer, QueryError, QueryRequest, parse_answer, query_request, request_timeout,
 };
 pub use query::{Objective, ObjectiveQuery, Queries, RenderError, Target, render_queries};
+pub use schedule::{candidate_key, next_due, offset, schedule};
+pub use state::{CandidateGuard, Identity, Phase, RETRY_ANNOTATION, Refresh, Step, Withdrawal};
+pub use verdict::{Finding, Outcome, Unknown, Verdict, VerdictKind, judge};
