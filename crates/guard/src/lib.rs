@@ -7,7 +7,7 @@
 //!
 //! ## Flow, per candidate and per interval
 //!
-//! 1. **When** ([`schedule`]): each candidate is judged once per `interval`, at an offset from a
+//! 1. **When** ([`schedule`](mod@schedule)): each candidate is judged once per `interval`, at an offset from a
 //!    stable hash of its key, so many releases do not query at once.
 //! 2. **What to ask** ([`query`]): [`render_queries`] gives the PromQL for the request count and
 //!    each objective, from a preset (`envoy`, `istio`, `linkerd`) or the user's templates, with

@@ -249,3 +249,19 @@ fn custom_queries_only_with_metrics_custom_and_complete() {
         "guard.queries.p50: unknown field `p50`",
     );
 }
+
+#[test]
+fn a_json_spec_as_the_chart_writes_it_reads_the_same() {
+    let json = r#"{"strategy":"canary","route":{"name":"r","parentRefs":[{"name":"gw"}]},"versions":[{"name":"v0","resources":[{"gvrShort":"svc","name":"v0"}]},{"name":"v1","resources":[{"gvrShort":"svc","name":"v1"}],"matches":[{"headers":[{"name":"t","value":"x"}]}]}],"guard":{"interval":"5s","metrics":"envoy","objectives":{"errorRate":0.01}}}"#;
+    let s = RouteMapSpec::from_yaml(json).expect("valid JSON");
+    assert_eq!(
+        s.guard.map(|g| g.interval.get()),
+        Some(Duration::from_secs(5))
+    );
+    // A mistake gets the same words whichever way the spec is written.
+    let e = error(&json.replace("\"5s\"", "\"10x\""));
+    assert!(
+        e.starts_with("guard.interval: \"10x\" is not a duration"),
+        "{e}"
+    );
+}
