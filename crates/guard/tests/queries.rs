@@ -16,6 +16,7 @@ fn guard(yaml: &str) -> GuardSpec {
     RouteMapSpec::from_yaml(&format!("{SPEC}guard: {yaml}\n"))
         .expect("valid")
         .guard
+        .map(|g| *g)
         .expect("a guard")
 }
 

@@ -16,6 +16,7 @@ fn guard(extra: &str) -> GuardSpec {
     RouteMapSpec::from_yaml(&spec)
         .expect("valid")
         .guard
+        .map(|g| *g)
         .expect("guard")
 }
 
