@@ -143,9 +143,10 @@ struct Preset {
 /// Envoy cluster statistics (`/stats/prometheus` on the admin port), selected by
 /// `envoy_cluster_name`.
 ///
-/// Verified against our test data plane (e2e `gateway/translate/backends.rs`), which names one
-/// cluster per backend Service and port, `<namespace>/<service>/<port>`; that is what the
-/// selector matches, so each version has its own series under every strategy. Envoy Gateway
+/// Written for our test data plane's naming, read from its code (e2e
+/// `gateway/translate/backends.rs`: one cluster per backend Service and port,
+/// `<namespace>/<service>/<port>`), so each version has its own series under every strategy;
+/// not yet checked against a live scrape (no end-to-end test with Prometheus so far). Envoy Gateway
 /// names clusters per route rule instead (`httproute/<namespace>/<route>/rule/<index>`): under
 /// canary each candidate has a rule of its own, but under blue-green all versions share one
 /// rule and so one cluster, which no selector can split. Users of such a gateway use
@@ -158,8 +159,9 @@ const ENVOY: Preset = Preset {
 };
 
 /// Istio standard metrics, as the candidate's own sidecar reports them (`reporter="destination"`):
-/// every request to the workload is seen there once, whichever client sent it, while the
-/// source side would miss clients outside the mesh and count the rest a second time. Selected by
+/// every request to the workload is seen there once, whichever client sent it, while
+/// source-reported series miss clients outside the mesh (and both together count each request
+/// twice). Selected by
 /// workload (the Deployment) and its namespace. The duration histogram is in milliseconds.
 const ISTIO: Preset = Preset {
     requests: r#"sum(increase(istio_requests_total{reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload="{{ deployment }}"}[{{ window }}]))"#,

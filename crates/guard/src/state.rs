@@ -81,9 +81,12 @@ impl fmt::Display for Withdrawal {
             .map_or_else(|| "?".into(), |r| crate::verdict::Number(r).to_string());
         write!(
             f,
-            " over {} ({requests} requests), {} failing verdicts in a row; query: {}",
+            " over {} ({requests} requests), {} in a row; query: {}",
             format_duration(self.window),
-            self.failing_verdicts,
+            match self.failing_verdicts {
+                1 => "1 failing verdict".to_string(),
+                n => format!("{n} failing verdicts"),
+            },
             self.query
         )
     }

@@ -102,7 +102,7 @@ fn an_unknown_counted_as_failing_names_why_it_was_unknown() {
     assert_eq!(w.value, None);
     assert_eq!(
         w.to_string(),
-        "errorRate could not be judged (not enough traffic: 3 requests, fewer than minRequests 20) and unknownFails is set (limit 0.01) over 1m (340 requests), 1 failing verdicts in a row; query: the errorRate query"
+        "errorRate could not be judged (not enough traffic: 3 requests, fewer than minRequests 20) and unknownFails is set (limit 0.01) over 1m (340 requests), 1 failing verdict in a row; query: the errorRate query"
     );
 }
 
