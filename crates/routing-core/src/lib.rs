@@ -31,12 +31,19 @@
 //!    and where that precedence is the implementation's (regex paths), a note saying so; it
 //!    powers `iter8-render explain` and the planner's property tests.
 //!
+//! 6. **Guard** ([`guard`](mod@guard), [`duration`]): the optional `guard` of a spec (interval,
+//!    window, objectives, metric preset or query templates) is parsed and validated here with
+//!    the rest, so a bad guard is a bad spec; judging candidates from Prometheus is the
+//!    `iter8-guard` crate's.
+//!
 //! The output model ([`route`]) is our own rather than the `gateway-api` crate's generated types:
 //! it is canonical by construction (no `Option` for defaulted fields) and keeps this crate free of
 //! kube and k8s-openapi. `k8s-adapter` converts it to the `gateway-api` types for the API calls.
 
+pub mod duration;
 pub mod error;
 pub mod explain;
+pub mod guard;
 pub mod keys;
 pub mod names;
 pub mod parse;
@@ -49,6 +56,7 @@ pub mod validate;
 
 pub use error::{PlanError, SpecError};
 pub use explain::{Explanation, Request, Share, explain, explain_with, match_applies};
+pub use guard::GuardSpec;
 pub use plan::{RouteMapRef, effective_weights, plan};
 pub use readiness::{
     NotReady, ObjectSource, ResourceFacts, VersionState, parse_weight, resource_ready,

@@ -43,6 +43,12 @@ pub struct RouteMapSpec {
     pub route: RouteSettings,
     /// The versions; index 0 is the primary.
     pub versions: Vec<VersionSpec>,
+    /// Judge candidates from Prometheus and withdraw failing ones (strategies other than
+    /// `none`). Absent: no guard, and the spec serializes as it did before guards existed.
+    /// Boxed: the controller keeps one spec per routemap, and most have no guard, so an absent
+    /// one costs a pointer rather than the ~200 bytes of the block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Box<crate::guard::GuardSpec>>,
     /// The compiled regular expressions of the matches, filled in by validation
     /// ([`RouteMapSpec::from_yaml`], [`crate::validate::validate_and_compile`]) so that no
     /// decision compiles one again. Not part of the spec's data: leave it `Default::default()`.

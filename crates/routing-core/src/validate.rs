@@ -48,6 +48,8 @@ pub const MAX_RESOURCES: usize = 16;
 
 type Result<T = ()> = std::result::Result<T, SpecError>;
 
+pub mod guard;
+
 /// Validates a whole spec.
 pub fn validate(spec: &RouteMapSpec) -> Result {
     validate_and_compile(spec).map(|_| ())
@@ -69,6 +71,7 @@ pub fn validate_and_compile(spec: &RouteMapSpec) -> Result<Regexes> {
             ));
         }
     }
+    guard::validate_guard(spec)?;
     Ok(regexes.finish().validated())
 }
 

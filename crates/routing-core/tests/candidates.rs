@@ -106,6 +106,7 @@ fn spec() -> impl Strategy<Value = RouteMapSpec> {
                         .map(|(i, ms)| version(i + 1, Some(ms))),
                 )
                 .collect(),
+            guard: None,
             regexes: Default::default(),
         },
     )

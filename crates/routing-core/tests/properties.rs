@@ -98,6 +98,7 @@ fn case() -> impl Strategy<Value = Case> {
                         hostnames: vec![],
                     },
                     versions,
+                    guard: None,
                     regexes: Default::default(),
                 },
                 states,
