@@ -109,8 +109,8 @@ pub struct VersionView {
     /// Problems that did not change the decision (an invalid weight annotation).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// The guard's verdict on this version: reserved for the guard (issue 21), which does not
-    /// exist yet, so always `None` today.
+    /// The guard's verdict on this version (a candidate of a guarded routemap). The controller
+    /// does not judge candidates yet (issue 21): `not enforced yet` for those.
     pub guard: Option<String>,
 }
 
@@ -380,7 +380,8 @@ fn versions(spec: Option<&RouteMapSpec>, states: Option<&[VersionState]>) -> Vec
             available: s.available,
             reason: s.reason.clone(),
             warnings: s.warnings.clone(),
-            guard: None,
+            // A guarded candidate: the guard exists as a spec only; say so rather than nothing.
+            guard: (i > 0 && spec.guard.is_some()).then(|| "not enforced yet".to_string()),
         })
         .collect()
 }

@@ -17,6 +17,7 @@ const CASES: &[&str] = &[
     "backend-not-resolved",
     "invalid-routemap",
     "blue-green-weight-changed",
+    "guard-not-enforced",
 ];
 
 fn fixtures() -> PathBuf {

@@ -84,14 +84,23 @@ pub enum Change {
     },
 }
 
+/// The warning of a routemap with a `guard` block: validated, not yet acted on (issue 21).
+pub const GUARD_NOT_ENFORCED: &str = "guard: validated, but not enforced by this controller yet: no candidate is withdrawn on its metrics (docs/guard.md)";
+
 /// Observes the versions and plans the route: the one decision function of the controller and
 /// of `iter8-render`.
 pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSource) -> Decision {
     let states = routing_core::version_states(&owner.namespace, spec, source);
     let weights = routing_core::effective_weights(spec, &states);
+    let mut warnings: Vec<String> = states.iter().flat_map(|s| s.warnings.clone()).collect();
+    // Said wherever the decision is shown, so that nobody takes a guard block for protection
+    // before the controller acts on it.
+    if spec.guard.is_some() {
+        warnings.push(GUARD_NOT_ENFORCED.to_string());
+    }
     let traffic = Traffic {
         strategy: spec.strategy,
-        warnings: states.iter().flat_map(|s| s.warnings.clone()).collect(),
+        warnings,
         invalid: None,
         versions: spec
             .versions

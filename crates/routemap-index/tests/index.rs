@@ -460,3 +460,21 @@ fn a_new_invalid_annotation_is_reported_even_if_weights_stay() {
     let changes = ix.upsert_resource("svc", "test", "httpbin-1", with_weight(watched(), "x"));
     assert_eq!(changes.len(), 1, "{changes:#?}");
 }
+
+#[test]
+fn a_guard_block_is_said_to_be_not_enforced_yet() {
+    use routemap_index::decision::GUARD_NOT_ENFORCED;
+    let spec = format!(
+        "{}guard:\n  interval: 10s\n  metrics: envoy\n  objectives: {{errorRate: 0.01}}\n",
+        test_builders::canary_spec("app")
+    );
+    let mut index = Index::new(&Config::default());
+    index.upsert_routemap(RouteMap::new("test", "app-routemap", spec).object());
+    let decision = index
+        .current_decision(&RouteMapKey::new("test", "app-routemap"))
+        .expect("held");
+    let Decision::Desired { traffic, .. } = decision else {
+        panic!("a valid guarded routemap: {decision:?}");
+    };
+    assert_eq!(traffic.warnings, [GUARD_NOT_ENFORCED]);
+}
