@@ -7,7 +7,9 @@
 //! apply, a delete, a report) or why there is none ([`Idle`]); the executor (crate
 //! `k8s-adapter`) makes the call and hands the result back ([`WritePlanner::applied`],
 //! [`WritePlanner::reported`], [`WritePlanner::deleted`]). A routemap's steps come one at a time,
-//! so its route, Event and status stay in order whatever runs in parallel for other routemaps.
+//! so its route, Event and status stay in order whatever runs in parallel for other routemaps;
+//! where its round stands is one explicit `Phase` (idle, a call before the route step has a
+//! result, the result to tell, a call after it), moved only by its tested transitions.
 //!
 //! Write only on real change. For every routemap the planner keeps the last good desired route
 //! (as the text of the fields we own, shared with the live view while they are equal) and a
@@ -58,11 +60,13 @@ use crate::report::{EventNote, Report, RouteMapStatus};
 use crate::routemap::RouteMapKey;
 
 mod limit;
+mod phase;
 mod slot;
 mod steps;
 
 pub use limit::InFlightLimit;
 
+use phase::Phase;
 use slot::{KeptDecision, Pending, Slot};
 
 /// A change of the HTTPRoute watch.
@@ -382,8 +386,7 @@ impl WritePlanner {
                             reported: None,
                             reported_gateway: None,
                             unreported: true,
-                            result: None,
-                            in_flight: false,
+                            phase: Phase::Idle,
                             next: None,
                             created,
                             look: None,

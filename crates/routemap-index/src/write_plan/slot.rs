@@ -8,7 +8,9 @@ use crate::error::RouteMapError;
 use crate::gateway::GatewayStatus;
 use crate::index::{Decision, Traffic};
 use crate::live::KeptRoute;
-use crate::report::{RouteMapStatus, RouteResult};
+use crate::report::RouteMapStatus;
+
+use super::phase::Phase;
 
 /// A decision without its route (the slot's `route`): a `Decision` is as large as a typed
 /// route even when it holds none.
@@ -55,10 +57,8 @@ pub(super) struct Slot {
     pub(super) reported_gateway: Option<GatewayStatus>,
     /// A decision not yet reported (follower, or the live view not yet synced).
     pub(super) unreported: bool,
-    /// How the route step of the current round went, until it is reported.
-    pub(super) result: Option<RouteResult>,
-    /// A call of this routemap is in flight.
-    pub(super) in_flight: bool,
+    /// Where its round of writes stands, with the route step's result until it is told.
+    pub(super) phase: Phase,
     /// A decision that came during a round, taken up once the round is over.
     pub(super) next: Option<Pending>,
     /// The routemap's `metadata.creationTimestamp` (RFC 3339, so text order is time order):
@@ -105,7 +105,7 @@ pub(super) struct Pending {
 impl Slot {
     /// A round is under way: a call in flight, or a route step whose report is still to make.
     pub(super) fn in_round(&self) -> bool {
-        self.in_flight || self.result.is_some()
+        self.phase.in_round()
     }
 
     /// Starts a new round for a decision.
@@ -125,7 +125,7 @@ impl Slot {
         // decision: the API server is no less busy for it. The newest route is what the retry
         // writes.
         self.unreported = true;
-        self.result = None;
+        self.phase.round_over();
     }
 
     /// What a status annotation says was reported.
@@ -136,7 +136,7 @@ impl Slot {
 
     /// When this routemap's next retry is due.
     pub(super) fn next_try(&self) -> Option<Instant> {
-        let wait = if self.result.is_none() {
+        let wait = if self.phase.result().is_none() {
             self.retry
         } else {
             self.call_retry

@@ -36,7 +36,7 @@ impl WritePlanner {
                 return next;
             };
             match next {
-                Next::Write(_) => slot.in_flight = true,
+                Next::Write(_) => slot.phase.started(),
                 // The round just ended: a decision that waited for it starts its own.
                 Next::Idle(Idle::Settled) if slot.next.is_some() && !slot.in_round() => continue,
                 Next::Idle(_) => {}
@@ -73,7 +73,7 @@ impl WritePlanner {
             return Next::Idle(Idle::Gone);
         };
         // A route write waits out its retry delay; a report or delete, its own.
-        let wait = if slot.result.is_none() {
+        let wait = if slot.phase.result().is_none() {
             slot.retry
         } else {
             slot.call_retry
@@ -83,14 +83,14 @@ impl WritePlanner {
         {
             return Next::Idle(Idle::Waiting(at));
         }
-        if slot.result.is_none() {
+        if slot.phase.result().is_none() {
             match &slot.route {
-                None => slot.result = Some(RouteResult::NoRoute),
-                Some(_) if winner.is_some() => {
-                    slot.result = winner.map(|winner| RouteResult::Claimed { winner });
+                None => slot.phase.route_done(RouteResult::NoRoute),
+                Some(_) if let Some(winner) = winner => {
+                    slot.phase.route_done(RouteResult::Claimed { winner });
                 }
-                Some(_) if holder.is_some() => {
-                    slot.result = holder.map(|holder| RouteResult::NotOwned { holder });
+                Some(_) if let Some(holder) = holder => {
+                    slot.phase.route_done(RouteResult::NotOwned { holder });
                 }
                 Some(route) => {
                     let want_hash = fnv1a(route.owned.as_bytes());
@@ -104,7 +104,7 @@ impl WritePlanner {
                                 });
                             }
                             Some(Look::Foreign(holder)) => {
-                                slot.result = Some(RouteResult::NotOwned {
+                                slot.phase.route_done(RouteResult::NotOwned {
                                     holder: holder.clone(),
                                 });
                             }
@@ -112,7 +112,7 @@ impl WritePlanner {
                         }
                     }
                     let waiting_for_echo = slot.echo.is_some() && slot.applied == Some(want_hash);
-                    if slot.result.is_none()
+                    if slot.phase.result().is_none()
                         && !(waiting_for_echo || live.is_some_and(|l| l.carries(route)))
                     {
                         // Someone else changed fields we had in place: a contest, repaired at
@@ -167,11 +167,11 @@ impl WritePlanner {
                             route: route.clone(),
                         });
                     }
-                    if slot.result.is_none() {
+                    if slot.phase.result().is_none() {
                         slot.applied = Some(want_hash);
                         slot.retry = None;
                         self.tally.unchanged += 1;
-                        slot.result = Some(RouteResult::Unchanged {
+                        slot.phase.route_done(RouteResult::Unchanged {
                             generation: live.and_then(|l| l.generation),
                         });
                     }
@@ -182,7 +182,7 @@ impl WritePlanner {
         // to write (strategy `none`), at once: the routemap no longer routes, and a route left
         // behind would no longer follow readiness.
         let in_place = matches!(
-            slot.result,
+            slot.phase.result(),
             Some(
                 RouteResult::Applied { .. } | RouteResult::Unchanged { .. } | RouteResult::NoRoute
             )
@@ -218,12 +218,12 @@ impl WritePlanner {
             .as_ref()
             .and_then(|r| self.live.get(&r.id))
             .filter(|l| l.owned_by(&slot.owner.uid));
-        let Some(result) = slot.result.clone() else {
+        let Some(result) = slot.phase.result().cloned() else {
             return status_only(slot, live).unwrap_or_else(|| gateway_report(slot, live));
         };
         let applied = matches!(result, RouteResult::Applied { .. });
         if !slot.unreported && !applied && !matches!(result, RouteResult::Failed { .. }) {
-            slot.result = None;
+            slot.phase.round_over();
             return status_only(slot, live).unwrap_or_else(|| gateway_report(slot, live));
         }
         let route_json = slot
@@ -254,7 +254,7 @@ impl WritePlanner {
             }
             None => {
                 slot.unreported = false;
-                slot.result = None;
+                slot.phase.round_over();
                 status_only(slot, live).unwrap_or_else(|| gateway_report(slot, live))
             }
         }
@@ -290,7 +290,7 @@ impl WritePlanner {
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };
-        slot.in_flight = false;
+        slot.phase.returned();
         match answer {
             Ok(mut live) => {
                 if let Some(route) = &slot.route {
@@ -301,7 +301,7 @@ impl WritePlanner {
                 slot.echo =
                     Some(live.resource_version.clone()).filter(|rv| Some(rv) != previous.as_ref());
                 slot.retry = None;
-                slot.result = Some(RouteResult::Applied {
+                slot.phase.route_done(RouteResult::Applied {
                     generation: live.generation,
                 });
                 let id = live.id.clone();
@@ -350,7 +350,7 @@ impl WritePlanner {
             return false;
         }
         if route {
-            slot.result = Some(RouteResult::Failed {
+            slot.phase.route_done(RouteResult::Failed {
                 category: e.category(),
                 message: e.to_string(),
             });
@@ -361,7 +361,7 @@ impl WritePlanner {
     /// A call of this routemap has returned.
     fn returned(&mut self, key: &RouteMapKey) {
         if let Some(slot) = self.slots.get_mut(key) {
-            slot.in_flight = false;
+            slot.phase.returned();
         }
     }
 
@@ -391,7 +391,7 @@ impl WritePlanner {
                     slot.remember(Some(status.clone()));
                     slot.reported_here = true;
                     slot.unreported = false;
-                    slot.result = None;
+                    slot.phase.round_over();
                     slot.call_retry = None;
                     slot.status_only = None;
                 }
@@ -403,7 +403,7 @@ impl WritePlanner {
             Err(_) => {
                 // Retried at the next change or resync, as before any throttling.
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.result = None;
+                    slot.phase.round_over();
                 }
                 false
             }
