@@ -60,7 +60,9 @@ pub mod prelude {
     pub use crate::metrics::writes_agree;
     pub use crate::objects::show_events;
     pub use crate::out::{note, ok, say, step};
-    pub use crate::release::{Release, edit_routemap, helm, rendered_object, template};
+    pub use crate::release::{
+        Release, edit_routemap, helm, remove_candidate_matches, rendered_object, template,
+    };
     pub use crate::seed::{Platform, Seed, Stage, deployment_ready};
     pub use crate::suite::{Suite, release_with_controller};
     pub use crate::tools::{promote_with_new_image, values};

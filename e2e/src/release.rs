@@ -241,3 +241,18 @@ pub async fn edit_routemap(
     ));
     Ok(())
 }
+
+/// A user's edit of the release's routemap that makes it invalid: its candidate
+/// (`versions[1]`) loses its matches, which a canary candidate needs.
+pub async fn remove_candidate_matches(cluster: &Cluster, ns: &str, routemap: &str) -> Result<()> {
+    edit_routemap(cluster, ns, routemap, |data| {
+        let mut spec: serde_json::Value = serde_saphyr::from_str(data)?;
+        spec["versions"][1]
+            .as_object_mut()
+            .and_then(|v| v.remove("matches"))
+            .ok_or_else(|| anyhow!("no versions[1].matches in the routemap"))?;
+        // JSON is YAML.
+        Ok(serde_json::to_string_pretty(&spec)?)
+    })
+    .await
+}

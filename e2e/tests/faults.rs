@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Result, ensure};
 use iter8_e2e::prelude::*;
 
 const ROUTE: &str = "httpbin";
@@ -259,16 +259,7 @@ async fn invalid_routemap(cluster: &Cluster) -> Result<()> {
     let applied = controller.applied()?;
 
     step(2, "a user edits the routemap: its candidate has no matches");
-    edit_routemap(cluster, ns, ROUTEMAP, |data| {
-        let mut spec: serde_json::Value = serde_saphyr::from_str(data)?;
-        spec["versions"][1]
-            .as_object_mut()
-            .and_then(|v| v.remove("matches"))
-            .ok_or_else(|| anyhow!("no versions[1].matches in the routemap"))?;
-        // JSON is YAML.
-        Ok(serde_json::to_string_pretty(&spec)?)
-    })
-    .await?;
+    remove_candidate_matches(cluster, ns, ROUTEMAP).await?;
     let warning = wait_for("a Warning InvalidRouteMap Event", timeout(), || async {
         let events = cluster.events(ns, ROUTEMAP).await?;
         Ok(events

@@ -414,17 +414,19 @@ fn none_spec() -> String {
         )
 }
 
+/// The index's decision for [`none_spec`].
+fn none_decision() -> Change {
+    let mut index = Index::new(&Config::default());
+    let changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", none_spec()).object());
+    changes.into_iter().next().expect("a decision")
+}
+
 #[test]
 fn strategy_none_removes_the_route_this_routemap_wrote() {
     let now = Instant::now();
     let ours = stored(&decided_route("app"), "5", "uid-1");
     let mut p = planner(&[ours]);
-    let mut index = Index::new(&Config::default());
-    let none = none_spec();
-    let changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", none).object());
-    let k = p
-        .change(changes.into_iter().next().expect("a decision"))
-        .expect("to settle");
+    let k = p.change(none_decision()).expect("to settle");
     let Next::Write(Step::Delete {
         id,
         resource_version,
@@ -446,12 +448,7 @@ fn strategy_none_never_removes_a_route_of_someone_else() {
     let now = Instant::now();
     let theirs = stored(&decided_route("app"), "5", "uid-of-someone-else");
     let mut p = planner(&[theirs]);
-    let mut index = Index::new(&Config::default());
-    let none = none_spec();
-    let changes = index.upsert_routemap(RouteMap::new(NS, "app-routemap", none).object());
-    let k = p
-        .change(changes.into_iter().next().expect("a decision"))
-        .expect("to settle");
+    let k = p.change(none_decision()).expect("to settle");
     assert_eq!(report_reason(&p.next(&k, now)), "VersionsChanged");
 }
 

@@ -57,15 +57,7 @@ pub async fn gating(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
         1,
         "a user edits the routemap: its candidate loses its matches (invalid)",
     );
-    edit_routemap(cluster, ns, ROUTEMAP, |data| {
-        let mut spec: serde_json::Value = serde_saphyr::from_str(data)?;
-        spec["versions"][1]
-            .as_object_mut()
-            .and_then(|v| v.remove("matches"))
-            .ok_or_else(|| anyhow!("no versions[1].matches in the routemap"))?;
-        Ok(serde_json::to_string_pretty(&spec)?)
-    })
-    .await?;
+    remove_candidate_matches(cluster, ns, ROUTEMAP).await?;
     exactly(cluster, ns, "InvalidRouteMap", 1).await?;
     controller.wait_caught_up(cluster, ns).await?;
     let live = cluster.existing_route(ns, ROUTE).await?;
