@@ -557,3 +557,33 @@ async fn a_foreign_route_is_looked_at_and_never_written() {
     w.resync().await;
     finish(w, server).await;
 }
+
+/// The status write fails after its Event went out: at the next resync the status is written
+/// again alone, and the Event is not published a second time.
+#[tokio::test]
+async fn a_failed_status_write_is_retried_without_its_event() {
+    let change = decided(false);
+    let route = desired_json(&change);
+    let mut failing = status_apply(|_| {});
+    failing.status = 500;
+    failing.answer = Some(
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd timed out"}),
+    );
+    let (client, server) = api_server(vec![
+        route_get(None),
+        route_apply(route.clone()),
+        event("Normal", "RouteApplied", "HTTPRoute app (canary)"),
+        failing,
+        // The resync: the status alone, the same as the failed one.
+        status_apply(|s| assert_eq!(s["availableVersions"], json!(["app-0"]))),
+    ]);
+    let mut w = writer(client);
+    w.set_leader(true).await;
+    w.handle(seen()).await;
+    w.handle(WriterMsg::Live(LiveEvent::Synced)).await;
+    w.handle(msg(&change)).await;
+    w.resync().await;
+    // Told: another resync writes nothing.
+    w.resync().await;
+    finish(w, server).await;
+}
