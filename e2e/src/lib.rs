@@ -61,7 +61,7 @@ pub mod prelude {
     pub use crate::objects::show_events;
     pub use crate::out::{note, ok, say, step};
     pub use crate::release::{
-        Release, edit_routemap, helm, remove_candidate_matches, rendered_object, template,
+        Release, edit_routemap, helm, remove_candidate_matches, rendered_object,
     };
     pub use crate::seed::{Platform, Seed, Stage, deployment_ready};
     pub use crate::suite::{Suite, release_with_controller};

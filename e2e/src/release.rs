@@ -139,22 +139,6 @@ impl<'a> Release<'a> {
     }
 }
 
-/// `helm template NAME charts/release -n NS -f VALUES...`: what a release would create, for
-/// tests that start from the chart's objects and change them as a user would (never applied
-/// as a release: releases go through [`Release::upgrade`]).
-pub fn template(name: &str, namespace: &str, values: &[&Path]) -> Result<String> {
-    let mut cmd = Command::new(tool("helm")?);
-    cmd.arg("template")
-        .arg(name)
-        .arg(repo_root().join("charts/release"))
-        .arg("-n")
-        .arg(namespace);
-    for v in values {
-        cmd.arg("-f").arg(v);
-    }
-    run(&mut cmd, None)
-}
-
 /// The resourceVersion of object `name`'s deletion, from a watch replaying its events since
 /// resourceVersion `since`.
 async fn deletion_resource_version(

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Result, ensure};
 use iter8_e2e::install::{
     RELEASE, admin_port, chart_image, image_is_current, manifest_objects, nothing_left,
 };
@@ -21,7 +21,7 @@ use iter8_e2e::seed::ROUTEMAP;
 use iter8_e2e::tools::{http_get, repo_root};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
-use serde_json::Value;
+use serde_json::json;
 
 const ROUTE: &str = "httpbin";
 const RENAMED: &str = "httpbin-renamed";
@@ -237,17 +237,19 @@ async fn cross_namespace_refused(cluster: &Cluster) -> Result<()> {
         "cross-namespace",
         "a routemap in team-a names deploy/httpbin-0 in team-b",
     );
-    let rendered = template("xns", "team-a", &[&values("seed-1-initial.yaml")])?;
-    let mut cm = rendered_object(&rendered, "ConfigMap", "xns-routemap")?;
-    let data = cm["data"]["routemap.yaml"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no routemap.yaml"))?;
-    let from = r#"{"gvrShort":"deploy","name":"xns-0","namespace":"team-a"}"#;
-    ensure!(data.contains(from), "unexpected routemap {data}");
-    cm["data"]["routemap.yaml"] = Value::String(data.replace(
-        from,
-        r#"{"gvrShort":"deploy","name":"xns-0","namespace":"team-b"}"#,
-    ));
+    // Written by hand, as a user may write a routemap: the chart's spec for `xns` in team-a,
+    // with its primary's Deployment in team-b.
+    let mut spec = test_builders::chart_canary_spec("xns", "team-a");
+    ensure!(
+        spec["versions"][0]["resources"][1]["gvrShort"] == "deploy",
+        "unexpected routemap {spec}"
+    );
+    spec["versions"][0]["resources"][1]["namespace"] = json!("team-b");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "xns-routemap", "namespace": "team-a",
+                     "labels": {"app.kubernetes.io/managed-by": "iter8",
+                                "iter8.tools/kind": "routemap", "iter8.tools/version": "v2"}},
+        "data": {"routemap.yaml": format!("{spec}\n")}});
     let cm: ConfigMap = serde_json::from_value(cm)?;
     Api::<ConfigMap>::namespaced(cluster.client.clone(), "team-a")
         .create(&PostParams::default(), &cm)
