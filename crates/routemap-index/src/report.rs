@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::RouteMapError;
 pub use crate::event::EventNote;
 use crate::gateway::GatewayStatus;
 use crate::index::{Decision, Traffic};
@@ -215,32 +214,32 @@ pub fn report_route(
                         note: format!("HTTPRoute {route}: {message}; retrying with backoff"),
                     }
                 }
+                RouteResult::Applied { generation } | RouteResult::Unchanged { generation }
+                    if traffic.invalid.is_some() =>
+                {
+                    status.route_generation = *generation;
+                    last_good(&mut status, traffic, route)
+                }
+                RouteResult::NoRoute if traffic.invalid.is_some() => {
+                    last_good(&mut status, traffic, route)
+                }
                 RouteResult::Applied { generation } => {
                     status.route_generation = *generation;
-                    match &traffic.invalid {
-                        Some(error) => last_good(&mut status, error, route, traffic),
-                        None => EventNote {
-                            warning: false,
-                            reason: "RouteApplied",
-                            note: format!(
-                                "HTTPRoute {route} ({}): {}",
-                                traffic.strategy.as_str(),
-                                describe(traffic)
-                            ),
-                        },
+                    EventNote {
+                        warning: false,
+                        reason: "RouteApplied",
+                        note: format!(
+                            "HTTPRoute {route} ({}): {}",
+                            traffic.strategy.as_str(),
+                            describe(traffic)
+                        ),
                     }
                 }
                 RouteResult::Unchanged { generation } => {
                     status.route_generation = *generation;
-                    match &traffic.invalid {
-                        Some(error) => last_good(&mut status, error, route, traffic),
-                        None => versions_changed(traffic),
-                    }
+                    versions_changed(traffic)
                 }
-                RouteResult::NoRoute => match &traffic.invalid {
-                    Some(error) => last_good(&mut status, error, route, traffic),
-                    None => versions_changed(traffic),
-                },
+                RouteResult::NoRoute => versions_changed(traffic),
             }
         }
     };
@@ -255,13 +254,13 @@ pub fn report_route(
 
 /// The Warning of an invalid routemap whose last good spec stays in force: the error, and the
 /// route as readiness now gates it (a new Event for each readiness change while invalid).
-fn last_good(
-    status: &mut RouteMapStatus,
-    error: &RouteMapError,
-    route: &str,
-    traffic: &Traffic,
-) -> EventNote {
-    status.last_error = Some(error.to_string());
+fn last_good(status: &mut RouteMapStatus, traffic: &Traffic, route: &str) -> EventNote {
+    let error = traffic
+        .invalid
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    status.last_error = Some(error.clone());
     EventNote {
         warning: true,
         reason: "InvalidRouteMap",

@@ -7,6 +7,7 @@ use routemap_index::config::Config;
 use routemap_index::error::WriteError;
 use routemap_index::index::{Change, Index};
 use routemap_index::live::{KeptRoute, LiveRoute, RouteId};
+use routemap_index::report::RouteMapStatus;
 use routemap_index::routemap::RouteMapKey;
 use routemap_index::write_plan::{Idle, LiveEvent, Next, Step, WritePlanner, retry_delay};
 use serde_json::{Value, json};
@@ -567,8 +568,13 @@ fn a_new_decision_keeps_a_transient_failures_backoff() {
     assert_eq!(p.next(&k, at), Next::Idle(Idle::Waiting(again)));
 }
 
-/// An applied route and its report handed out: returns the report's status.
-fn applied_and_report(p: &mut WritePlanner, now: Instant) -> (KeptRoute, Next) {
+/// A new route applied, its report's Event published, and its status write failing with
+/// `error`: returns the status that failed.
+fn event_out_then_status_fails(
+    p: &mut WritePlanner,
+    error: WriteError,
+    now: Instant,
+) -> RouteMapStatus {
     let k = p.change(decided("app")).expect("to settle");
     let route = create_step(p, &k, now);
     let mut answer = stored(&route, "7", "uid-1");
@@ -576,20 +582,19 @@ fn applied_and_report(p: &mut WritePlanner, now: Instant) -> (KeptRoute, Next) {
     assert!(p.applied(&k, Ok(answer), now, 0.0));
     let next = p.next(&k, now);
     assert_eq!(report_reason(&next), "RouteApplied");
-    (route, next)
+    let Next::Write(Step::Report { report, .. }) = next else {
+        unreachable!()
+    };
+    p.event_out(&k, &report.status);
+    assert!(!p.reported(&k, &report.status, Err(error), now, 0.0));
+    report.status
 }
 
 #[test]
 fn a_failed_status_write_after_its_event_is_written_again_without_the_event() {
     let now = Instant::now();
     let mut p = planner(&[]);
-    let (_, next) = applied_and_report(&mut p, now);
-    let Next::Write(Step::Report { report, .. }) = next else {
-        unreachable!()
-    };
-    // The Event went out; the status write failed.
-    p.event_out(&key(), &report.status);
-    assert!(!p.reported(&key(), &report.status, Err(unavailable()), now, 0.0));
+    let status = event_out_then_status_fails(&mut p, unavailable(), now);
     // The next settle (a resync) writes the status alone: no second Event.
     assert!(p.resync().contains(&key()));
     match p.next(&key(), now) {
@@ -599,12 +604,12 @@ fn a_failed_status_write_after_its_event_is_written_again_without_the_event() {
             ..
         }) => {
             assert_eq!(again.event, None, "the Event is not published twice");
-            assert_eq!(again.status, report.status);
+            assert_eq!(again.status, status);
             assert!(route.is_some(), "on our route");
         }
         other => panic!("expected the status alone, got {other:?}"),
     }
-    assert!(!p.reported(&key(), &report.status, Ok(()), now, 0.0));
+    assert!(!p.reported(&key(), &status, Ok(()), now, 0.0));
     assert_eq!(p.next(&key(), now), Next::Idle(Idle::Settled));
 }
 
@@ -612,19 +617,14 @@ fn a_failed_status_write_after_its_event_is_written_again_without_the_event() {
 fn a_throttled_status_write_after_its_event_waits_the_servers_delay_then_goes_alone() {
     let now = Instant::now();
     let mut p = planner(&[]);
-    let (_, next) = applied_and_report(&mut p, now);
-    let Next::Write(Step::Report { report, .. }) = next else {
-        unreachable!()
-    };
-    p.event_out(&key(), &report.status);
-    assert!(!p.reported(&key(), &report.status, Err(throttled(2)), now, 0.0));
+    let status = event_out_then_status_fails(&mut p, throttled(2), now);
     let at = now + Duration::from_secs(2);
     assert_eq!(p.next(&key(), now), Next::Idle(Idle::Waiting(at)));
     assert_eq!(p.due(at), [key()]);
     match p.next(&key(), at) {
         Next::Write(Step::Report { report: again, .. }) => {
             assert_eq!(again.event, None);
-            assert_eq!(again.status, report.status);
+            assert_eq!(again.status, status);
         }
         other => panic!("expected the status alone, got {other:?}"),
     }
