@@ -50,6 +50,7 @@ snapshot_tests! {
     snapshot_release_mirror => "release-mirror",
     snapshot_release_custom_specs => "release-custom-specs",
     snapshot_release_none_deployment => "release-none-deployment",
+    snapshot_release_guard_canary => "release-guard-canary",
     snapshot_controller_namespace_scoped => "controller-namespace-scoped",
     snapshot_controller_cluster_scoped => "controller-cluster-scoped",
 }

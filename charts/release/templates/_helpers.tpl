@@ -142,4 +142,92 @@ first template rendered fails with the message below, whatever Helm renders firs
 {{- end -}}
 {{- $_ := set $seen $vi.svcName $i -}}
 {{- end -}}
+{{- with .Values.application.guard -}}
+{{- include "release.validateGuard" (list . $strategy) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Checks application.guard beyond its schema with the controller's own rules and messages
+(crates/routing-core/src/validate/guard.rs, docs/guard.md), naming application.guard where the
+controller names guard: the strategy, the bounds of the durations, window at least interval, and
+which queries go with which metrics and objectives. The query templates' variables are left to
+the controller (a routemap it refuses keeps its last good spec in force and gets a Warning Event
+naming the field). The chart test release_rejects_bad_guards_as_the_controller_does holds the
+messages to the controller's. Argument: (list $guard $strategy).
+*/}}
+{{- define "release.validateGuard" -}}
+{{- $g := index . 0 -}}
+{{- $strategy := index . 1 -}}
+{{- if eq $strategy "none" -}}
+{{- fail "application.guard: only with strategy canary, blue-green or mirror (strategy none writes no route to withdraw a candidate from); set application.strategy (environment deployment-gtw) or remove application.guard" -}}
+{{- end -}}
+{{- $interval := include "release.durationMillis" ($g.interval | default "10s") | atoi -}}
+{{- $window := include "release.durationMillis" ($g.window | default "1m") | atoi -}}
+{{- $bounds := list (list "interval" $interval 1000 600000 "1s-10m") (list "window" $window 10000 3600000 "10s-1h") -}}
+{{- $objectives := $g.objectives | default dict -}}
+{{- if $objectives.latencyP99 -}}
+{{- $bounds = append $bounds (list "objectives.latencyP99" (include "release.durationMillis" $objectives.latencyP99 | atoi) 1 600000 "1ms-10m") -}}
+{{- end -}}
+{{- range $bounds -}}
+{{- $value := index . 1 -}}
+{{- if or (lt $value (index . 2)) (gt $value (index . 3)) -}}
+{{- fail (printf "application.guard.%s: %s is out of range %s" (index . 0) (include "release.durationText" $value) (index . 4)) -}}
+{{- end -}}
+{{- end -}}
+{{- if lt $window $interval -}}
+{{- fail (printf "application.guard.window: %s is shorter than application.guard.interval %s: requests between two judgements would go unjudged" (include "release.durationText" $window) (include "release.durationText" $interval)) -}}
+{{- end -}}
+{{- $queries := $g.queries -}}
+{{- if and (eq $g.metrics "custom") (not $queries) -}}
+{{- fail "application.guard.queries: metrics: custom needs queries (requests, and one per objective)" -}}
+{{- end -}}
+{{- if and $queries (ne $g.metrics "custom") -}}
+{{- fail (printf "application.guard.queries: only with metrics: custom (metrics: %s has its own queries)" $g.metrics) -}}
+{{- end -}}
+{{- with $queries -}}
+{{- if not .requests -}}
+{{- fail "application.guard.queries.requests: is required: it counts the requests in the window (see minRequests)" -}}
+{{- end -}}
+{{- range list "errorRate" "latencyP99" -}}
+{{- $objective := hasKey $objectives . -}}
+{{- $query := hasKey $queries . -}}
+{{- if and $objective (not $query) -}}
+{{- fail (printf "application.guard.queries.%s: is required: objectives.%s is set" . .) -}}
+{{- end -}}
+{{- if and $query (not $objective) -}}
+{{- fail (printf "application.guard.queries.%s: objectives.%s is not set, so nothing would judge this query" . .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Milliseconds of a duration as the schema accepts it (Go/Prometheus text: integers with units h,
+m, s, ms, largest first, e.g. 1m30s, 500ms).
+*/}}
+{{- define "release.durationMillis" -}}
+{{- $units := dict "h" 3600000 "m" 60000 "s" 1000 "ms" 1 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|h|m|s)" (toString .) -1 -}}
+{{- $number := regexFind "^[0-9]+" . -}}
+{{- $total = add $total (mul (atoi $number) (get $units (trimPrefix $number .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/* Milliseconds as Prometheus text, largest units first (90000 -> 1m30s). */}}
+{{- define "release.durationText" -}}
+{{- $ms := int64 . -}}
+{{- if eq $ms 0 -}}
+0s
+{{- else -}}
+{{- range list (list "h" 3600000) (list "m" 60000) (list "s" 1000) (list "ms" 1) -}}
+{{- $n := div $ms (index . 1) -}}
+{{- if gt $n 0 -}}
+{{- $n }}{{ index . 0 -}}
+{{- $ms = sub $ms (mul $n (index . 1)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

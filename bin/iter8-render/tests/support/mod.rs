@@ -132,6 +132,7 @@ pub const RELEASE_CASES: &[Case] = &[
     release_case!("release-mirror", "mirror.yaml"),
     release_case!("release-custom-specs", "custom-specs.yaml"),
     release_case!("release-none-deployment", "none-deployment.yaml"),
+    release_case!("release-guard-canary", "guard-canary.yaml"),
 ];
 
 pub const CONTROLLER_CASES: &[Case] = &[
