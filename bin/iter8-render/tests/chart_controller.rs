@@ -227,11 +227,7 @@ fn controller_deployment_and_config() {
         )
         .unwrap_or_else(|e| panic!("the controller rejects the rendered config: {e}"));
         assert_eq!(parsed.cluster_scoped, cluster_scoped);
-        assert!(
-            parsed.ignored.is_empty(),
-            "keys the controller ignores: {:?}",
-            parsed.ignored
-        );
+        assert_nothing_ignored_but_guard(&parsed);
         let keys: Vec<&str> = config
             .as_object()
             .expect("config is a map")
@@ -247,6 +243,7 @@ fn controller_deployment_and_config() {
                 "defaultResync",
                 "endpointSlices",
                 "fieldManager",
+                "guardQueriesInFlight",
                 "logFormat",
                 "logLevel",
                 "maxWritesInFlight",
@@ -258,6 +255,9 @@ fn controller_deployment_and_config() {
         assert_eq!(config["allowCrossNamespaceReferences"], false);
         assert!(!parsed.allow_cross_namespace_references);
         assert_eq!(parsed.max_writes_in_flight, 16);
+        // No default Prometheus unless one is given.
+        assert_eq!(config["guardQueriesInFlight"], 8);
+        assert!(config.get("guardPrometheus").is_none());
         assert_eq!(config["adminAddr"], "0.0.0.0:8080");
         assert_eq!(config["fieldManager"], "iter8-controller");
         let deploy_type = &config["resourceTypes"]["deploy"];
@@ -291,6 +291,67 @@ fn controller_deployment_and_config() {
             );
         }
     }
+}
+
+/// The config keys of the guard. The controller's `Config` is getting fields for them
+/// (`guard_prometheus`, `guard_queries_in_flight` in crates/routemap-index/src/config.rs);
+/// until it has them they land in its `ignored` map. Every other key must be one it reads.
+const GUARD_CONFIG_KEYS: [&str; 2] = ["guardPrometheus", "guardQueriesInFlight"];
+
+fn assert_nothing_ignored_but_guard(parsed: &routemap_index::config::Config) {
+    let ignored: Vec<&String> = parsed
+        .ignored
+        .keys()
+        .filter(|k| !GUARD_CONFIG_KEYS.contains(&k.as_str()))
+        .collect();
+    assert!(
+        ignored.is_empty(),
+        "keys the controller ignores: {ignored:?}"
+    );
+}
+
+/// `guard.prometheus` and `guard.queriesInFlight` become `guardPrometheus` and
+/// `guardQueriesInFlight` in the controller's config; nothing else changes.
+#[test]
+fn controller_guard_config() {
+    let config_of = |docs: &[Value]| -> (String, Value) {
+        let text = find(docs, "ConfigMap", "iter8")["data"]["config.yaml"]
+            .as_str()
+            .expect("config.yaml")
+            .to_string();
+        let value: Value = serde_saphyr::from_str(&text).expect("config.yaml parses");
+        (text, value)
+    };
+    let (text, config) = config_of(&controller_docs("controller-guard"));
+    let parsed = routemap_index::config::Config::from_yaml(&text)
+        .unwrap_or_else(|e| panic!("the controller rejects the rendered config: {e}"));
+    assert_nothing_ignored_but_guard(&parsed);
+    assert_eq!(
+        config["guardPrometheus"],
+        "http://prometheus.monitoring:9090"
+    );
+    assert_eq!(config["guardQueriesInFlight"], 32);
+    // Once the controller's Config has the guard's fields, it reads the rendered values.
+    let read_back = serde_json::to_value(&parsed).expect("the config serializes");
+    for key in GUARD_CONFIG_KEYS {
+        assert!(
+            parsed.ignored.contains_key(key) || read_back[key] == config[key],
+            "{key}: the controller reads {} from {}",
+            read_back[key],
+            config[key]
+        );
+    }
+
+    // Everything else is the default rendering's.
+    let (_, default) = config_of(&controller_docs("controller-namespace-scoped"));
+    let strip = |mut c: Value| {
+        let map = c.as_object_mut().expect("config is a map");
+        for key in GUARD_CONFIG_KEYS {
+            map.remove(key);
+        }
+        c
+    };
+    assert_eq!(strip(config), strip(default));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,5 +403,44 @@ fn controller_rejects_bad_values() {
         "controller",
         "resourceTypes:\n  ksvc: {group: serving.knative.dev, version: v1}\n",
         "resourceTypes.ksvc: resource is required",
+    );
+}
+
+#[test]
+fn controller_rejects_bad_guard_values() {
+    assert_rejected(
+        "controller",
+        "guard:\n  prometeus: http://prometheus:9090\n",
+        "guard: Additional property prometeus is not allowed",
+    );
+    assert_rejected(
+        "controller",
+        "guard:\n  prometheus: prometheus.monitoring:9090\n",
+        "guard.prometheus: Does not match pattern",
+    );
+    assert_rejected(
+        "controller",
+        "guard:\n  prometheus: http://prometheus:9090/api?x=1\n",
+        "guard.prometheus: Does not match pattern",
+    );
+    assert_rejected(
+        "controller",
+        "guard:\n  prometheus: http://prometheus monitoring:9090\n",
+        "guard.prometheus: Does not match pattern",
+    );
+    assert_rejected(
+        "controller",
+        "guard:\n  queriesInFlight: 0\n",
+        "guard.queriesInFlight: Must be greater than or equal to 1",
+    );
+    assert_rejected(
+        "controller",
+        "guard:\n  queriesInFlight: 257\n",
+        "guard.queriesInFlight: Must be less than or equal to 256",
+    );
+    assert_rejected(
+        "controller",
+        "guard:\n  queriesInFlight: eight\n",
+        "guard.queriesInFlight: Invalid type. Expected: integer, given: string",
     );
 }

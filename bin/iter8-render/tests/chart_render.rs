@@ -53,6 +53,7 @@ snapshot_tests! {
     snapshot_release_guard_canary => "release-guard-canary",
     snapshot_controller_namespace_scoped => "controller-namespace-scoped",
     snapshot_controller_cluster_scoped => "controller-cluster-scoped",
+    snapshot_controller_guard => "controller-guard",
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -150,6 +150,13 @@ pub const CONTROLLER_CASES: &[Case] = &[
         namespace: "iter8-system",
         values: &["controller-cluster-scoped.yaml"],
     },
+    Case {
+        snapshot: "controller-guard",
+        chart: "controller",
+        release: "iter8",
+        namespace: "iter8-system",
+        values: &["controller-guard.yaml"],
+    },
 ];
 
 pub fn all_cases() -> impl Iterator<Item = &'static Case> {
