@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{ArgAction, Parser};
 use k8s_adapter::admin::{self, CacheSync, Limits, Liveness};
+use k8s_adapter::guard::{GuardEvents, GuardSettings, HttpFetch, run_guard};
 use k8s_adapter::index_task::run_index;
 use k8s_adapter::kube_types::go_duration;
 use k8s_adapter::leader::{DEFAULT_LEASE_NAME, Election, LeaderSettings, Timings};
@@ -96,6 +97,10 @@ struct Args {
     #[arg(long, env = "ITER8_ENDPOINT_SLICES", num_args = 0..=1, default_missing_value = "true")]
     endpoint_slices: Option<bool>,
 
+    /// The Prometheus of guarded routemaps that name none (overrides guardPrometheus).
+    #[arg(long, env = "ITER8_GUARD_PROMETHEUS")]
+    guard_prometheus: Option<String>,
+
     /// Timeout of each API write.
     #[arg(long, env = "ITER8_API_TIMEOUT", default_value = "10s", value_parser = go_duration)]
     api_timeout: Duration,
@@ -136,6 +141,9 @@ fn load_config(args: &Args) -> Result<Config> {
     }
     if let Some(v) = args.endpoint_slices {
         config.endpoint_slices = v;
+    }
+    if let Some(v) = &args.guard_prometheus {
+        config.guard_prometheus = Some(v.clone()).filter(|v| !v.is_empty());
     }
     config.validate()?;
     Ok(config)
@@ -304,23 +312,50 @@ async fn main() -> Result<()> {
     // An invalid routemap keeps its last good spec in force, so readiness gating never stops.
     let mut index = Index::new(&config);
     index.keep_last_good(true);
+    let (guard_tx, guard_rx) = mpsc::unbounded_channel();
     let index_task = liveness.spawn(
         "index",
-        run_index(index, index_rx, writer_tx.clone(), metrics.clone()),
+        run_index(
+            index,
+            index_rx,
+            writer_tx.clone(),
+            metrics.clone(),
+            Some(guard_tx),
+        ),
+    );
+    let status_writer = StatusWriter::new(
+        write_client.clone(),
+        Some(identity.clone()),
+        args.api_timeout,
+        metrics.clone(),
+    );
+    let fetch =
+        HttpFetch::new().context("reading the system's root certificates for Prometheus")?;
+    let guard_task = liveness.spawn(
+        "guard",
+        run_guard(
+            guard_rx,
+            index_tx.clone(),
+            std::sync::Arc::new(fetch),
+            GuardSettings {
+                default_prometheus: config.guard_prometheus.clone(),
+                queries_in_flight: config.guard_queries_in_flight,
+            },
+            Some(GuardEvents {
+                status: status_writer.clone(),
+                leader: election.is_leader.clone(),
+            }),
+            metrics.clone(),
+        ),
     );
     let writer = Writer::new(
-        write_client.clone(),
+        write_client,
         WriterConfig {
             field_manager: config.field_manager.clone(),
             timeout: args.api_timeout,
             resync,
         },
-        StatusWriter::new(
-            write_client,
-            Some(identity.clone()),
-            args.api_timeout,
-            metrics.clone(),
-        ),
+        status_writer,
         metrics.clone(),
     )
     .with_max_in_flight(config.max_writes_in_flight)
@@ -362,6 +397,7 @@ async fn main() -> Result<()> {
             let _ = writer_task.await;
         }
         index_task.abort();
+        guard_task.abort();
         // Hand the Lease over at once instead of letting it expire.
         election.release(LEASE_RELEASE_BUDGET).await;
         let mut admin_task = admin_task;

@@ -63,6 +63,10 @@ struct Input {
     /// Treat this version (e.g. `httpbin-1`) as not ready (repeatable).
     #[arg(long, value_name = "NAME", conflicts_with = "from_status")]
     unready: Vec<String>,
+    /// Treat this candidate of a guarded routemap as withdrawn by the guard (repeatable): the
+    /// routes as the controller writes them after withdrawing it.
+    #[arg(long, value_name = "NAME")]
+    withdrawn: Vec<String>,
     /// Judge each version by the status of its objects in the input, as the controller does.
     #[arg(long)]
     from_status: bool,
@@ -119,6 +123,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let availability = Availability {
         from_status: input.from_status,
         unready: input.unready.iter().cloned().collect(),
+        withdrawn: std::collections::BTreeMap::from([(
+            None,
+            input
+                .withdrawn
+                .iter()
+                .map(|n| (n.clone(), "named by --withdrawn".to_string()))
+                .collect(),
+        )]),
     };
     let rendering = offline::render(&config, &input.namespace, &documents, &availability, &Rayon);
     let rendered = &rendering.routemaps;
@@ -126,6 +138,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     for name in &availability.unready {
         if !known.contains(name) {
             eprintln!("warning: --unready {name}: no routemap has a version of that name");
+        }
+    }
+    for name in &input.withdrawn {
+        let guarded = rendered.iter().any(|r| {
+            rendering.index.spec(&r.key).is_some_and(|s| {
+                s.guard.is_some() && s.versions.iter().skip(1).any(|v| &v.name == name)
+            })
+        });
+        if !guarded {
+            eprintln!(
+                "warning: --withdrawn {name}: no guarded routemap has a candidate of that name (the guard never withdraws a primary, nor a version of a routemap without guard)"
+            );
         }
     }
     let mut ok = true;
@@ -150,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 path: path.clone(),
                 headers: headers.clone(),
             };
-            print_explain(&mut out, rendered, &req)?;
+            print_explain(&mut out, &rendering, &req)?;
         }
     }
     out.flush()?;
@@ -223,7 +247,12 @@ fn print_routes(out: &mut impl Write, rendered: &[Rendered], format: Format) -> 
     Ok(())
 }
 
-fn print_explain(out: &mut impl Write, rendered: &[Rendered], req: &Request) -> anyhow::Result<()> {
+fn print_explain(
+    out: &mut impl Write,
+    rendering: &offline::Rendering,
+    req: &Request,
+) -> anyhow::Result<()> {
+    let rendered = &rendering.routemaps;
     let headers: Vec<String> = req
         .headers
         .iter()
@@ -283,6 +312,45 @@ fn print_explain(out: &mut impl Write, rendered: &[Rendered], req: &Request) -> 
             format!("  (unavailable: {})", names.join(", "))
         };
         writeln!(out, "{}: {request} -> {kept}{note}", r.key)?;
+        if let Some(guard) = rendering
+            .index
+            .spec(&r.key)
+            .and_then(|s| s.guard.as_deref())
+        {
+            writeln!(out, "  guard: {}", describe_guard(guard))?;
+            for (name, why) in traffic.withdrawn() {
+                writeln!(out, "  withdrawn: {name} ({why})")?;
+            }
+        }
     }
     Ok(())
+}
+
+/// One line of what a guard judges: `every 10s over 1m: errorRate <= 0.01, ...`.
+fn describe_guard(g: &routing_core::GuardSpec) -> String {
+    use routing_core::duration::format_duration;
+    let mut objectives = Vec::new();
+    if let Some(r) = g.objectives.error_rate {
+        objectives.push(format!("errorRate <= {}", r.0));
+    }
+    if let Some(l) = g.objectives.latency_p99 {
+        objectives.push(format!("latencyP99 <= {}", format_duration(l.get())));
+    }
+    format!(
+        "every {} over {}: {}; minRequests {}, failAfter {}{}, metrics {}, prometheus {}",
+        format_duration(g.interval.get()),
+        format_duration(g.window.get()),
+        objectives.join(", "),
+        g.min_requests,
+        g.fail_after,
+        if g.unknown_fails {
+            ", unknownFails"
+        } else {
+            ""
+        },
+        g.metrics.as_str(),
+        g.prometheus
+            .as_deref()
+            .unwrap_or("the controller's default")
+    )
 }

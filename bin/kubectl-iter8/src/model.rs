@@ -6,20 +6,21 @@
 //! `routemap_index::gateway`'s reading of `status.parents`; whether the live route is the
 //! decided one is `routemap_index::live`'s test, the one the controller's writer uses.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 use routemap_index::config::Config;
+use routemap_index::decision::WITHDRAWN_REASON;
 use routemap_index::gateway::{GatewayStatus, gateway_status};
-use routemap_index::index::Decision;
+use routemap_index::index::{Decision, Withdrawals, guarded_states};
 use routemap_index::live::{KeptRoute, LiveRoute};
 use routemap_index::offline::{self, Availability, Document, InOrder, LoadError};
 use routemap_index::report::RouteMapStatus;
 use routemap_index::routemap::RouteMapKey;
+use routing_core::duration::format_duration;
 use routing_core::keys::{ROUTEMAP_LABEL, STATUS_ANNOTATION};
 use routing_core::{
     HttpRoute, RouteMapRef, RouteMapSpec, Strategy, VersionState, effective_weights, plan,
-    version_states,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -109,8 +110,8 @@ pub struct VersionView {
     /// Problems that did not change the decision (an invalid weight annotation).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// The guard's verdict on this version (a candidate of a guarded routemap). The controller
-    /// does not judge candidates yet (issue 21): `not enforced yet` for those.
+    /// The guard's word on this version (a candidate of a guarded routemap): `withdrawn: why`
+    /// as the controller's status says, else what it is judged on.
     pub guard: Option<String>,
 }
 
@@ -239,8 +240,28 @@ fn render(config: &Config, snapshot: &Snapshot) -> offline::Rendering {
     let availability = Availability {
         from_status: true,
         unready: BTreeSet::new(),
+        withdrawn: withdrawals(snapshot),
     };
     offline::render(config, "default", &documents, &availability, &InOrder)
+}
+
+/// The candidates the controller says its guard withdrew: the `withdrawn` of the status
+/// annotation on each route it wrote, by the routemap its label names.
+fn withdrawals(snapshot: &Snapshot) -> BTreeMap<Option<RouteMapKey>, Withdrawals> {
+    snapshot
+        .of_kind("HTTPRoute")
+        .filter_map(|o| {
+            let meta = &o["metadata"];
+            let status = RouteMapStatus::parse(meta["annotations"][STATUS_ANNOTATION].as_str()?)?;
+            (!status.withdrawn.is_empty()).then(|| {
+                let key = RouteMapKey::new(
+                    meta["namespace"].as_str().unwrap_or_default(),
+                    meta["labels"][ROUTEMAP_LABEL].as_str().unwrap_or_default(),
+                );
+                (Some(key), status.withdrawn)
+            })
+        })
+        .collect()
 }
 
 /// Every selected routemap of the snapshot, decided as the controller decides, in
@@ -253,7 +274,7 @@ pub fn views(config: &Config, snapshot: &Snapshot, selection: &Selection) -> Vec
         .filter(|r| selection.selects(&r.key))
         .map(|r| {
             let spec = rendering.index.spec(&r.key);
-            let states = spec.map(|s| version_states(&r.key.namespace, s, &rendering.index));
+            let states = spec.map(|s| states_of(&rendering, &r.key, s));
             release_view(snapshot, &r.key, &r.decision, spec, states.as_deref())
         })
         .collect()
@@ -353,6 +374,22 @@ fn route_view(spec: Option<&RouteMapSpec>, decision: &Decision, live: Option<&Va
     }
 }
 
+/// The version states the controller plans with: readiness, then the guard's withdrawals.
+fn states_of(
+    rendering: &offline::Rendering,
+    key: &RouteMapKey,
+    spec: &RouteMapSpec,
+) -> Vec<VersionState> {
+    let withdrawn = match &rendering.decision_of(key) {
+        Some(Decision::Desired { traffic, .. }) => traffic
+            .withdrawn()
+            .map(|(n, w)| (n.to_string(), w.to_string()))
+            .collect(),
+        _ => Withdrawals::new(),
+    };
+    guarded_states(&key.namespace, spec, &rendering.index, &withdrawn)
+}
+
 fn versions(spec: Option<&RouteMapSpec>, states: Option<&[VersionState]>) -> Vec<VersionView> {
     let (Some(spec), Some(states)) = (spec, states) else {
         return Vec::new();
@@ -380,8 +417,20 @@ fn versions(spec: Option<&RouteMapSpec>, states: Option<&[VersionState]>) -> Vec
             available: s.available,
             reason: s.reason.clone(),
             warnings: s.warnings.clone(),
-            // A guarded candidate: the guard exists as a spec only; say so rather than nothing.
-            guard: (i > 0 && spec.guard.is_some()).then(|| "not enforced yet".to_string()),
+            guard: spec.guard.as_deref().filter(|_| i > 0).map(|g| {
+                match s
+                    .reason
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix(WITHDRAWN_REASON))
+                {
+                    Some(why) => format!("withdrawn{why}"),
+                    None => format!(
+                        "judged every {} over {}",
+                        format_duration(g.interval.get()),
+                        format_duration(g.window.get())
+                    ),
+                }
+            }),
         })
         .collect()
 }
@@ -505,7 +554,7 @@ pub fn explain_view(
         .find(|r| selection.selects(&r.key))?;
     let key = &r.key;
     let spec = rendering.index.spec(key);
-    let states = spec.map(|s| version_states(&key.namespace, s, &rendering.index));
+    let states = spec.map(|s| states_of(&rendering, key, s));
     let release = release_view(snapshot, key, &r.decision, spec, states.as_deref());
     let live: Option<HttpRoute> =
         live_route(snapshot, key, spec).and_then(|l| serde_json::from_value(l.clone()).ok());

@@ -298,7 +298,7 @@ fn versions(versions: &[VersionView], strategy: Option<&str>, style: Style) -> V
                 )
             };
             let mut line = format!("{:width$}  {role}  {state}  {what}", v.name);
-            // The guard's verdict (issue 21) goes here once the guard exists.
+            // A guarded candidate: withdrawn (and why), or what it is judged on.
             if let Some(g) = &v.guard {
                 let _ = write!(line, "  guard: {g}");
             }

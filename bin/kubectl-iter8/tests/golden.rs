@@ -17,7 +17,8 @@ const CASES: &[&str] = &[
     "backend-not-resolved",
     "invalid-routemap",
     "blue-green-weight-changed",
-    "guard-not-enforced",
+    "guard-judged",
+    "guard-withdrawn",
 ];
 
 fn fixtures() -> PathBuf {

@@ -27,7 +27,7 @@ use crate::query::Objective;
 use crate::verdict::{Outcome, Verdict, VerdictKind, shown_value};
 
 /// The user annotation whose value, when changed, gives a withdrawn candidate another chance.
-pub const RETRY_ANNOTATION: &str = "iter8.tools/guard-retry";
+pub const RETRY_ANNOTATION: &str = routing_core::keys::GUARD_RETRY_ANNOTATION;
 
 /// What makes a candidate the same candidate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]

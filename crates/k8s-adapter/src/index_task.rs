@@ -11,6 +11,7 @@ use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::ResourceFacts;
 use tokio::sync::mpsc;
 
+use crate::guard::GuardMsg;
 use crate::kube_types::{ConfigMap, DynamicObject};
 use crate::metrics::Metrics;
 use crate::writer::WriterMsg;
@@ -61,6 +62,15 @@ pub enum IndexMsg {
         /// The resourceVersion of its last event, as an integer.
         resource_version: i64,
     },
+    /// The guard withdrew a candidate (`Some(why)`) or let it back in (`None`).
+    Guard {
+        /// Which routemap.
+        key: RouteMapKey,
+        /// The candidate's version name.
+        version: String,
+        /// Why it is withdrawn.
+        withdrawn: Option<String>,
+    },
     /// Sent first by [`crate::watch::spawn_watches`]: the watches (`routemaps` and each resource type's short
     /// name) whose initial list must complete before any decision reaches the writer.
     AwaitInitialLists(Vec<String>),
@@ -73,17 +83,25 @@ pub enum IndexMsg {
 /// decided with its versions "not found", and a restarted controller would write a route
 /// without its candidates and then write it back. When the last list is in, every routemap is
 /// decided once and each decision sent on its own (no list of 10,000 routes is built).
+///
+/// With `guard`, every guarded routemap's [`routemap_index::index::GuardView`] is sent to the
+/// guard task whenever the routemap, one of its resources or its decision changes (and once
+/// for all at resume); [`GuardMsg::Gone`] when it is deleted or loses its guard.
 pub async fn run_index(
     mut index: Index,
     mut rx: mpsc::Receiver<IndexMsg>,
     writer: mpsc::Sender<WriterMsg>,
     metrics: Metrics,
+    guard: Option<mpsc::UnboundedSender<GuardMsg>>,
 ) {
+    let mut guarded: HashSet<RouteMapKey> = HashSet::new();
     let mut awaiting: Option<HashSet<String>> = None;
     // Removals seen while paused (decisions are not made then), and the marks after them.
     let mut held: Vec<Change> = Vec::new();
     let mut held_marks: Vec<WriterMsg> = Vec::new();
     while let Some(msg) = rx.recv().await {
+        // Routemaps whose guard view may have changed, besides those with a new decision.
+        let mut touched: Vec<RouteMapKey> = Vec::new();
         let mut changes = match msg {
             IndexMsg::Observed {
                 watch,
@@ -117,6 +135,7 @@ pub async fn run_index(
                 if writer.send(seen).await.is_err() {
                     break;
                 }
+                touched.push(object.key.clone());
                 index.upsert_routemap(*object)
             }
             IndexMsg::RouteMapDeleted(key) => index.delete_routemap(&key.namespace, &key.name),
@@ -135,7 +154,26 @@ pub async fn run_index(
                 namespace,
                 name,
                 facts: Some(facts),
-            } => index.upsert_resource(&kind, &namespace, &name, facts),
+            } => {
+                // A new generation or retry annotation changes no decision but the candidate.
+                if !guarded.is_empty() {
+                    touched.extend(
+                        index
+                            .referrers(&kind, &namespace, &name)
+                            .into_iter()
+                            .filter(|k| guarded.contains(k)),
+                    );
+                }
+                index.upsert_resource(&kind, &namespace, &name, facts)
+            }
+            IndexMsg::Guard {
+                key,
+                version,
+                withdrawn,
+            } => index
+                .set_withdrawn(&key, &version, withdrawn)
+                .into_iter()
+                .collect(),
             IndexMsg::Resource {
                 kind,
                 namespace,
@@ -184,6 +222,7 @@ pub async fn run_index(
                 if !send_changes(&writer, index.recheck(&key)).await {
                     return;
                 }
+                tell_guard(guard.as_ref(), &index, &mut guarded, &key);
             }
             for mark in held_marks.drain(..) {
                 if writer.send(mark).await.is_err() {
@@ -192,8 +231,46 @@ pub async fn run_index(
             }
             continue;
         }
+        if guard.is_some() {
+            for c in &changes {
+                match c {
+                    Change::Decided { key, .. } | Change::Removed { key } => {
+                        touched.push(key.clone())
+                    }
+                }
+            }
+            touched.sort();
+            touched.dedup();
+            for key in &touched {
+                tell_guard(guard.as_ref(), &index, &mut guarded, key);
+            }
+        }
         if !send_changes(&writer, changes).await {
             return;
+        }
+    }
+}
+
+/// Sends a routemap's guard view to the guard task, or `Gone` when it had a guard and has
+/// none now (or is deleted).
+fn tell_guard(
+    guard: Option<&mpsc::UnboundedSender<GuardMsg>>,
+    index: &Index,
+    guarded: &mut HashSet<RouteMapKey>,
+    key: &RouteMapKey,
+) {
+    let Some(guard) = guard else {
+        return;
+    };
+    match index.guard_view(key) {
+        Some(view) => {
+            guarded.insert(key.clone());
+            let _ = guard.send(GuardMsg::View(Box::new(view)));
+        }
+        None => {
+            if guarded.remove(key) {
+                let _ = guard.send(GuardMsg::Gone(key.clone()));
+            }
         }
     }
 }
@@ -414,6 +491,7 @@ mod tests {
             rx,
             writer,
             Metrics::default(),
+            None,
         ));
         for msg in [
             IndexMsg::AwaitInitialLists(vec!["routemaps".into(), "deploy".into()]),
@@ -475,6 +553,7 @@ mod tests {
             rx,
             writer,
             Metrics::default(),
+            None,
         ));
         for msg in [
             IndexMsg::AwaitInitialLists(vec!["routemaps".into(), "deploy".into()]),

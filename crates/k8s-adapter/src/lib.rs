@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod error;
 pub mod fence;
+pub mod guard;
 pub mod index_task;
 pub mod kube_types;
 pub mod leader;

@@ -31,6 +31,12 @@ pub struct Metrics {
     missing_types: Family<Labels, Gauge>,
     observed: Family<Labels, Gauge>,
     watch_failing: Family<Labels, Gauge>,
+    guard_queries: Family<Labels, Counter>,
+    guard_verdicts: Family<Labels, Counter>,
+    guard_withdrawals: Counter,
+    guard_candidates: Gauge,
+    guard_withdrawn: Gauge,
+    guard_unreachable: Gauge,
 }
 
 impl Default for Metrics {
@@ -53,6 +59,12 @@ impl Default for Metrics {
             missing_types: Family::default(),
             observed: Family::default(),
             watch_failing: Family::default(),
+            guard_queries: Family::default(),
+            guard_verdicts: Family::default(),
+            guard_withdrawals: Counter::default(),
+            guard_candidates: Gauge::default(),
+            guard_withdrawn: Gauge::default(),
+            guard_unreachable: Gauge::default(),
         }
     }
 }
@@ -137,6 +149,63 @@ impl Metrics {
             "1 while a watch fails (e.g. a type it may not list, or the API server down), by watch; its error is in /readyz and the log",
             self.watch_failing.clone(),
         );
+        r.register(
+            "guard_queries",
+            "Prometheus queries of the guard by result (value, no_data, unreachable, prometheus, http, malformed, shape)",
+            self.guard_queries.clone(),
+        );
+        r.register(
+            "guard_verdicts",
+            "Judgements of guarded candidates by verdict (healthy, failing, unknown)",
+            self.guard_verdicts.clone(),
+        );
+        r.register(
+            "guard_withdrawals",
+            "Candidates the guard withdrew from their route",
+            self.guard_withdrawals.clone(),
+        );
+        r.register(
+            "guard_candidates",
+            "Candidates of guarded routemaps known to the guard",
+            self.guard_candidates.clone(),
+        );
+        r.register(
+            "guard_withdrawn_candidates",
+            "Candidates withdrawn now, until a new version or a retry",
+            self.guard_withdrawn.clone(),
+        );
+        r.register(
+            "guard_prometheus_unreachable",
+            "Guarded routemaps whose Prometheus cannot be reached (or is not configured) now",
+            self.guard_unreachable.clone(),
+        );
+    }
+
+    /// One guard query's result.
+    pub fn guard_query(&self, result: &str) {
+        self.guard_queries
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    /// One guard verdict.
+    pub fn guard_verdict(&self, verdict: &str) {
+        self.guard_verdicts
+            .get_or_create(&vec![("verdict", verdict.to_string())])
+            .inc();
+    }
+
+    /// One withdrawal.
+    pub fn guard_withdrawal(&self) {
+        self.guard_withdrawals.inc();
+    }
+
+    /// The guard's candidates, withdrawn candidates, and routemaps without Prometheus now.
+    pub fn guard_sizes(&self, candidates: usize, withdrawn: usize, unreachable: usize) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.guard_candidates.set(n(candidates));
+        self.guard_withdrawn.set(n(withdrawn));
+        self.guard_unreachable.set(n(unreachable));
     }
 
     /// One decision handled.

@@ -109,6 +109,12 @@ pub struct Config {
     /// waiting for its Deployment's status. Needs list/watch on endpointslices.
     #[serde(default = "default_endpoint_slices")]
     pub endpoint_slices: bool,
+    /// The Prometheus a guarded routemap's queries go to when its `guard.prometheus` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_prometheus: Option<String>,
+    /// Prometheus queries of the guard in flight at once, over all routemaps.
+    #[serde(default = "default_guard_queries_in_flight")]
+    pub guard_queries_in_flight: usize,
     /// Keys the chart writes that the controller does not use (image, resources, ...).
     #[serde(flatten, skip_serializing)]
     pub ignored: BTreeMap<String, serde_json::Value>,
@@ -134,6 +140,11 @@ fn default_admin_addr() -> String {
 pub const DEFAULT_MAX_WRITES_IN_FLIGHT: usize = 16;
 fn default_max_writes_in_flight() -> usize {
     DEFAULT_MAX_WRITES_IN_FLIGHT
+}
+/// Guard queries in flight unless configured.
+pub const DEFAULT_GUARD_QUERIES_IN_FLIGHT: usize = 8;
+fn default_guard_queries_in_flight() -> usize {
+    DEFAULT_GUARD_QUERIES_IN_FLIGHT
 }
 fn default_endpoint_slices() -> bool {
     true
@@ -194,6 +205,8 @@ impl Default for Config {
             admin_addr: default_admin_addr(),
             max_writes_in_flight: default_max_writes_in_flight(),
             endpoint_slices: default_endpoint_slices(),
+            guard_prometheus: None,
+            guard_queries_in_flight: default_guard_queries_in_flight(),
             ignored: BTreeMap::new(),
         }
     }
@@ -228,6 +241,16 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "maxWritesInFlight: must be at least 1".into(),
             ));
+        }
+        if let Some(url) = &self.guard_prometheus {
+            routing_core::validate::guard::check_prometheus_url("guardPrometheus", url)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if !(1..=256).contains(&self.guard_queries_in_flight) {
+            return Err(ConfigError::Invalid(format!(
+                "guardQueriesInFlight: {} is out of range 1-256",
+                self.guard_queries_in_flight
+            )));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(

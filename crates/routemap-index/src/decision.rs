@@ -1,6 +1,8 @@
 //! What the index decides for a routemap ([`Decision`], [`Traffic`]) and tells its caller
 //! ([`Change`]), and the one decision function, [`decide`]. Re-exported by [`crate::index`].
 
+use std::collections::BTreeMap;
+
 use routing_core::readiness::ObjectSource;
 use routing_core::{HttpRoute, RouteMapRef, RouteMapSpec, Strategy};
 
@@ -18,6 +20,9 @@ pub struct VersionTraffic {
     pub weight: u32,
     /// Why it is unavailable.
     pub reason: Option<String>,
+    /// Set while the guard keeps this candidate out of the route: why (objective, value,
+    /// limit, window, requests, query).
+    pub withdrawn: Option<String>,
 }
 
 /// What was decided for a routemap, for Events and status.
@@ -35,6 +40,13 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// The candidates the guard keeps out of the route, with why.
+    pub fn withdrawn(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.versions
+            .iter()
+            .filter_map(|v| Some((v.name.as_str(), v.withdrawn.as_deref()?)))
+    }
+
     /// Names of the available versions.
     pub fn available(&self) -> Vec<&str> {
         self.versions
@@ -84,20 +96,52 @@ pub enum Change {
     },
 }
 
-/// The warning of a routemap with a `guard` block: validated, not yet acted on (issue 21).
-pub const GUARD_NOT_ENFORCED: &str = "guard: validated, but not enforced by this controller yet: no candidate is withdrawn on its metrics (docs/guard.md)";
+/// Candidates withdrawn by the guard: version name -> why.
+pub type Withdrawals = BTreeMap<String, String>;
+
+/// The prefix of the reason of a version the guard withdrew.
+pub const WITHDRAWN_REASON: &str = "withdrawn by the guard";
 
 /// Observes the versions and plans the route: the one decision function of the controller and
 /// of `iter8-render`.
 pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSource) -> Decision {
-    let states = routing_core::version_states(&owner.namespace, spec, source);
-    let weights = routing_core::effective_weights(spec, &states);
-    let mut warnings: Vec<String> = states.iter().flat_map(|s| s.warnings.clone()).collect();
-    // Said wherever the decision is shown, so that nobody takes a guard block for protection
-    // before the controller acts on it.
-    if spec.guard.is_some() {
-        warnings.push(GUARD_NOT_ENFORCED.to_string());
+    decide_withdrawn(owner, spec, source, &Withdrawals::new())
+}
+
+/// The version states of a spec, with the candidates in `withdrawn` unavailable: planned as a
+/// version that is not ready, so the same write path, gating and fencing carry a withdrawal.
+/// The first version (the primary) is never withdrawn.
+pub fn guarded_states(
+    namespace: &str,
+    spec: &RouteMapSpec,
+    source: &impl ObjectSource,
+    withdrawn: &Withdrawals,
+) -> Vec<routing_core::VersionState> {
+    let mut states = routing_core::version_states(namespace, spec, source);
+    if withdrawn.is_empty() {
+        return states;
     }
+    for (v, s) in spec.versions.iter().zip(states.iter_mut()).skip(1) {
+        if let Some(why) = withdrawn.get(&v.name)
+            && s.available
+        {
+            s.available = false;
+            s.reason = Some(format!("{WITHDRAWN_REASON}: {why}"));
+        }
+    }
+    states
+}
+
+/// [`decide`] with the candidates the guard withdrew taken out of the route.
+pub fn decide_withdrawn(
+    owner: &RouteMapRef,
+    spec: &RouteMapSpec,
+    source: &impl ObjectSource,
+    withdrawn: &Withdrawals,
+) -> Decision {
+    let states = guarded_states(&owner.namespace, spec, source, withdrawn);
+    let weights = routing_core::effective_weights(spec, &states);
+    let warnings: Vec<String> = states.iter().flat_map(|s| s.warnings.clone()).collect();
     let traffic = Traffic {
         strategy: spec.strategy,
         warnings,
@@ -107,11 +151,13 @@ pub fn decide(owner: &RouteMapRef, spec: &RouteMapSpec, source: &impl ObjectSour
             .iter()
             .zip(&states)
             .zip(&weights)
-            .map(|((v, s), w)| VersionTraffic {
+            .enumerate()
+            .map(|(i, ((v, s), w))| VersionTraffic {
                 name: v.name.clone(),
                 available: s.available,
                 weight: *w,
                 reason: s.reason.clone(),
+                withdrawn: withdrawn.get(&v.name).filter(|_| i > 0).cloned(),
             })
             .collect(),
     };

@@ -15,7 +15,10 @@ use routing_core::readiness::{ObjectSource, ResourceFacts};
 use routing_core::{RouteMapRef, RouteMapSpec};
 
 use crate::config::Config;
-pub use crate::decision::{Change, Decision, Traffic, VersionTraffic, decide};
+pub use crate::decision::{
+    Change, Decision, Traffic, VersionTraffic, Withdrawals, decide, decide_withdrawn,
+    guarded_states,
+};
 use crate::error::RouteMapError;
 use crate::routemap::{RouteMapKey, RouteMapObject};
 
@@ -40,6 +43,8 @@ struct Entry {
     /// While the routemap is invalid, its last good spec (same uid), when the index keeps it
     /// ([`Index::keep_last_good`]).
     last_good: Option<Box<RouteMapSpec>>,
+    /// Candidates the guard withdrew (version name -> why); empty for almost every routemap.
+    withdrawn: Withdrawals,
 }
 
 impl Entry {
@@ -57,6 +62,8 @@ enum DecisionDigest {
     Desired {
         /// Per version: available, effective weight, reason.
         versions: Vec<(bool, u32, Option<String>)>,
+        /// Candidates withdrawn by the guard.
+        withdrawn: Vec<String>,
         warnings: Vec<String>,
         /// Why the routemap is invalid, when this comes from its last good spec.
         invalid: Option<RouteMapError>,
@@ -72,6 +79,10 @@ impl DecisionDigest {
                     .versions
                     .iter()
                     .map(|v| (v.available, v.weight, v.reason.clone()))
+                    .collect(),
+                withdrawn: traffic
+                    .withdrawn()
+                    .map(|(name, _)| name.to_string())
                     .collect(),
                 warnings: traffic.warnings.clone(),
                 invalid: traffic.invalid.clone(),
@@ -179,10 +190,24 @@ impl Index {
     /// Decides one routemap with version facts from `source` (the index itself, or an
     /// assumption layered on it): the decision function of the controller and `iter8-render`.
     pub fn decide(&self, object: &RouteMapObject, source: &impl ObjectSource) -> Decision {
+        self.decide_withdrawn(object, source, &Withdrawals::new())
+    }
+
+    /// [`Index::decide`] with candidates withdrawn by the guard (ignored unless the routemap
+    /// has a guard, as in the controller).
+    pub fn decide_withdrawn(
+        &self,
+        object: &RouteMapObject,
+        source: &impl ObjectSource,
+        withdrawn: &Withdrawals,
+    ) -> Decision {
         match &object.spec {
             Err(e) => Decision::Invalid { error: e.clone() },
             Ok(spec) => match self.check_references(&object.key, spec) {
                 Err(error) => Decision::Invalid { error },
+                Ok(()) if spec.guard.is_some() => {
+                    decide_withdrawn(&owner_of(object), spec, source, withdrawn)
+                }
                 Ok(()) => decide(&owner_of(object), spec, source),
             },
         }
@@ -216,9 +241,9 @@ impl Index {
     /// Decides a held routemap: from its own spec, or from its last good spec while invalid.
     fn decide_entry(&self, entry: &Entry) -> Decision {
         let (Err(error), Some(good)) = (&entry.object.spec, &entry.last_good) else {
-            return self.decide(&entry.object, self);
+            return self.decide_withdrawn(&entry.object, self, &entry.withdrawn);
         };
-        match decide(&owner_of(&entry.object), good, self) {
+        match decide_withdrawn(&owner_of(&entry.object), good, self, &entry.withdrawn) {
             Decision::Desired { route, mut traffic } => {
                 traffic.invalid = Some(error.clone());
                 Decision::Desired { route, traffic }
@@ -242,12 +267,13 @@ impl Index {
             seen.insert(key.clone());
         }
         // The last decision still describes the routemap only if its spec and owner are the same.
-        let (last, last_good) = match self.remove_entry(&key) {
+        let (last, last_good, mut withdrawn) = match self.remove_entry(&key) {
             Some(old) if old.object.uid == object.uid => {
                 let Entry {
                     object: old_object,
                     last: old_last,
                     last_good: old_good,
+                    withdrawn,
                     ..
                 } = *old;
                 let last = if old_object.spec == object.spec {
@@ -260,11 +286,18 @@ impl Index {
                     Ok(spec) if self.check_references(&key, &spec).is_ok() => Some(Box::new(spec)),
                     _ => old_good,
                 };
-                (last, last_good)
+                (last, last_good, withdrawn)
             }
-            _ => (None, None),
+            _ => (None, None, Withdrawals::new()),
         };
         let in_force = object.spec.as_ref().ok().or(last_good.as_deref());
+        // A withdrawal outlives an edit of the routemap, not the candidate's leaving it or the
+        // guard's removal (the guard task is told and forgets it too).
+        withdrawn.retain(|name, _| {
+            in_force.is_some_and(|s| {
+                s.guard.is_some() && s.versions.iter().skip(1).any(|v| &v.name == name)
+            })
+        });
         let refs = match in_force {
             Some(spec) => self.object_keys(&key, spec),
             None => Vec::new(),
@@ -285,6 +318,7 @@ impl Index {
                 refs,
                 last,
                 last_good,
+                withdrawn,
             }),
         );
         self.recheck(&key).into_iter().collect()
@@ -458,7 +492,7 @@ impl Index {
         else {
             return false;
         };
-        let states = routing_core::version_states(&key.namespace, spec, self);
+        let states = guarded_states(&key.namespace, spec, self, &entry.withdrawn);
         let weights = routing_core::effective_weights(spec, &states);
         versions.len() == states.len()
             && versions.iter().zip(states.iter().zip(&weights)).all(
@@ -469,6 +503,80 @@ impl Index {
             && warnings
                 .iter()
                 .eq(states.iter().flat_map(|s| s.warnings.iter()))
+    }
+
+    /// The guard withdrew a candidate (`Some(why)`) or let it back in (`None`): the routemap is
+    /// decided again, the candidate planned as unavailable while withdrawn. Ignored for a
+    /// routemap or version not held, the primary, or a routemap without a guard.
+    pub fn set_withdrawn(
+        &mut self,
+        key: &RouteMapKey,
+        version: &str,
+        why: Option<String>,
+    ) -> Option<Change> {
+        let entry = self.routemaps.get_mut(key)?;
+        let guarded = entry.in_force().is_some_and(|s| {
+            s.guard.is_some() && s.versions.iter().skip(1).any(|v| v.name == version)
+        });
+        let changed = match why {
+            Some(why) if guarded => entry.withdrawn.insert(version.to_string(), why).is_none(),
+            Some(_) => false,
+            None => entry.withdrawn.remove(version).is_some(),
+        };
+        if changed { self.recheck(key) } else { None }
+    }
+
+    /// What the guard needs of a guarded routemap: its guard, and per candidate its backend,
+    /// availability and identity. `None` when the routemap is not held or has no guard.
+    pub fn guard_view(&self, key: &RouteMapKey) -> Option<GuardView> {
+        let entry = self.routemaps.get(key)?;
+        let spec = entry.in_force()?;
+        let guard = spec.guard.clone()?;
+        let states = routing_core::version_states(&key.namespace, spec, self);
+        let candidates = spec
+            .versions
+            .iter()
+            .zip(&states)
+            .skip(1)
+            .map(|(v, s)| {
+                let mut fingerprint = String::new();
+                let mut retry = None;
+                for r in &v.resources {
+                    let ns = r.namespace.as_deref().unwrap_or(&key.namespace);
+                    let facts = self.facts(&r.gvr_short, ns, &r.name);
+                    let generation = facts.and_then(|f| f.generation);
+                    fingerprint.push_str(&format!(
+                        "{}/{}:{};",
+                        r.gvr_short,
+                        r.name,
+                        generation.map_or_else(|| "-".to_string(), |g| g.to_string())
+                    ));
+                    if retry.is_none() {
+                        retry = facts.and_then(|f| f.guard_retry.clone());
+                    }
+                }
+                GuardCandidate {
+                    version: v.clone(),
+                    available: s.available,
+                    fingerprint,
+                    retry,
+                    withdrawn: entry.withdrawn.contains_key(&v.name),
+                }
+            })
+            .collect();
+        Some(GuardView {
+            key: key.clone(),
+            uid: entry.object.uid.clone(),
+            guard,
+            candidates,
+        })
+    }
+
+    /// The routemaps that name a version resource (any configured short name of its type).
+    pub fn referrers(&self, short_name: &str, namespace: &str, name: &str) -> Vec<RouteMapKey> {
+        self.object_key(short_name, namespace, name)
+            .and_then(|k| self.referenced_by.get(&k).cloned())
+            .unwrap_or_default()
     }
 
     /// Decides one routemap again; a change only if the decision differs from the last one.
@@ -547,6 +655,35 @@ impl ObjectSource for Index {
             .then(|| self.slices.ready(&key))
             .flatten()
     }
+}
+
+/// A guarded routemap as the guard sees it ([`Index::guard_view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardView {
+    /// Which routemap.
+    pub key: RouteMapKey,
+    /// Its uid (a new routemap of the same name is a new guard).
+    pub uid: String,
+    /// Its guard.
+    pub guard: Box<routing_core::GuardSpec>,
+    /// Every version but the primary, in order.
+    pub candidates: Vec<GuardCandidate>,
+}
+
+/// One candidate of a guarded routemap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardCandidate {
+    /// The version as the routemap declares it (its backend, port and resources).
+    pub version: routing_core::spec::VersionSpec,
+    /// Ready by its resources (the guard's withdrawal aside).
+    pub available: bool,
+    /// Its version fingerprint: each resource's `metadata.generation` (a new image or spec is
+    /// a new generation, and so a new candidate).
+    pub fingerprint: String,
+    /// The `iter8.tools/guard-retry` annotation of its first resource that has one.
+    pub retry: Option<String>,
+    /// Withdrawn now.
+    pub withdrawn: bool,
 }
 
 /// The identity of a routemap as the owner of its route.

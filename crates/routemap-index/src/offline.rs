@@ -12,7 +12,7 @@ use routing_core::{RouteMapSpec, Strategy};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::index::{Decision, Index};
+use crate::index::{Decision, Index, Withdrawals};
 use crate::routemap::{RouteMapKey, RouteMapObject, is_routemap};
 
 /// Input that cannot be read.
@@ -173,6 +173,21 @@ pub struct Availability {
     pub from_status: bool,
     /// Otherwise: these versions (by name) are unavailable; all others are available.
     pub unready: BTreeSet<String>,
+    /// Candidates of guarded routemaps taken as withdrawn by the guard (version name -> why),
+    /// for every routemap (key `None`) or one (`Some(key)`): planned out of the route as the
+    /// controller plans them.
+    pub withdrawn: BTreeMap<Option<RouteMapKey>, Withdrawals>,
+}
+
+impl Availability {
+    /// The withdrawals that apply to one routemap.
+    pub fn withdrawn_for(&self, key: &RouteMapKey) -> Withdrawals {
+        let mut all = self.withdrawn.get(&None).cloned().unwrap_or_default();
+        if let Some(own) = self.withdrawn.get(&Some(key.clone())) {
+            all.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        all
+    }
 }
 
 /// What was decided for one routemap.
@@ -192,6 +207,16 @@ pub struct Rendering {
     /// The index, handed back rather than dropped, so that a process about to exit can leave
     /// freeing it to the OS (see `docs/performance.md`).
     pub index: Index,
+}
+
+impl Rendering {
+    /// The decision of one routemap.
+    pub fn decision_of(&self, key: &RouteMapKey) -> Option<&Decision> {
+        self.routemaps
+            .binary_search_by(|r| r.key.cmp(key))
+            .ok()
+            .map(|i| &self.routemaps[i].decision)
+    }
 }
 
 /// Feeds the documents to an index and decides every routemap, in namespace/name order.
@@ -220,12 +245,13 @@ pub fn render(
     // Every routemap decided once, by the index's own decision function.
     let objects: Vec<&RouteMapObject> = index.routemap_objects().collect();
     let decisions = mapper.map(&objects, |object| {
+        let withdrawn = readiness.withdrawn_for(&object.key);
         match (&object.spec, readiness.from_status) {
             (Ok(spec), false) => {
                 let assumed = Assumed::new(&index, &object.key.namespace, spec, &readiness.unready);
-                index.decide(object, &assumed)
+                index.decide_withdrawn(object, &assumed, &withdrawn)
             }
-            _ => index.decide(object, &index),
+            _ => index.decide_withdrawn(object, &index, &withdrawn),
         }
     });
     let routemaps = objects

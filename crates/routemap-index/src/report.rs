@@ -16,6 +16,7 @@
 //! | `ApplyFailed` | Warning | the API server refused the route or kept failing; retried with backoff |
 //! | `RouteNotOwned` | Warning | the route name is held by a route this routemap did not write; it is left untouched |
 //! | `RouteClaimed` | Warning | another routemap, the winner, writes the same route name |
+//! | `CandidateWithdrawn` | Warning | the guard took a candidate out of the route: the objective, the value measured, the limit, the window, the requests and the query |
 //!
 //! The annotation `iter8.tools/status` on the route holds compact JSON (see
 //! [`RouteMapStatus`]), summarised to stay far below the API's 256 KiB annotation limit. It is
@@ -35,6 +36,8 @@ use crate::index::{Decision, Traffic};
 const MAX_NOTE: usize = 1024;
 /// Versions listed by name in the status; the rest are counted (`and K more`).
 pub const MAX_STATUS_VERSIONS: usize = 50;
+/// Longest reason of a withdrawal kept in the status.
+const MAX_WITHDRAWN_REASON: usize = 1024;
 /// Longest error kept in the status.
 const MAX_STATUS_ERROR: usize = 2048;
 
@@ -94,6 +97,9 @@ pub struct RouteMapStatus {
     /// `metadata.generation` of the HTTPRoute after the last write or check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_generation: Option<i64>,
+    /// Candidates the guard withdrew, with why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub withdrawn: BTreeMap<String, String>,
     /// The last error, if the decision is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -126,6 +132,26 @@ pub fn report(
     observed_resource_version: Option<&str>,
     previous_decision: Option<&str>,
 ) -> Option<Report> {
+    report_with(
+        route_name,
+        decision,
+        result,
+        observed_resource_version,
+        previous_decision,
+        &[],
+    )
+}
+
+/// [`report`], told which candidates were reported withdrawn already (the last status's
+/// `withdrawn`): a candidate withdrawn since is told with a `CandidateWithdrawn` Warning.
+pub fn report_with(
+    route_name: Option<&str>,
+    decision: &Decision,
+    result: &RouteResult,
+    observed_resource_version: Option<&str>,
+    previous_decision: Option<&str>,
+    reported_withdrawn: &[String],
+) -> Option<Report> {
     let route_json = match decision {
         Decision::Desired {
             route: Some(route), ..
@@ -139,6 +165,7 @@ pub fn report(
         result,
         observed_resource_version,
         previous_decision,
+        reported_withdrawn,
     )
 }
 
@@ -151,6 +178,7 @@ pub fn report_route(
     result: &RouteResult,
     observed_resource_version: Option<&str>,
     previous_decision: Option<&str>,
+    reported_withdrawn: &[String],
 ) -> Option<Report> {
     let fingerprint = fingerprint(route_name, route_json, decision, result);
     if previous_decision == Some(fingerprint.as_str()) {
@@ -182,6 +210,14 @@ pub fn report_route(
                 .versions
                 .iter()
                 .map(|v| (v.name.clone(), v.weight))
+                .collect();
+            status.withdrawn = traffic
+                .withdrawn()
+                .map(|(name, why)| (name.to_string(), why.to_string()))
+                .collect();
+            let newly_withdrawn: Vec<(&str, &str)> = traffic
+                .withdrawn()
+                .filter(|(name, _)| !reported_withdrawn.iter().any(|r| r == name))
                 .collect();
             match result {
                 RouteResult::NotOwned { holder } => {
@@ -223,6 +259,15 @@ pub fn report_route(
                 RouteResult::NoRoute if traffic.invalid.is_some() => {
                     last_good(&mut status, traffic, route)
                 }
+                RouteResult::Applied { generation } | RouteResult::Unchanged { generation }
+                    if !newly_withdrawn.is_empty() =>
+                {
+                    status.route_generation = *generation;
+                    withdrawn_note(&newly_withdrawn, traffic, route)
+                }
+                RouteResult::NoRoute if !newly_withdrawn.is_empty() => {
+                    withdrawn_note(&newly_withdrawn, traffic, route)
+                }
                 RouteResult::Applied { generation } => {
                     status.route_generation = *generation;
                     EventNote {
@@ -231,7 +276,7 @@ pub fn report_route(
                         note: format!(
                             "HTTPRoute {route} ({}): {}",
                             traffic.strategy.as_str(),
-                            describe(traffic)
+                            describe(traffic, true)
                         ),
                     }
                 }
@@ -267,7 +312,25 @@ fn last_good(status: &mut RouteMapStatus, traffic: &Traffic, route: &str) -> Eve
         note: format!(
             "{error}; the last good spec stays in force, gated on readiness: HTTPRoute {route} ({}): {}",
             traffic.strategy.as_str(),
-            describe(traffic)
+            describe(traffic, true)
+        ),
+    }
+}
+
+/// The Warning of a candidate the guard withdrew: why, then the route as it now is.
+fn withdrawn_note(newly: &[(&str, &str)], traffic: &Traffic, route: &str) -> EventNote {
+    let which: Vec<String> = newly
+        .iter()
+        .map(|(name, why)| format!("candidate {name} withdrawn by the guard: {why}"))
+        .collect();
+    EventNote {
+        warning: true,
+        reason: "CandidateWithdrawn",
+        note: format!(
+            "{}; HTTPRoute {route} ({}): {}",
+            which.join("; "),
+            traffic.strategy.as_str(),
+            describe(traffic, false)
         ),
     }
 }
@@ -299,6 +362,18 @@ pub fn summarise(mut status: RouteMapStatus) -> RouteMapStatus {
             .insert(format!("and {} more", n - MAX_STATUS_VERSIONS), 0);
     }
     status.last_error = status.last_error.map(|e| truncate(e, MAX_STATUS_ERROR));
+    let n = status.withdrawn.len();
+    status.withdrawn = std::mem::take(&mut status.withdrawn)
+        .into_iter()
+        .take(MAX_STATUS_VERSIONS)
+        .map(|(name, why)| (name, truncate(why, MAX_WITHDRAWN_REASON)))
+        .collect();
+    if n > MAX_STATUS_VERSIONS {
+        status.withdrawn.insert(
+            format!("and {} more", n - MAX_STATUS_VERSIONS),
+            String::new(),
+        );
+    }
     status
 }
 
@@ -310,13 +385,14 @@ fn versions_changed(traffic: &Traffic) -> EventNote {
             "{} ({}): {}",
             "versions",
             traffic.strategy.as_str(),
-            describe(traffic)
+            describe(traffic, true)
         ),
     }
 }
 
 /// `httpbin-0 weight 1, httpbin-1 weight 1; unavailable: httpbin-2 (deploy/httpbin-2 ...)`.
-fn describe(traffic: &Traffic) -> String {
+/// `reasons: false` leaves out why a version is unavailable.
+fn describe(traffic: &Traffic, reasons: bool) -> String {
     let available: Vec<String> = traffic
         .versions
         .iter()
@@ -328,8 +404,8 @@ fn describe(traffic: &Traffic) -> String {
         .iter()
         .filter(|v| !v.available)
         .map(|v| match &v.reason {
-            Some(r) => format!("{} ({r})", v.name),
-            None => v.name.clone(),
+            Some(r) if reasons => format!("{} ({r})", v.name),
+            _ => v.name.clone(),
         })
         .collect();
     let mut text = if available.is_empty() {
@@ -366,6 +442,9 @@ fn fingerprint(
             t.push_str(route_json.unwrap_or_default());
             for v in &traffic.versions {
                 t.push_str(&format!("\n{}:{}:{}", v.name, v.available, v.weight));
+                if v.withdrawn.is_some() {
+                    t.push_str(":withdrawn");
+                }
             }
             if let RouteResult::Failed { .. } = result {
                 t.push_str("\nfailed");
@@ -415,6 +494,7 @@ mod tests {
                     available: *a,
                     weight: u32::from(*a),
                     reason: (!a).then(|| format!("deploy/app-{i} condition Available is False")),
+                    withdrawn: None,
                 })
                 .collect(),
         }
@@ -448,6 +528,59 @@ mod tests {
         assert_eq!(r.status.available_versions, vec!["app-0".to_string()]);
         assert_eq!(r.status.route_generation, Some(2));
         assert_eq!(r.status.observed_resource_version.as_deref(), Some("7"));
+    }
+
+    fn withdrawn_candidate() -> Decision {
+        let mut t = traffic(&[true, false]);
+        t.versions[1].reason = Some("withdrawn by the guard: errorRate 20% is over".into());
+        t.versions[1].withdrawn = Some("errorRate 20% is over".into());
+        Decision::Desired {
+            route: None,
+            traffic: t,
+        }
+    }
+
+    #[test]
+    fn a_withdrawal_is_a_warning_once_and_kept_in_the_status() {
+        let applied = RouteResult::Applied {
+            generation: Some(3),
+        };
+        let r = report_with(
+            Some("app"),
+            &withdrawn_candidate(),
+            &applied,
+            None,
+            None,
+            &[],
+        )
+        .expect("reported");
+        let e = r.event.expect("an event");
+        assert_eq!((e.warning, e.reason), (true, "CandidateWithdrawn"));
+        assert_eq!(
+            e.note,
+            "candidate app-1 withdrawn by the guard: errorRate 20% is over; HTTPRoute app (canary): available app-0 weight 1; unavailable app-1"
+        );
+        assert_eq!(
+            r.status.withdrawn,
+            BTreeMap::from([("app-1".to_string(), "errorRate 20% is over".to_string())])
+        );
+        // A later decision while it stays withdrawn is an ordinary one.
+        let again = report_with(
+            Some("app"),
+            &withdrawn_candidate(),
+            &RouteResult::Applied {
+                generation: Some(4),
+            },
+            None,
+            Some("other"),
+            &["app-1".to_string()],
+        )
+        .expect("reported");
+        assert_eq!(again.event.expect("an event").reason, "RouteApplied");
+        // The fingerprint tells a withdrawn candidate from an unready one.
+        let unready =
+            report(Some("app"), &desired(&[true, false]), &applied, None, None).expect("reported");
+        assert_ne!(unready.status.fingerprint, r.status.fingerprint);
     }
 
     #[test]

@@ -461,20 +461,135 @@ fn a_new_invalid_annotation_is_reported_even_if_weights_stay() {
     assert_eq!(changes.len(), 1, "{changes:#?}");
 }
 
-#[test]
-fn a_guard_block_is_said_to_be_not_enforced_yet() {
-    use routemap_index::decision::GUARD_NOT_ENFORCED;
+fn guarded_index() -> (Index, RouteMapKey) {
     let spec = format!(
         "{}guard:\n  interval: 10s\n  metrics: envoy\n  objectives: {{errorRate: 0.01}}\n",
         test_builders::canary_spec("app")
     );
     let mut index = Index::new(&Config::default());
     index.upsert_routemap(RouteMap::new("test", "app-routemap", spec).object());
-    let decision = index
-        .current_decision(&RouteMapKey::new("test", "app-routemap"))
-        .expect("held");
-    let Decision::Desired { traffic, .. } = decision else {
-        panic!("a valid guarded routemap: {decision:?}");
+    for v in ["app-0", "app-1"] {
+        index.upsert_resource("svc", "test", v, watched());
+        index.upsert_resource("deploy", "test", v, deployment(true));
+    }
+    (index, RouteMapKey::new("test", "app-routemap"))
+}
+
+fn candidate_rules(decision: &Decision) -> usize {
+    let Decision::Desired {
+        route: Some(route), ..
+    } = decision
+    else {
+        panic!("a route: {decision:?}");
     };
-    assert_eq!(traffic.warnings, [GUARD_NOT_ENFORCED]);
+    route.spec.rules.len()
+}
+
+#[test]
+fn a_guarded_routemap_decides_without_warnings() {
+    let (index, key) = guarded_index();
+    let Some(Decision::Desired { traffic, .. }) = index.current_decision(&key) else {
+        panic!("a valid guarded routemap");
+    };
+    assert!(traffic.warnings.is_empty(), "{:?}", traffic.warnings);
+    assert_eq!(traffic.available(), ["app-0", "app-1"]);
+}
+
+#[test]
+fn a_withdrawn_candidate_leaves_the_route_until_let_back_in() {
+    let (mut index, key) = guarded_index();
+    let before = index.current_decision(&key).expect("held");
+    assert_eq!(candidate_rules(&before), 2);
+    let Some(Change::Decided { decision, .. }) = index.set_withdrawn(
+        &key,
+        "app-1",
+        Some("errorRate 20% is over the limit 1%".into()),
+    ) else {
+        panic!("a withdrawal decides again");
+    };
+    assert_eq!(candidate_rules(&decision), 1, "only the primary's rule");
+    let Decision::Desired { traffic, .. } = &decision else {
+        panic!()
+    };
+    assert_eq!(traffic.available(), ["app-0"]);
+    assert_eq!(
+        traffic.versions[1].reason.as_deref(),
+        Some("withdrawn by the guard: errorRate 20% is over the limit 1%")
+    );
+    assert_eq!(
+        traffic.withdrawn().collect::<Vec<_>>(),
+        [("app-1", "errorRate 20% is over the limit 1%")]
+    );
+    // Said twice: nothing new.
+    assert!(
+        index
+            .set_withdrawn(&key, "app-1", Some("again".into()))
+            .is_none()
+    );
+    // Readiness changes are still decided with the candidate withdrawn.
+    let flip = index.upsert_resource("deploy", "test", "app-0", deployment(false));
+    assert_eq!(flip.len(), 1);
+    index.upsert_resource("deploy", "test", "app-0", deployment(true));
+    // A routemap edit keeps the withdrawal.
+    let spec = index.spec(&key).expect("valid").clone();
+    let edited = format!(
+        "{}guard:\n  interval: 20s\n  metrics: envoy\n  objectives: {{errorRate: 0.01}}\n",
+        test_builders::canary_spec("app")
+    );
+    index.upsert_routemap(RouteMap::new("test", "app-routemap", edited).object());
+    assert_ne!(index.spec(&key), Some(&spec));
+    let kept = index.current_decision(&key).expect("held");
+    assert_eq!(candidate_rules(&kept), 1);
+    // Let back in.
+    let Some(Change::Decided { decision, .. }) = index.set_withdrawn(&key, "app-1", None) else {
+        panic!("a reinstatement decides again");
+    };
+    assert_eq!(candidate_rules(&decision), 2);
+}
+
+#[test]
+fn the_primary_and_unguarded_routemaps_are_never_withdrawn() {
+    let (mut index, key) = guarded_index();
+    assert!(
+        index
+            .set_withdrawn(&key, "app-0", Some("x".into()))
+            .is_none()
+    );
+    assert!(
+        index
+            .set_withdrawn(&key, "nope", Some("x".into()))
+            .is_none()
+    );
+    let mut plain = Index::new(&Config::default());
+    plain.upsert_routemap(
+        RouteMap::new("test", "app-routemap", test_builders::canary_spec("app")).object(),
+    );
+    assert!(
+        plain
+            .set_withdrawn(&key, "app-1", Some("x".into()))
+            .is_none()
+    );
+    assert!(plain.guard_view(&key).is_none());
+}
+
+#[test]
+fn the_guard_view_names_each_candidate_with_its_identity() {
+    let (mut index, key) = guarded_index();
+    let view = index.guard_view(&key).expect("guarded");
+    assert_eq!(view.candidates.len(), 1);
+    let c = &view.candidates[0];
+    assert_eq!(c.version.name, "app-1");
+    assert!(c.available && !c.withdrawn && c.retry.is_none());
+    assert_eq!(c.fingerprint, "svc/app-1:-;deploy/app-1:1;");
+    // A new generation and a retry annotation change the identity.
+    let mut next = deployment(true);
+    next.generation = Some(2);
+    next.observed_generation = Some(2);
+    next.guard_retry = Some("1".into());
+    index.upsert_resource("deploy", "test", "app-1", next);
+    let c = &index.guard_view(&key).expect("guarded").candidates[0];
+    assert_eq!(c.fingerprint, "svc/app-1:-;deploy/app-1:2;");
+    assert_eq!(c.retry.as_deref(), Some("1"));
+    assert_eq!(index.referrers("deployment", "test", "app-1").len(), 0);
+    assert_eq!(index.referrers("deploy", "test", "app-1"), [key]);
 }

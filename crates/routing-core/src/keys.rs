@@ -13,6 +13,9 @@ pub const ROUTEMAP_FORMAT_VERSION: &str = "v2";
 pub const WATCH_LABEL: &str = "iter8.tools/watch";
 /// The annotation on a version resource that overrides the version's weight.
 pub const WEIGHT_ANNOTATION: &str = "iter8.tools/weight";
+/// The annotation on a version resource whose new value gives a candidate withdrawn by the
+/// guard another chance.
+pub const GUARD_RETRY_ANNOTATION: &str = "iter8.tools/guard-retry";
 /// The response header that names the version that answered.
 pub const APP_VERSION_HEADER: &str = "app-version";
 /// Label on every route this crate plans: who manages it.

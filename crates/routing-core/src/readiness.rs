@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::keys::{WATCH_LABEL, WEIGHT_ANNOTATION};
+use crate::keys::{GUARD_RETRY_ANNOTATION, WATCH_LABEL, WEIGHT_ANNOTATION};
 use crate::spec::{RouteMapSpec, VersionSpec};
 use crate::validate::MAX_WEIGHT;
 
@@ -40,6 +40,8 @@ pub struct ResourceFacts {
     pub conditions: Option<Vec<ConditionFact>>,
     /// Raw value of the `iter8.tools/weight` annotation.
     pub weight_annotation: Option<String>,
+    /// Value of the `iter8.tools/guard-retry` annotation (a guarded candidate's retry token).
+    pub guard_retry: Option<String>,
 }
 
 /// Why a resource (and so its version) is not ready.
@@ -116,6 +118,9 @@ impl ResourceFacts {
             observed_generation: status["observedGeneration"].as_i64(),
             conditions,
             weight_annotation: meta["annotations"][WEIGHT_ANNOTATION]
+                .as_str()
+                .map(str::to_string),
+            guard_retry: meta["annotations"][GUARD_RETRY_ANNOTATION]
                 .as_str()
                 .map(str::to_string),
         }

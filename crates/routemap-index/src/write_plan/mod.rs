@@ -109,8 +109,8 @@ pub enum Step {
     Report {
         /// The routemap.
         owner: RouteMapRef,
-        /// What to tell.
-        report: Report,
+        /// What to tell (boxed: a status is most of the step's size).
+        report: Box<Report>,
         /// The route the status annotation goes on, with its uid (a precondition); `None`:
         /// Events only (the routemap has no route of its own).
         route: Option<(RouteId, String)>,
@@ -385,6 +385,7 @@ impl WritePlanner {
                             resource_version,
                             reported: None,
                             reported_gateway: None,
+                            reported_withdrawn: Vec::new(),
                             unreported: true,
                             phase: Phase::Idle,
                             next: None,

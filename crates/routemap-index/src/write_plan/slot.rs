@@ -55,6 +55,8 @@ pub(super) struct Slot {
     pub(super) reported: Option<String>,
     /// The gateway's answer last reported.
     pub(super) reported_gateway: Option<GatewayStatus>,
+    /// The candidates last reported withdrawn by the guard (each told once, by its Warning).
+    pub(super) reported_withdrawn: Vec<String>,
     /// A decision not yet reported (follower, or the live view not yet synced).
     pub(super) unreported: bool,
     /// Where its round of writes stands, with the route step's result until it is told.
@@ -131,6 +133,10 @@ impl Slot {
     /// What a status annotation says was reported.
     pub(super) fn remember(&mut self, status: Option<RouteMapStatus>) {
         self.reported = status.as_ref().map(|s| s.fingerprint.clone());
+        self.reported_withdrawn = status
+            .as_ref()
+            .map(|s| s.withdrawn.keys().cloned().collect())
+            .unwrap_or_default();
         self.reported_gateway = status.and_then(|s| s.gateway);
     }
 

@@ -238,6 +238,7 @@ impl WritePlanner {
             &result,
             slot.resource_version.as_deref(),
             slot.reported.as_deref(),
+            &slot.reported_withdrawn,
         ) {
             Some(mut report) => {
                 // Every status written carries the gateway's answer too, so it is never lost.
@@ -248,7 +249,7 @@ impl WritePlanner {
                 );
                 Next::Write(Step::Report {
                     owner: slot.owner.clone(),
-                    report,
+                    report: Box::new(report),
                     route: live.filter(|_| !held).and_then(target),
                 })
             }
@@ -418,6 +419,7 @@ impl WritePlanner {
         if let Some(slot) = self.slots.get_mut(key) {
             slot.reported = Some(status.fingerprint.clone());
             slot.reported_gateway = status.gateway.clone();
+            slot.reported_withdrawn = status.withdrawn.keys().cloned().collect();
             slot.reported_here = true;
             slot.unreported = false;
             slot.status_only = Some(status.clone());
@@ -510,10 +512,10 @@ fn status_only(slot: &mut Slot, live: Option<&LiveRoute>) -> Option<Next> {
     };
     Some(Next::Write(Step::Report {
         owner: slot.owner.clone(),
-        report: Report {
+        report: Box::new(Report {
             event: None,
             status,
-        },
+        }),
         route: Some(route),
     }))
 }
@@ -543,6 +545,7 @@ fn gateway_report(slot: &mut Slot, live: Option<&LiveRoute>) -> Next {
         },
         slot.resource_version.as_deref(),
         None,
+        &slot.reported_withdrawn,
     ) else {
         return Next::Idle(Idle::Settled);
     };
@@ -554,7 +557,7 @@ fn gateway_report(slot: &mut Slot, live: Option<&LiveRoute>) -> Next {
     report.status.gateway = Some(live.gateway.clone());
     Next::Write(Step::Report {
         owner: slot.owner.clone(),
-        report,
+        report: Box::new(report),
         route: target(live),
     })
 }

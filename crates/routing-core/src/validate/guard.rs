@@ -43,7 +43,7 @@ pub(super) fn validate_guard(spec: &RouteMapSpec) -> Result {
         ));
     }
     if let Some(url) = &g.prometheus {
-        check_url(url)?;
+        check_prometheus_url("guard.prometheus", url)?;
     }
     check_duration("guard.interval", g.interval.get(), INTERVAL_BOUNDS)?;
     check_duration("guard.window", g.window.get(), WINDOW_BOUNDS)?;
@@ -73,8 +73,9 @@ pub(super) fn validate_guard(spec: &RouteMapSpec) -> Result {
     check_queries(g)
 }
 
-fn check_url(url: &str) -> Result {
-    let at = "guard.prometheus";
+/// Checks a Prometheus base URL (`http://` or `https://`, a host, an optional path), the
+/// error naming `at`.
+pub fn check_prometheus_url(at: &str, url: &str) -> Result {
     if url.len() > MAX_URL_LEN {
         return Err(SpecError::field(
             at,
