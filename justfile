@@ -37,7 +37,8 @@ unit: tools
 # End to end against a real API server built from Debian packages (see e2e/README.md).
 e2e: tools
     # Docker and the musl toolchain (apt, rustup; idempotent): the install test runs the image.
-    bash scripts/install-tools.sh --image
+    # Debian's prometheus: the guard's tests run it (its system service is not started).
+    bash scripts/install-tools.sh --image --prometheus
     bash e2e/run.sh
 
 # Build the e2e API server from Debian sid packages (cached; a no-op when up to date).

@@ -6,7 +6,8 @@
 # 3. runs the e2e tests (cargo test -p iter8-e2e), one test file at a time, each against its own
 #    fresh API server, printing every step.
 #
-# Needs helm and kubectl in .tools/bin (bash scripts/install-tools.sh), and for tests/install.rs
+# Needs helm and kubectl in .tools/bin (bash scripts/install-tools.sh), for the guard's tests
+# Debian's /usr/bin/prometheus (bash scripts/install-tools.sh --prometheus), and for tests/install.rs
 # Docker (DOCKER_HOST, or a private dockerd started here) with the image `just image` builds.
 # Extra arguments go to cargo test, e.g. `e2e/run.sh --test seed`.
 # ITER8_E2E_ONLY=<part of a scenario name> runs matching scenarios only;
@@ -21,6 +22,13 @@ for tool in helm kubectl; do
     exit 1
   fi
 done
+
+# The guard's tests (tests/guard_presets.rs, tests/guard.rs) run Debian's Prometheus as a child
+# process: fail now, not after the builds, when it is missing and they are to run.
+if [[ " $* " != *" --test "* || " $* " == *" --test guard"* ]] && [ ! -x /usr/bin/prometheus ]; then
+  echo "e2e: /usr/bin/prometheus is missing: run (as root): bash scripts/install-tools.sh --prometheus" >&2
+  exit 1
+fi
 
 echo "==> e2e: building the test API server (e2e/test-apiserver/build.sh)"
 bash e2e/test-apiserver/build.sh

@@ -15,6 +15,12 @@
 #     apt-get (one `apt-get update` first) and only when missing; docker.io is not needed when a
 #     Docker daemon already answers (DOCKER_HOST or the client's default)
 #
+# --prometheus: instead, Debian's `prometheus` package (2.42 on bookworm: /usr/bin/prometheus),
+#   which e2e/tests/guard_presets.rs runs as a child process of the test (its own config, port and
+#   storage in the test's directory). apt-get (one `apt-get update` first), only when missing. The
+#   package's postinst would start the system service; it is not started (see apt_install).
+#   --image and --prometheus combine: one `apt-get update`, one `apt-get install`.
+#
 # Idempotent: a tool that is already present at the pinned version is left alone.
 # Fails loudly (non-zero exit, message on stderr) when anything is missing.
 set -euo pipefail
@@ -33,8 +39,76 @@ log() { echo "install-tools: $*" >&2; }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# --- the container image's prerequisites (--image) ----------------------------------------------
-if [[ "${1:-}" == "--image" ]]; then
+# Installs Debian packages with apt-get: one `apt-get update`, then `apt-get install`, printing
+# what it does. Packages whose postinst starts a daemon (prometheus; docker.io too) would leave a
+# system service running after the install: invoke-rc.d and deb-systemd-invoke ask
+# /usr/sbin/policy-rc.d first, so for the duration of the install one that answers 101 ("action
+# forbidden") is put in place unless the one present already denies it; the previous file (if
+# any) is put back afterwards. Whatever daemon still appeared during the install (a pid of
+# /usr/bin/prometheus that was not there before) is stopped by that pid.
+POLICY_RC=/usr/sbin/policy-rc.d
+policy_backup=""
+# Puts back what was at POLICY_RC before apt_install (nothing, or the saved copy).
+restore_policy() {
+  if [[ -n "${policy_backup}" ]]; then mv -f "${policy_backup}" "${POLICY_RC}"; else rm -f "${POLICY_RC}"; fi
+  log "${POLICY_RC} put back as it was"
+}
+apt_install() {
+  command -v apt-get >/dev/null ||
+    die "missing $* and no apt-get to install them: install them with the system's package manager"
+  [[ "$(id -u)" == 0 ]] ||
+    die "missing Debian packages $*: run as root, or: sudo apt-get install -y --no-install-recommends $*"
+  local policy_rc=0
+  if [[ -x "${POLICY_RC}" ]]; then "${POLICY_RC}" prometheus start >/dev/null 2>&1 || policy_rc=$?; fi
+  if [[ "${policy_rc}" == 101 ]]; then
+    log "${POLICY_RC} already denies service starts: the packages' daemons will not be started"
+  else
+    if [[ -e "${POLICY_RC}" ]]; then
+      policy_backup="$(mktemp "${POLICY_RC}.iter8-backup.XXXXXX")"
+      cp -p "${POLICY_RC}" "${policy_backup}"
+    fi
+    trap restore_policy EXIT   # on any exit, failures included
+    printf '#!/bin/sh\n# scripts/install-tools.sh: no service starts during its apt-get install\nexit 101\n' >"${POLICY_RC}"
+    chmod 0755 "${POLICY_RC}"
+    log "${POLICY_RC} denies service starts during the install (put back afterwards)"
+  fi
+  local before
+  before="$(pidof /usr/bin/prometheus 2>/dev/null || true)"
+  log "apt-get update"
+  apt-get update -qq || die "apt-get update failed"
+  log "apt-get install -y --no-install-recommends $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+    die "apt-get install $* failed"
+  local pid
+  for pid in $(pidof /usr/bin/prometheus 2>/dev/null || true); do
+    if [[ " ${before} " != *" ${pid} "* ]]; then
+      log "the install started /usr/bin/prometheus (pid ${pid}) despite policy-rc.d: stopping that pid"
+      kill -TERM "${pid}" 2>/dev/null || true
+    fi
+  done
+}
+
+want_image="" want_prometheus=""
+for arg in "$@"; do
+  case "${arg}" in
+    --image) want_image=1 ;;
+    --prometheus) want_prometheus=1 ;;
+    *) die "unknown argument ${arg} (known: --image, --prometheus; none: the tools into .tools/)" ;;
+  esac
+done
+
+# --- Debian packages: the container image's prerequisites (--image), Prometheus (--prometheus) ---
+if [[ -n "${want_image}${want_prometheus}" ]]; then
+  missing=()
+  if [[ -n "${want_prometheus}" ]]; then
+    if [[ -x /usr/bin/prometheus ]]; then
+      log "prometheus already installed: $(/usr/bin/prometheus --version 2>&1 | head -n1)"
+    else
+      missing+=(prometheus)
+    fi
+  fi
+fi
+if [[ -n "${want_image}" ]]; then
   musl_target="x86_64-unknown-linux-musl"
   command -v rustup >/dev/null ||
     die "rustup not found: the static image needs the Rust target ${musl_target} (rustup target add ${musl_target})"
@@ -44,23 +118,23 @@ if [[ "${1:-}" == "--image" ]]; then
     log "rustup target add ${musl_target}"
     (cd "${repo_root}" && rustup target add "${musl_target}") || die "rustup target add ${musl_target} failed"
   fi
-  missing=()
   command -v musl-gcc >/dev/null || missing+=(musl-tools)
   if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
     { command -v dockerd >/dev/null && command -v docker >/dev/null; } || missing+=(docker.io)
   fi
+fi
+if [[ -n "${want_image}${want_prometheus}" ]]; then
   if [[ ${#missing[@]} -gt 0 ]]; then
-    command -v apt-get >/dev/null ||
-      die "missing ${missing[*]} (musl-gcc, dockerd) and no apt-get to install them: install them with the system's package manager"
-    [[ "$(id -u)" == 0 ]] ||
-      die "missing Debian packages ${missing[*]}: run as root, or: sudo apt-get install -y --no-install-recommends ${missing[*]}"
-    log "apt-get install ${missing[*]}"
-    apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-      die "apt-get install ${missing[*]} failed"
+    apt_install "${missing[@]}"
   fi
-  command -v musl-gcc >/dev/null || die "musl-gcc still missing after installing musl-tools"
-  log "ok: Rust target ${musl_target}, $(command -v musl-gcc), $(docker --version 2>/dev/null || echo 'no docker client')$(command -v dockerd >/dev/null && echo ", $(command -v dockerd)")"
+  if [[ -n "${want_image}" ]]; then
+    command -v musl-gcc >/dev/null || die "musl-gcc still missing after installing musl-tools"
+    log "ok: Rust target ${musl_target}, $(command -v musl-gcc), $(docker --version 2>/dev/null || echo 'no docker client')$(command -v dockerd >/dev/null && echo ", $(command -v dockerd)")"
+  fi
+  if [[ -n "${want_prometheus}" ]]; then
+    [[ -x /usr/bin/prometheus ]] || die "/usr/bin/prometheus still missing after installing prometheus"
+    log "ok: $(/usr/bin/prometheus --version 2>&1 | head -n1) (/usr/bin/prometheus; its system service not started)"
+  fi
   exit 0
 fi
 tools_dir="${ITER8_TOOLS_DIR:-${repo_root}/.tools}"
