@@ -18,7 +18,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use super::Translator;
-use super::httpbin::{self, Httpbin};
+use super::faulty::FaultSpec;
+use super::httpbin::{self, App, Httpbin};
 use super::translate::{CONTROLLER_NAME, Settings};
 use crate::cluster::Cluster;
 use crate::wait::{timeout, wait_every};
@@ -95,6 +96,58 @@ impl<'a> Dataplane<'a> {
         self.backends
             .get(&key)
             .ok_or_else(|| anyhow!("no backend {key}"))
+    }
+
+    /// The version served by the faulty backend instead of httpbin (`e2e/apps/faulty.py`:
+    /// a share of 500s and added latency, see [`super::faulty`]), started now with `faults`;
+    /// same access log and `x-load-id` marker as httpbin, so [`Self::served_ids`] works. Call it
+    /// before the version's first [`Self::set_version`] or [`Self::backend`] (which would start
+    /// httpbin); it fails if the version already has a backend.
+    pub fn faulty_backend(
+        &mut self,
+        ns: &str,
+        version: &str,
+        faults: FaultSpec,
+    ) -> Result<&Httpbin> {
+        let key = format!("{ns}/{version}");
+        if let Some(h) = self.backends.get(&key) {
+            anyhow::bail!(
+                "{key} already has a backend ({:?}, gunicorn pid {}): stop_backend first",
+                h.app,
+                h.pid().unwrap_or_default()
+            );
+        }
+        let h = Httpbin::start_app(
+            &self.cluster.dir,
+            &format!("{ns}-{version}"),
+            version,
+            App::Faulty(faults),
+        )?;
+        crate::out::note(format!(
+            "faulty backend for {key} ({faults}): gunicorn pid {} on {}",
+            h.pid().unwrap_or_default(),
+            h.addr
+        ));
+        self.backends.insert(key.clone(), h);
+        self.backends
+            .get(&key)
+            .ok_or_else(|| anyhow!("no backend {key}"))
+    }
+
+    /// Changes the faults of a version's faulty backend while it runs (from its next request
+    /// on); returns once the backend has them in effect. Fails if the version is httpbin.
+    pub fn set_faults(&mut self, ns: &str, version: &str, faults: FaultSpec) -> Result<Duration> {
+        let key = format!("{ns}/{version}");
+        let h = self
+            .backends
+            .get_mut(&key)
+            .ok_or_else(|| anyhow!("no backend {key}"))?;
+        let took = h.set_faults(faults)?;
+        crate::out::note(format!(
+            "faulty backend for {key} now: {faults} (in effect after {} ms)",
+            took.as_millis()
+        ));
+        Ok(took)
     }
 
     /// Stops a version's httpbin (by its pid).

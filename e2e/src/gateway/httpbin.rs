@@ -1,6 +1,8 @@
 //! The tutorial's application: `gunicorn --no-control-socket -w 1 -b 127.0.0.1:PORT httpbin:app`,
 //! one per version, with an access log (what a mirror test counts, and which load request each
 //! process served: the `x-load-id` header of every request is logged), stopped by its pid.
+//! A version can instead be the faulty backend ([`super::faulty`]) under the same gunicorn, with
+//! the same access log.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -10,7 +12,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use super::faulty::{self, FaultSpec};
 use crate::tools::{free_port, http_get, repo_root};
+
+/// What a version's gunicorn serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum App {
+    /// httpbin (`httpbin:app`).
+    Httpbin,
+    /// The faulty backend (`e2e/apps/faulty.py`), starting with these faults.
+    Faulty(FaultSpec),
+}
 
 /// A running httpbin.
 #[derive(Debug)]
@@ -21,6 +33,10 @@ pub struct Httpbin {
     pub addr: SocketAddr,
     /// Its access log: one line per request it answered.
     pub access_log: PathBuf,
+    /// What it serves.
+    pub app: App,
+    /// The faulty backend's control file (`None` for httpbin) and the last generation written.
+    control: Option<(PathBuf, u64)>,
     child: Option<Child>,
 }
 
@@ -28,6 +44,12 @@ impl Httpbin {
     /// Starts it, logging to `dir/httpbin-<tag>.log` and `dir/httpbin-<tag>.access.log`; waits
     /// until it answers.
     pub fn start(dir: &Path, tag: &str, name: &str) -> Result<Httpbin> {
+        Self::start_app(dir, tag, name, App::Httpbin)
+    }
+
+    /// [`Self::start`] serving `app`: httpbin, or the faulty backend (its control file is
+    /// `dir/httpbin-<tag>.faults.json`).
+    pub fn start_app(dir: &Path, tag: &str, name: &str, app: App) -> Result<Httpbin> {
         let gunicorn = repo_root().join(".tools/dataplane/bin/gunicorn");
         ensure!(
             gunicorn.is_file(),
@@ -37,8 +59,8 @@ impl Httpbin {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let access_log = access_log(dir, tag);
         let log = std::fs::File::create(dir.join(format!("httpbin-{tag}.log")))?;
-        let child = Command::new(&gunicorn)
-            .args(["--no-control-socket", "-w", "1", "-b", &addr.to_string()])
+        let mut cmd = Command::new(&gunicorn);
+        cmd.args(["--no-control-socket", "-w", "1", "-b", &addr.to_string()])
             .arg("--access-logfile")
             .arg(&access_log)
             // The request line (mirror markers) and the load generator's request id.
@@ -46,8 +68,22 @@ impl Httpbin {
             .arg(format!(
                 "%(h)s \"%(r)s\" %(s)s id=%({{{}}}i)s",
                 super::traffic::ID_HEADER
-            ))
-            .arg("httpbin:app")
+            ));
+        let control = match app {
+            App::Httpbin => {
+                cmd.arg("httpbin:app");
+                None
+            }
+            App::Faulty(faults) => {
+                faults.check()?;
+                let control = dir.join(format!("httpbin-{tag}.faults.json"));
+                let _ = std::fs::remove_file(&control);
+                cmd.args(faulty::gunicorn_args(&faulty::app_dir()?))
+                    .envs(faulty::env(&faults, &control));
+                Some((control, 0))
+            }
+        };
+        let child = cmd
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -58,6 +94,8 @@ impl Httpbin {
             name: name.into(),
             addr,
             access_log,
+            app,
+            control,
             child: Some(child),
         };
         let started = Instant::now();
@@ -79,6 +117,18 @@ impl Httpbin {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(me)
+    }
+
+    /// The faulty backend's faults from now on (the next request it counts); fails for httpbin.
+    /// Returns once the app has them in effect.
+    pub fn set_faults(&mut self, faults: FaultSpec) -> Result<Duration> {
+        let Some((control, generation)) = self.control.as_mut() else {
+            bail!("{} is httpbin, not the faulty backend", self.name);
+        };
+        *generation += 1;
+        let took = faulty::apply(control, *generation, &faults)?;
+        self.app = App::Faulty(faults);
+        Ok(took)
     }
 
     /// Its pid, while it runs.

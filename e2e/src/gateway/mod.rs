@@ -7,12 +7,15 @@
 //! - [`translate`]: pure: what it sees -> Envoy routes and clusters + each route's status;
 //! - [`envoy`]: Envoy as a child process, programmed through files (LDS/CDS/RDS), stopped by pid;
 //! - [`httpbin`]: the tutorial's app, one gunicorn per version, stopped by pid;
+//! - [`faulty`]: a failing backend under the same gunicorn (a share of 500s, added latency,
+//!   changeable while it runs), for the guard's tests;
 //! - [`dataplane`]: all of it for one test or `just tutorial`: the translator, Envoy, the
 //!   backends, and the EndpointSlices the harness writes (there is no EndpointSlice controller);
 //! - [`traffic`]: requests through Envoy: the tutorial's `curl`, and a bounded load with counts.
 
 pub mod dataplane;
 pub mod envoy;
+pub mod faulty;
 pub mod httpbin;
 pub mod traffic;
 pub mod translate;
