@@ -25,6 +25,9 @@
 //!   measurements (also run scaled down by `tests/scale.rs`);
 //! - [`gateway`]: the data plane: a test-only translator programming a real Envoy from the
 //!   routes, httpbin per version, EndpointSlices, requests through it;
+//! - [`prometheus`]: a real Prometheus (Debian's) as a child process scraping the data plane
+//!   every second, instant queries, and served exposition text as a scrape target (the guard's
+//!   presets, `tests/guard_presets.rs`);
 //! - [`wait`], [`tools`], [`out`]: polling with a limit, paths and commands, printing.
 //!
 //! `use iter8_e2e::prelude::*` brings what a test file uses.
@@ -40,6 +43,7 @@ pub mod metrics;
 pub mod objects;
 pub mod out;
 pub mod pod;
+pub mod prometheus;
 pub mod proxy;
 pub mod rbac;
 pub mod release;

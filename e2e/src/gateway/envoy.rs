@@ -100,6 +100,10 @@ impl Envoy {
                 "node": {"id": "iter8-e2e", "cluster": "iter8-e2e"},
                 "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin.port()}}},
                 "dynamic_resources": {"lds_config": source("lds.json"), "cds_config": source("cds.json")},
+                // Histograms (upstream_rq_time) reach the admin's /stats/prometheus only at a
+                // stats flush (default every 5 s); counters are read live. Every second, so a
+                // scrape after the last answer has its latency too (tests/guard_presets.rs).
+                "stats_flush_interval": "1s",
             }))?,
         )?;
         let log = std::fs::File::create(dir.join("envoy.log"))?;
