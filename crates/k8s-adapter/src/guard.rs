@@ -56,15 +56,13 @@ pub enum GuardMsg {
     Gone(RouteMapKey),
 }
 
-/// An HTTP GET with a timeout: status and body, or why there was no answer. A trait so that
-/// tests see the exact requests without a server.
+/// What a GET gives: the status and body, or why there was no answer.
+pub type Fetched = Result<(u16, Vec<u8>), String>;
+
+/// An HTTP GET with a timeout. A trait so that tests see the exact requests without a server.
 pub trait Fetch: Send + Sync + 'static {
     /// GETs `url`, giving up after `timeout`.
-    fn get(
-        &self,
-        url: String,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<(u16, Vec<u8>), String>>;
+    fn get(&self, url: String, timeout: Duration) -> BoxFuture<'static, Fetched>;
 }
 
 /// The controller's Prometheus client: HTTP/1.1, `http://` or `https://` (the system's roots).
@@ -98,11 +96,7 @@ impl HttpFetch {
 }
 
 impl Fetch for HttpFetch {
-    fn get(
-        &self,
-        url: String,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<(u16, Vec<u8>), String>> {
+    fn get(&self, url: String, timeout: Duration) -> BoxFuture<'static, Fetched> {
         use http_body_util::BodyExt;
         let client = self.client.clone();
         Box::pin(async move {
@@ -174,9 +168,18 @@ struct Guarded {
     guard: Box<GuardSpec>,
     prometheus: Option<String>,
     candidates: Vec<Candidate>,
-    /// Prometheus could not be asked: the Warning is out (or this replica follows).
-    unreachable: bool,
+    /// Prometheus cannot be asked (or no URL is set), since the last judgement that reached it.
+    outage: Option<Outage>,
     capped_logged: bool,
+}
+
+/// An outage of a routemap's Prometheus, as users are told of it: one Warning when it starts,
+/// published by the leader (a follower that becomes leader during the outage publishes it
+/// then), and a Normal Event when it ends if the Warning was out.
+#[derive(Debug)]
+struct Outage {
+    why: String,
+    told: bool,
 }
 
 /// A judgement that came back.
@@ -202,7 +205,13 @@ pub async fn run_guard(
     events: Option<GuardEvents>,
     metrics: Metrics,
 ) {
-    let epoch = tokio::time::Instant::now();
+    // Turns are taken on the wall clock's grid (the process's own clock moving it on), so a
+    // candidate keeps its slot in the interval across restarts and in every replica.
+    let started = tokio::time::Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = || wall + started.elapsed();
     let permits = Arc::new(Semaphore::new(settings.queries_in_flight.max(1)));
     let mut guarded: HashMap<RouteMapKey, Guarded> = HashMap::new();
     let mut running: FuturesUnordered<BoxFuture<'static, Judged>> = FuturesUnordered::new();
@@ -212,7 +221,7 @@ pub async fn run_guard(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(GuardMsg::View(view)) => {
-                    for (key, version) in take_view(&mut guarded, *view, &settings, epoch.elapsed()) {
+                    for (key, version) in take_view(&mut guarded, *view, &settings, now()) {
                         if index.send(IndexMsg::Guard { key, version, withdrawn: None }).await.is_err() {
                             return;
                         }
@@ -224,28 +233,22 @@ pub async fn run_guard(
                 None => return,
             },
             Some(done) = running.next(), if !running.is_empty() => {
-                if let Some(msg) = take_judgement(&mut guarded, done, events.as_ref(), &metrics).await
+                if let Some(msg) = take_judgement(&mut guarded, done, events.as_ref(), &metrics)
                     && index.send(msg).await.is_err()
                 {
                     return;
                 }
             }
             _ = tick.tick() => {
-                let now = epoch.elapsed();
+                let now = now();
                 for (key, g) in &mut guarded {
                     for job in due(key, g, now, &permits, &fetch) {
                         running.push(job);
                     }
-                    if g.prometheus.is_none() && !g.unreachable
-                        && g.candidates.iter().any(|c| c.available)
-                    {
-                        g.unreachable = report_unreachable(
-                            g,
-                            "no Prometheus URL: set guard.prometheus in the routemap or the controller chart's guard.prometheus",
-                            events.as_ref(),
-                        )
-                        .await;
+                    if g.prometheus.is_none() && g.candidates.iter().any(|c| c.available) {
+                        outage_begins(g, "no Prometheus URL: set guard.prometheus in the routemap or the controller chart's guard.prometheus");
                     }
+                    tell_outage(g, events.as_ref());
                 }
             }
         }
@@ -256,7 +259,7 @@ pub async fn run_guard(
                 .flat_map(|g| &g.candidates)
                 .filter(|c| c.state.is_withdrawn())
                 .count(),
-            guarded.values().filter(|g| g.unreachable).count(),
+            guarded.values().filter(|g| g.outage.is_some()).count(),
         );
     }
 }
@@ -295,7 +298,7 @@ fn take_view(
                     guard: guard.clone(),
                     prometheus: prometheus.clone(),
                     candidates: Vec::new(),
-                    unreachable: false,
+                    outage: None,
                     capped_logged: false,
                 },
             );
@@ -306,7 +309,7 @@ fn take_view(
     if g.guard != guard || g.prometheus != prometheus {
         g.guard = guard;
         g.prometheus = prometheus;
-        g.unreachable = false;
+        g.outage = None;
     }
     let mut reinstated = Vec::new();
     let mut next: Vec<Candidate> = Vec::with_capacity(candidates.len());
@@ -484,7 +487,7 @@ fn judgement(
 }
 
 /// Records a judgement; a withdrawal becomes the message for the index.
-async fn take_judgement(
+fn take_judgement(
     guarded: &mut HashMap<RouteMapKey, Guarded>,
     done: Judged,
     events: Option<&GuardEvents>,
@@ -498,33 +501,16 @@ async fn take_judgement(
     for result in &done.results {
         metrics.guard_query(result);
     }
-    match (&done.unreachable, g.unreachable) {
-        (Some(why), false) => {
+    match &done.unreachable {
+        Some(why) => {
             let why = format!(
                 "Prometheus {} cannot be reached ({why})",
                 g.prometheus.as_deref().unwrap_or("-")
             );
-            g.unreachable = report_unreachable(g, &why, events).await;
+            outage_begins(g, &why);
+            tell_outage(g, events);
         }
-        (None, true) => {
-            g.unreachable = false;
-            let note = format!(
-                "Prometheus {} answers again; candidates are judged again",
-                g.prometheus.as_deref().unwrap_or("-")
-            );
-            tracing::info!(routemap.namespace = %g.owner.namespace, routemap.name = %g.owner.name, "{note}");
-            publish(
-                events,
-                &g.owner,
-                EventNote {
-                    warning: false,
-                    reason: "GuardPrometheusReachable",
-                    note,
-                },
-            )
-            .await;
-        }
-        _ => {}
+        None => outage_ends(g, events),
     }
     let c = g
         .candidates
@@ -556,19 +542,33 @@ async fn take_judgement(
     }
 }
 
-/// Publishes the one Warning of an unreachable (or unset) Prometheus for a routemap. Returns
-/// whether it is told (a follower tells nothing, so the leader it may become still will).
-async fn report_unreachable(g: &Guarded, why: &str, events: Option<&GuardEvents>) -> bool {
+/// Notes the start of an outage (logged once; the Warning follows from [`tell_outage`]).
+fn outage_begins(g: &mut Guarded, why: &str) {
+    if g.outage.is_some() {
+        return;
+    }
     tracing::warn!(routemap.namespace = %g.owner.namespace, routemap.name = %g.owner.name, "guard: {why}");
+    g.outage = Some(Outage {
+        why: why.to_string(),
+        told: false,
+    });
+}
+
+/// Publishes the outage's one Warning, if it is not out yet and this replica leads.
+fn tell_outage(g: &mut Guarded, events: Option<&GuardEvents>) {
+    let Some(outage) = g.outage.as_mut().filter(|o| !o.told) else {
+        return;
+    };
     let note = format!(
-        "{why}; its candidates are not judged until it answers (none is withdrawn for it{}), and routing goes on by readiness",
+        "{}; until it answers, the verdicts of this routemap's candidates are unknown and none is withdrawn for it{}; routing goes on by readiness",
+        outage.why,
         if g.guard.unknown_fails {
-            ", except that unknownFails counts each such verdict as failing"
+            " (except that unknownFails counts each unknown verdict as failing)"
         } else {
             ""
         }
     );
-    publish(
+    outage.told = publish(
         events,
         &g.owner,
         EventNote {
@@ -576,17 +576,44 @@ async fn report_unreachable(g: &Guarded, why: &str, events: Option<&GuardEvents>
             reason: "GuardPrometheusUnreachable",
             note,
         },
-    )
-    .await
+    );
 }
 
-async fn publish(events: Option<&GuardEvents>, owner: &RouteMapRef, event: EventNote) -> bool {
+/// Prometheus answered: the outage, if any, is over (told with a Normal Event if its Warning
+/// was out).
+fn outage_ends(g: &mut Guarded, events: Option<&GuardEvents>) {
+    let Some(outage) = g.outage.take() else {
+        return;
+    };
+    let note = format!(
+        "Prometheus {} answers again; candidates are judged again",
+        g.prometheus.as_deref().unwrap_or("-")
+    );
+    tracing::info!(routemap.namespace = %g.owner.namespace, routemap.name = %g.owner.name, "guard: {note}");
+    if outage.told {
+        publish(
+            events,
+            &g.owner,
+            EventNote {
+                warning: false,
+                reason: "GuardPrometheusReachable",
+                note,
+            },
+        );
+    }
+}
+
+/// Publishes an Event in the background (the guard never waits on the API server), as the
+/// leader only. Returns whether it is sent: false on a follower.
+fn publish(events: Option<&GuardEvents>, owner: &RouteMapRef, event: EventNote) -> bool {
     let Some(events) = events else {
         return true;
     };
     if !*events.leader.borrow() {
         return false;
     }
-    events.status.publish_event(owner, &event).await;
+    let status = events.status.clone();
+    let owner = owner.clone();
+    tokio::spawn(async move { status.publish_event(&owner, &event).await });
     true
 }
