@@ -309,3 +309,37 @@ fn explain_says_where_precedence_is_the_gateways() {
         assert!(out.contains("-> httpbin-0 "), "{out}");
     }
 }
+
+const GUARDED: &str = "fixtures/routing/canary-guarded/routemap.yaml";
+
+#[test]
+fn explain_shows_the_guard_and_plans_a_withdrawn_candidate_out() {
+    let test = ["-H", "traffic=test"];
+    check(
+        "guarded-explain",
+        run(&[&["explain", GUARDED][..], &test[..]].concat(), None),
+    );
+    check(
+        "guarded-explain-withdrawn",
+        run(
+            &[
+                &["explain", GUARDED, "--withdrawn", "httpbin-1"][..],
+                &test[..],
+            ]
+            .concat(),
+            None,
+        ),
+    );
+    // The primary is never withdrawn: said, and the route is unchanged.
+    check(
+        "guarded-explain-withdrawn-primary",
+        run(
+            &[
+                &["explain", GUARDED, "--withdrawn", "httpbin-0"][..],
+                &test[..],
+            ]
+            .concat(),
+            None,
+        ),
+    );
+}

@@ -593,3 +593,29 @@ fn the_guard_view_names_each_candidate_with_its_identity() {
     assert_eq!(index.referrers("deployment", "test", "app-1").len(), 0);
     assert_eq!(index.referrers("deploy", "test", "app-1"), [key]);
 }
+
+#[test]
+fn a_withdrawn_blue_green_candidate_gives_its_weight_to_the_others() {
+    let spec = format!(
+        "{BLUE_GREEN}guard:\n  interval: 10s\n  metrics: envoy\n  objectives: {{errorRate: 0.01}}\n"
+    );
+    let mut ix = index();
+    ix.upsert_routemap(routemap(&spec));
+    for (k, n) in [
+        ("svc", "httpbin-0"),
+        ("cm", "httpbin-0-weight-config"),
+        ("svc", "httpbin-1"),
+        ("cm", "httpbin-1-weight-config"),
+    ] {
+        ix.upsert_resource(k, "test", n, watched());
+    }
+    let key = RouteMapKey::new("test", "httpbin-routemap");
+    let change = ix
+        .set_withdrawn(&key, "httpbin-1", Some("latencyP99 2s is over".into()))
+        .expect("decided again");
+    assert_eq!(
+        rules(&[change]),
+        vec![vec![("httpbin-0".to_string(), 30)]],
+        "httpbin-1 leaves the rule: all traffic to httpbin-0"
+    );
+}
