@@ -7,6 +7,11 @@
 //! no process here, and says so where it acts: Deployment status, EndpointSlices, the garbage
 //! collector.
 //!
+//! `iter8-tutorial guard` (`just tutorial guard`) runs the guarded canary instead: Debian's
+//! Prometheus scraping Envoy, a candidate that answers one request in five with a 500, the
+//! guard withdrawing it (real answers before and after), and the retry annotation letting the
+//! fixed candidate back in.
+//!
 //! Everything it starts is stopped by its pid when it ends, fails, or gets Ctrl-C / SIGTERM.
 
 use anyhow::{Result, ensure};
@@ -188,12 +193,190 @@ async fn tutorial() -> Result<()> {
     Ok(())
 }
 
+/// `curl -H 'traffic: test'` `n` times, printing each answer's status and app-version, and
+/// the tally.
+fn test_curls(dp: &Dataplane<'_>, n: usize) -> Result<Vec<(String, Option<String>)>> {
+    println!(
+        "$ for i in $(seq {n}); do curl httpbin.test -H 'traffic: test' -s -D - -o /dev/null | grep -e '^HTTP' -e app-version | tr -d '\\r' | paste -sd' '; done"
+    );
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let c = curl(dp.listener(), HOST, true)?;
+        println!("{}", c.shown.join(" "));
+        answers.push((c.status_line.clone(), c.app_version.clone()));
+    }
+    Ok(answers)
+}
+
+async fn guard_tutorial() -> Result<()> {
+    use iter8_e2e::gateway::faulty::FaultSpec;
+    use iter8_e2e::prometheus::{Prometheus, ScrapeTarget};
+    use iter8_e2e::traffic::load;
+    use std::time::{Duration, Instant};
+
+    banner("Setup: the test API server, Envoy + the translator, Prometheus, the iter8 controller");
+    let cluster = Cluster::start("tutorial-guard").await?;
+    let mut dp = Dataplane::start(&cluster, &[])?;
+    let mut prometheus = Prometheus::start(
+        &cluster.dir.join("prometheus"),
+        &[ScrapeTarget::new(
+            "envoy",
+            dp.translator.envoy.admin,
+            "/stats/prometheus",
+        )],
+    )?;
+    note(format!(
+        "Prometheus {} at {} (Debian's package), scraping Envoy's /stats/prometheus every second",
+        prometheus.version(),
+        prometheus.url()
+    ));
+    println!("$ kubectl create ns test");
+    cluster.create_namespace(NS).await?;
+    let url = prometheus.url();
+    println!("$ helm install iter8 charts/controller -n test --set guard.prometheus={url}");
+    note("(played by the controller binary with --guard-prometheus, watching namespace test)");
+    let mut controller = Controller::start_with(
+        &cluster,
+        NS,
+        "iter8-controller-0",
+        &["--guard-prometheus", &url],
+    )?;
+    controller.wait_ready().await?;
+
+    let mut seed = Seed::new(&cluster, NS);
+    let mut platform = Tutorial { dp: &mut dp };
+    banner("Deploy initial version");
+    seed.initial(&mut platform).await?;
+    let dp = platform.dp;
+
+    banner("Deploy a guarded candidate that has a bug");
+    let text = std::fs::read_to_string(values("seed-2-guarded.yaml"))?;
+    println!("$ cat <<EOF | helm -n test upgrade --install httpbin charts/release -f -");
+    print!("{text}");
+    println!("EOF");
+    let mut release = Release::new(&cluster, "httpbin", NS);
+    release.upgrade(&[&values("seed-2-guarded.yaml")]).await?;
+    let buggy = FaultSpec {
+        error_share: 0.2,
+        latency: Duration::ZERO,
+    };
+    dp.faulty_backend(NS, "httpbin-1", buggy)?;
+    note(
+        "(harness) httpbin-1 is e2e/apps/faulty.py: one answer in five is a 500, the bug this release ships",
+    );
+    dataplane_ready(dp, NS, "httpbin-1", true).await?;
+    cluster
+        .wait_route(
+            NS,
+            "httpbin",
+            "a traffic: test rule to httpbin-1",
+            canary_split("httpbin-0", "httpbin-1"),
+        )
+        .await?;
+    show_route(dp, "httpbin").await?;
+    let before = test_curls(dp, 10)?;
+    ensure!(
+        before
+            .iter()
+            .all(|(_, v)| v.as_deref() == Some("httpbin-1")),
+        "before the withdrawal, traffic: test goes to httpbin-1: {before:?}"
+    );
+    note(format!(
+        "{} of 10 answered 500 by httpbin-1",
+        before.iter().filter(|(s, _)| s.contains(" 500")).count()
+    ));
+    note(
+        "(harness) users' traffic: 250 requests/s through Envoy, half with traffic: test, so that Prometheus has something to judge",
+    );
+    let users = load(dp, HOST, Duration::from_secs(60));
+    let started = Instant::now();
+    cluster
+        .wait_route(
+            NS,
+            "httpbin",
+            "httpbin-1 withdrawn: one rule to httpbin-0",
+            one_rule_to("httpbin-0"),
+        )
+        .await?;
+    dp.wait_programmed(NS, "httpbin").await?;
+    note(format!(
+        "the guard withdrew httpbin-1 {:.1} s after users' traffic started",
+        started.elapsed().as_secs_f64()
+    ));
+    drop(users.stop());
+    println!("$ kubectl -n test describe cm httpbin-routemap   # Events");
+    show_events(&cluster.events(NS, ROUTEMAP).await?);
+    show_plugin(&seed)?;
+    let after = test_curls(dp, 10)?;
+    ensure!(
+        after
+            .iter()
+            .all(|(s, v)| s == "HTTP/1.1 200 OK" && v.as_deref() == Some("httpbin-0")),
+        "after the withdrawal, traffic: test goes to httpbin-0 and succeeds: {after:?}"
+    );
+    note("withdrawn: traffic: test goes to httpbin-0 until a new httpbin-1 or a retry");
+
+    banner("Fix the candidate and ask for a retry");
+    dp.set_faults(NS, "httpbin-1", FaultSpec::HEALTHY)?;
+    note("(harness) httpbin-1 fixed outside its Deployment: no more 500s");
+    println!("$ kubectl -n test annotate deploy httpbin-1 iter8.tools/guard-retry=1 --overwrite");
+    cluster.kubectl(&[
+        "-n",
+        NS,
+        "annotate",
+        "deploy",
+        "httpbin-1",
+        "iter8.tools/guard-retry=1",
+        "--overwrite",
+    ])?;
+    cluster
+        .wait_route(
+            NS,
+            "httpbin",
+            "httpbin-1 back for traffic: test",
+            canary_split("httpbin-0", "httpbin-1"),
+        )
+        .await?;
+    show_route(dp, "httpbin").await?;
+    let back = test_curls(dp, 5)?;
+    ensure!(
+        back.iter()
+            .all(|(s, v)| s == "HTTP/1.1 200 OK" && v.as_deref() == Some("httpbin-1")),
+        "after the retry, traffic: test goes to httpbin-1 again: {back:?}"
+    );
+
+    banner("Cleanup");
+    println!("$ helm delete httpbin -n test");
+    release.delete().await?;
+    println!("$ helm delete iter8");
+    controller.stop()?;
+    prometheus.stop();
+    dp.stop_backend(NS, "httpbin-0");
+    dp.stop_backend(NS, "httpbin-1");
+    println!(
+        "\nguarded canary done: the failing candidate withdrawn from real Prometheus metrics, every curl answered through Envoy"
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let guarded = match std::env::args().nth(1).as_deref() {
+        None | Some("seed") => false,
+        Some("guard") => true,
+        Some(other) => anyhow::bail!("unknown tutorial {other:?}: seed (the default) or guard"),
+    };
     // Dropping the tutorial's future stops everything it started, by pid.
+    let run = async {
+        if guarded {
+            guard_tutorial().await
+        } else {
+            tutorial().await
+        }
+    };
     tokio::select! {
-        r = tutorial() => r,
+        r = run => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\ninterrupted: stopping everything the tutorial started");
             Ok(())

@@ -1,0 +1,301 @@
+//! The guard end to end (issue 21): the seed candidate release with a guard
+//! (`fixtures/charts/values/seed-2-guarded.yaml`: errorRate 5%, every 2 s over 10 s, failAfter 2)
+//! installed with real helm, the real controller judging its candidate from Debian's Prometheus,
+//! which scrapes the test Envoy's `/stats/prometheus` every second; the candidate `httpbin-1` is
+//! the faulty backend (`e2e/apps/faulty.py`), the primary a real httpbin, under the open-loop
+//! load of the traffic tests (250 requests/s, half with `traffic: test`).
+//!
+//! 1. A failing candidate (20% 500s), K runs: the time from the first failing answer until Envoy
+//!    serves the route without it, the failed answers before, and none after; exactly one
+//!    Warning `CandidateWithdrawn` naming the objective, value, limit, window and query; the
+//!    status annotation names it.
+//! 2. A healthy candidate under the same load for 2 minutes: judged (healthy verdicts counted by
+//!    the controller's metrics), never withdrawn.
+//! 3. Prometheus stopped, the candidate failing: no withdrawal, one Warning
+//!    `GuardPrometheusUnreachable`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, ensure};
+use iter8_e2e::gateway::dataplane::Dataplane;
+use iter8_e2e::gateway::faulty::FaultSpec;
+use iter8_e2e::gateway::traffic::Answer;
+use iter8_e2e::prelude::*;
+use iter8_e2e::prometheus::{Prometheus, ScrapeTarget};
+use iter8_e2e::traffic::{load, phase_report, routed};
+use iter8_e2e::wait::{timeout, wait_for};
+
+const ROUTE: &str = "httpbin";
+const ROUTEMAP: &str = "httpbin-routemap";
+/// Runs of the failing candidate.
+const RUNS: usize = 5;
+/// The guard's bound, as the README states it: interval x failAfter + window, plus the scrape
+/// interval (1 s) and the route's way to Envoy.
+const BOUND: Duration = Duration::from_secs(2 * 2 + 10 + 1 + 2);
+/// Share of 500s of the failing candidate.
+const FAILING: FaultSpec = FaultSpec {
+    error_share: 0.2,
+    latency: Duration::ZERO,
+};
+/// How long the healthy candidate is watched.
+const HEALTHY_FOR: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard() -> Result<()> {
+    let cluster = Cluster::start("guard").await?;
+    let mut dp = Dataplane::start(&cluster, &[])?;
+    let mut prometheus = Prometheus::start(
+        &cluster.dir.join("prometheus"),
+        &[ScrapeTarget::new(
+            "envoy",
+            dp.translator.envoy.admin,
+            "/stats/prometheus",
+        )],
+    )?;
+    note(format!(
+        "Prometheus {} at {} scraping Envoy's /stats/prometheus every second",
+        prometheus.version(),
+        prometheus.url()
+    ));
+    let url = prometheus.url();
+    let mut suite = Suite::new(&cluster)?;
+    suite
+        .run(
+            "a failing candidate is withdrawn",
+            failing(&cluster, &mut dp, &url),
+        )
+        .await;
+    suite
+        .run(
+            "a healthy candidate is never withdrawn",
+            healthy(&cluster, &mut dp, &url),
+        )
+        .await;
+    prometheus.stop();
+    suite
+        .run(
+            "Prometheus stopped: no withdrawal, one Warning",
+            prometheus_down(&cluster, &mut dp, &url),
+        )
+        .await;
+    suite.finish()
+}
+
+/// The guarded release in `ns`, its candidate the faulty backend, routed; and its controller.
+async fn guarded_release<'a>(
+    cluster: &'a Cluster,
+    dp: &mut Dataplane<'_>,
+    ns: &str,
+    faults: FaultSpec,
+    prometheus: &str,
+) -> Result<(Release<'a>, Controller)> {
+    cluster.create_namespace(ns).await?;
+    let mut release = Release::new(cluster, "httpbin", ns);
+    release.upgrade(&[&values("seed-2-guarded.yaml")]).await?;
+    let mut controller = Controller::start_with(
+        cluster,
+        ns,
+        "iter8-controller-0",
+        &["--guard-prometheus", prometheus],
+    )?;
+    controller.wait_ready().await?;
+    dp.faulty_backend(ns, "httpbin-1", faults)?;
+    for v in ["httpbin-0", "httpbin-1"] {
+        dp.set_version(ns, v, true).await?;
+    }
+    routed(
+        cluster,
+        dp,
+        ns,
+        ROUTE,
+        "httpbin-1 for traffic: test",
+        canary_split("httpbin-0", "httpbin-1"),
+    )
+    .await?;
+    Ok((release, controller))
+}
+
+fn failed(answers: &[&Answer]) -> usize {
+    answers.iter().filter(|a| a.cause().is_some()).count()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn failing(cluster: &Cluster, dp: &mut Dataplane<'_>, prometheus: &str) -> Result<()> {
+    let mut times = Vec::new();
+    let (mut before, mut after_total) = (0, 0);
+    for run in 0..RUNS {
+        let ns = format!("guard-fail-{run}");
+        let host = format!("httpbin.{ns}");
+        step(
+            run + 1,
+            format!("run {}: candidate answering 20% 500s under load", run + 1),
+        );
+        let (_release, mut controller) =
+            guarded_release(cluster, dp, &ns, FAILING, prometheus).await?;
+        let load = load(dp, &host, Duration::from_secs(60));
+        let started = load.started;
+        routed(
+            cluster,
+            dp,
+            &ns,
+            ROUTE,
+            "the candidate withdrawn: one rule to httpbin-0",
+            one_rule_to("httpbin-0"),
+        )
+        .await?;
+        let gone = Instant::now();
+        let took = gone - started;
+        // 2 s of load after the withdrawal reached Envoy.
+        load.wait_scheduled(load.scheduled() + 500).await;
+        let answers = load.stop();
+        let events: Vec<String> = cluster
+            .events(&ns, ROUTEMAP)
+            .await?
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("CandidateWithdrawn"))
+            .filter_map(|e| e.message)
+            .collect();
+        let status = cluster
+            .routemap_status(&ns, ROUTEMAP)
+            .await?
+            .ok_or_else(|| anyhow!("no status on the route"))?;
+        controller.stop()?;
+        dp.stop_backend(&ns, "httpbin-0");
+        dp.stop_backend(&ns, "httpbin-1");
+        phase_report(dp, &ns, "guard", &answers).await?;
+
+        let (pre, post): (Vec<&Answer>, Vec<&Answer>) = answers.iter().partition(|a| a.sent < gone);
+        let (f_pre, f_post) = (failed(&pre), failed(&post));
+        ensure!(
+            events.len() == 1,
+            "{} CandidateWithdrawn Events: {events:#?}",
+            events.len()
+        );
+        let event = &events[0];
+        for part in [
+            "candidate httpbin-1 withdrawn by the guard: errorRate ",
+            "is over the limit 0.05 over 10s (",
+            "2 failing verdicts in a row; query: ",
+            "envoy_cluster_name=\"",
+        ] {
+            ensure!(event.contains(part), "the Event lacks {part:?}: {event}");
+        }
+        ensure!(
+            status["withdrawn"]["httpbin-1"].is_string(),
+            "the status does not name the withdrawn candidate: {status}"
+        );
+        ok(format!(
+            "withdrawn {} ms after the first failing answer; {f_pre} failed answers before, {f_post} after ({} requests after); Event: {event}",
+            took.as_millis(),
+            post.len()
+        ));
+        ensure!(f_post == 0, "{f_post} failed answers after the withdrawal");
+        ensure!(!post.is_empty(), "no requests after the withdrawal");
+        ensure!(
+            took <= BOUND,
+            "withdrawn after {took:?}, more than the bound {BOUND:?}"
+        );
+        times.push(took);
+        before += f_pre;
+        after_total += f_post;
+    }
+    times.sort();
+    note(format!(
+        "guard: failing candidate withdrawn after p50 {:.1} s, p99 {:.1} s over {RUNS} runs; {before} failed answers before withdrawal; {after_total} failed answers after",
+        percentile(&times, 0.5).as_secs_f64(),
+        percentile(&times, 0.99).as_secs_f64()
+    ));
+    Ok(())
+}
+
+async fn healthy(cluster: &Cluster, dp: &mut Dataplane<'_>, prometheus: &str) -> Result<()> {
+    let ns = "guard-healthy";
+    let host = format!("httpbin.{ns}");
+    step(1, "a healthy candidate under load for 2 minutes");
+    let (_release, mut controller) =
+        guarded_release(cluster, dp, ns, FaultSpec::HEALTHY, prometheus).await?;
+    let load = load(dp, &host, HEALTHY_FOR + Duration::from_secs(10));
+    tokio::time::sleep(HEALTHY_FOR).await;
+    let answers = load.stop();
+    let healthy_verdicts = controller.metric("iter8_guard_verdicts_total{verdict=\"healthy\"}")?;
+    let withdrawals = controller.metric("iter8_guard_withdrawals_total")?;
+    let events = cluster
+        .event_count(ns, ROUTEMAP, "CandidateWithdrawn")
+        .await?;
+    let live = cluster.existing_route(ns, ROUTE).await?;
+    controller.stop()?;
+    dp.stop_backend(ns, "httpbin-0");
+    dp.stop_backend(ns, "httpbin-1");
+    phase_report(dp, ns, "guard healthy", &answers).await?;
+    let to_candidate = answers
+        .iter()
+        .filter(|a| a.app_version.as_deref() == Some("httpbin-1"))
+        .count();
+    note(format!(
+        "guard: healthy candidate, {} requests, {withdrawals} withdrawals ({to_candidate} answered by the candidate, {healthy_verdicts} healthy verdicts, {} failed answers)",
+        answers.len(),
+        failed(&answers.iter().collect::<Vec<_>>())
+    ));
+    ensure!(
+        withdrawals == 0.0 && events == 0,
+        "a healthy candidate was withdrawn"
+    );
+    canary_split("httpbin-0", "httpbin-1")(&live).map_err(|e| anyhow!(e))?;
+    // Judged all along: a verdict every 2 s once the window holds enough requests.
+    ensure!(
+        healthy_verdicts >= (HEALTHY_FOR.as_secs() / 2 - 10) as f64,
+        "only {healthy_verdicts} healthy verdicts in {HEALTHY_FOR:?}"
+    );
+    ensure!(to_candidate > 0, "the candidate got no traffic");
+    Ok(())
+}
+
+async fn prometheus_down(
+    cluster: &Cluster,
+    dp: &mut Dataplane<'_>,
+    prometheus: &str,
+) -> Result<()> {
+    let ns = "guard-down";
+    let host = format!("httpbin.{ns}");
+    step(1, "Prometheus is stopped; the candidate fails under load");
+    let (_release, mut controller) = guarded_release(cluster, dp, ns, FAILING, prometheus).await?;
+    let load = load(dp, &host, Duration::from_secs(40));
+    wait_for(
+        "one GuardPrometheusUnreachable Event",
+        timeout(),
+        || async {
+            let n = cluster
+                .event_count(ns, ROUTEMAP, "GuardPrometheusUnreachable")
+                .await?;
+            Ok(if n >= 1 { Ok(n) } else { Err(format!("{n}")) })
+        },
+    )
+    .await?;
+    // Five times the guard's bound of judgements with Prometheus away.
+    tokio::time::sleep(BOUND).await;
+    let answers = load.stop();
+    let unreachable = cluster
+        .event_count(ns, ROUTEMAP, "GuardPrometheusUnreachable")
+        .await?;
+    let withdrawn = cluster
+        .event_count(ns, ROUTEMAP, "CandidateWithdrawn")
+        .await?;
+    let live = cluster.existing_route(ns, ROUTE).await?;
+    let queries = controller.metric("iter8_guard_queries_total{result=\"unreachable\"}")?;
+    controller.stop()?;
+    dp.stop_backend(ns, "httpbin-0");
+    dp.stop_backend(ns, "httpbin-1");
+    note(format!(
+        "guard: Prometheus stopped, {} requests, {withdrawn} withdrawals, {unreachable} GuardPrometheusUnreachable Warning ({queries} queries found it unreachable)",
+        answers.len()
+    ));
+    ensure!(withdrawn == 0, "withdrawn while Prometheus was down");
+    ensure!(unreachable == 1, "{unreachable} Warnings, want exactly 1");
+    ensure!(queries > 10.0, "the guard kept asking: {queries} queries");
+    canary_split("httpbin-0", "httpbin-1")(&live).map_err(|e| anyhow!(e))?;
+    Ok(())
+}
