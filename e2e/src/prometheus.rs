@@ -129,6 +129,29 @@ pub fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> Result<(u16, V
 }
 
 impl Prometheus {
+    /// A Prometheus in `<cluster dir>/prometheus` scraping the data plane's Envoy
+    /// (`/stats/prometheus` on its admin port), as the guard's tests and `just tutorial guard`
+    /// run it; says so.
+    pub fn scraping_envoy(
+        cluster: &crate::cluster::Cluster,
+        dp: &crate::gateway::dataplane::Dataplane<'_>,
+    ) -> Result<Prometheus> {
+        let prometheus = Prometheus::start(
+            &cluster.dir.join("prometheus"),
+            &[ScrapeTarget::new(
+                "envoy",
+                dp.translator.envoy.admin,
+                "/stats/prometheus",
+            )],
+        )?;
+        crate::out::note(format!(
+            "Prometheus {} at {} (Debian's package, a child process), scraping Envoy's /stats/prometheus every second",
+            prometheus.version(),
+            prometheus.url()
+        ));
+        Ok(prometheus)
+    }
+
     /// Starts Prometheus in `dir` (created) scraping `targets` every second; returns once it is
     /// ready and every target has been scraped with `up == 1`.
     pub fn start(dir: &Path, targets: &[ScrapeTarget]) -> Result<Prometheus> {
@@ -390,25 +413,9 @@ impl Prometheus {
 
     /// Stops it by its pid: SIGTERM, SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id().to_string();
-        let signal = |sig: &str| {
-            let _ = Command::new("kill")
-                .args([sig, &pid])
-                .stderr(Stdio::null())
-                .status();
-        };
-        signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            crate::tools::stop_child(child, Duration::from_secs(10));
         }
-        if matches!(child.try_wait(), Ok(None)) {
-            signal("-KILL");
-        }
-        let _ = child.wait();
     }
 }
 

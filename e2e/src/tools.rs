@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -204,4 +204,25 @@ pub fn kubectl_iter8(
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {} {args:?}", plugin.display()))
+}
+
+/// Stops a child process by its pid: SIGTERM, SIGKILL if it still runs after `grace`; then
+/// reaps it. Never by name.
+pub fn stop_child(mut child: Child, grace: Duration) {
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &pid])
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-TERM");
+    let deadline = Instant::now() + grace;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        signal("-KILL");
+    }
+    let _ = child.wait();
 }

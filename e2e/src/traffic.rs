@@ -61,6 +61,28 @@ pub async fn wait_gateway(
     .await
 }
 
+/// Both versions of the canary in `ns` ready (Deployment status and EndpointSlices), then
+/// [`routed`] until `traffic: test` goes to `httpbin-1` and the rest to `httpbin-0`.
+pub async fn canary_ready(
+    cluster: &Cluster,
+    dp: &mut Dataplane<'_>,
+    ns: &str,
+    route: &str,
+) -> Result<Live> {
+    for v in ["httpbin-0", "httpbin-1"] {
+        dp.set_version(ns, v, true).await?;
+    }
+    routed(
+        cluster,
+        dp,
+        ns,
+        route,
+        "httpbin-1 for traffic: test",
+        crate::live::canary_split("httpbin-0", "httpbin-1"),
+    )
+    .await
+}
+
 /// Routed and programmed: the controller's route `ns/route` passes `check`, and the translator has
 /// programmed that generation into Envoy.
 pub async fn routed<F>(

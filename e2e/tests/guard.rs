@@ -21,8 +21,8 @@ use iter8_e2e::gateway::dataplane::Dataplane;
 use iter8_e2e::gateway::faulty::FaultSpec;
 use iter8_e2e::gateway::traffic::Answer;
 use iter8_e2e::prelude::*;
-use iter8_e2e::prometheus::{Prometheus, ScrapeTarget};
-use iter8_e2e::traffic::{load, phase_report, routed};
+use iter8_e2e::prometheus::Prometheus;
+use iter8_e2e::traffic::{canary_ready, load, phase_report, routed};
 use iter8_e2e::wait::{timeout, wait_for};
 
 const ROUTE: &str = "httpbin";
@@ -44,19 +44,7 @@ const HEALTHY_FOR: Duration = Duration::from_secs(120);
 async fn guard() -> Result<()> {
     let cluster = Cluster::start("guard").await?;
     let mut dp = Dataplane::start(&cluster, &[])?;
-    let mut prometheus = Prometheus::start(
-        &cluster.dir.join("prometheus"),
-        &[ScrapeTarget::new(
-            "envoy",
-            dp.translator.envoy.admin,
-            "/stats/prometheus",
-        )],
-    )?;
-    note(format!(
-        "Prometheus {} at {} scraping Envoy's /stats/prometheus every second",
-        prometheus.version(),
-        prometheus.url()
-    ));
+    let mut prometheus = Prometheus::scraping_envoy(&cluster, &dp)?;
     let url = prometheus.url();
     let mut suite = Suite::new(&cluster)?;
     suite
@@ -100,18 +88,7 @@ async fn guarded_release<'a>(
     )?;
     controller.wait_ready().await?;
     dp.faulty_backend(ns, "httpbin-1", faults)?;
-    for v in ["httpbin-0", "httpbin-1"] {
-        dp.set_version(ns, v, true).await?;
-    }
-    routed(
-        cluster,
-        dp,
-        ns,
-        ROUTE,
-        "httpbin-1 for traffic: test",
-        canary_split("httpbin-0", "httpbin-1"),
-    )
-    .await?;
+    canary_ready(cluster, dp, ns, ROUTE).await?;
     Ok((release, controller))
 }
 

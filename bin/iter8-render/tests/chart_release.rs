@@ -315,19 +315,7 @@ fn release_rejects_bad_values() {
 /// `helm template x charts/release -n test` of `values` (YAML on stdin); helm's stdout, or its
 /// stderr as the error.
 fn render_values(values: &str) -> Result<String, String> {
-    let chart_path = support::chart("release").display().to_string();
-    let out = support::helm(
-        &[
-            "template",
-            "x",
-            &chart_path,
-            "--namespace",
-            "test",
-            "--values",
-            "-",
-        ],
-        Some(values),
-    );
+    let out = support::template_values("release", values);
     if out.status.success() {
         Ok(support::text(&out.stdout))
     } else {

@@ -46,6 +46,18 @@ fn routemap_labeled(spec: &str, version: &str) -> RouteMapObject {
         .object()
 }
 
+/// Every resource of the BLUE_GREEN versions present (no readiness conditions).
+fn blue_green_watched(ix: &mut Index) {
+    for (k, n) in [
+        ("svc", "httpbin-0"),
+        ("cm", "httpbin-0-weight-config"),
+        ("svc", "httpbin-1"),
+        ("cm", "httpbin-1-weight-config"),
+    ] {
+        ix.upsert_resource(k, "test", n, watched());
+    }
+}
+
 fn index() -> Index {
     Index::new(&Config::default())
 }
@@ -448,14 +460,7 @@ fn deleting_the_routemap_is_reported_once() {
 fn a_new_invalid_annotation_is_reported_even_if_weights_stay() {
     let mut ix = index();
     ix.upsert_routemap(routemap(BLUE_GREEN));
-    for (k, n) in [
-        ("svc", "httpbin-0"),
-        ("cm", "httpbin-0-weight-config"),
-        ("svc", "httpbin-1"),
-        ("cm", "httpbin-1-weight-config"),
-    ] {
-        ix.upsert_resource(k, "test", n, watched());
-    }
+    blue_green_watched(&mut ix);
     // Same weights as before (the annotation is ignored), but the user must hear about it.
     let changes = ix.upsert_resource("svc", "test", "httpbin-1", with_weight(watched(), "x"));
     assert_eq!(changes.len(), 1, "{changes:#?}");
@@ -601,14 +606,7 @@ fn a_withdrawn_blue_green_candidate_gives_its_weight_to_the_others() {
     );
     let mut ix = index();
     ix.upsert_routemap(routemap(&spec));
-    for (k, n) in [
-        ("svc", "httpbin-0"),
-        ("cm", "httpbin-0-weight-config"),
-        ("svc", "httpbin-1"),
-        ("cm", "httpbin-1-weight-config"),
-    ] {
-        ix.upsert_resource(k, "test", n, watched());
-    }
+    blue_green_watched(&mut ix);
     let key = RouteMapKey::new("test", "httpbin-routemap");
     let change = ix
         .set_withdrawn(&key, "httpbin-1", Some("latencyP99 2s is over".into()))

@@ -210,26 +210,14 @@ fn test_curls(dp: &Dataplane<'_>, n: usize) -> Result<Vec<(String, Option<String
 
 async fn guard_tutorial() -> Result<()> {
     use iter8_e2e::gateway::faulty::FaultSpec;
-    use iter8_e2e::prometheus::{Prometheus, ScrapeTarget};
+    use iter8_e2e::prometheus::Prometheus;
     use iter8_e2e::traffic::load;
     use std::time::{Duration, Instant};
 
     banner("Setup: the test API server, Envoy + the translator, Prometheus, the iter8 controller");
     let cluster = Cluster::start("tutorial-guard").await?;
     let mut dp = Dataplane::start(&cluster, &[])?;
-    let mut prometheus = Prometheus::start(
-        &cluster.dir.join("prometheus"),
-        &[ScrapeTarget::new(
-            "envoy",
-            dp.translator.envoy.admin,
-            "/stats/prometheus",
-        )],
-    )?;
-    note(format!(
-        "Prometheus {} at {} (Debian's package), scraping Envoy's /stats/prometheus every second",
-        prometheus.version(),
-        prometheus.url()
-    ));
+    let mut prometheus = Prometheus::scraping_envoy(&cluster, &dp)?;
     println!("$ kubectl create ns test");
     cluster.create_namespace(NS).await?;
     let url = prometheus.url();

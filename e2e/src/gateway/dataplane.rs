@@ -84,18 +84,24 @@ impl<'a> Dataplane<'a> {
     /// The httpbin of a version, started on first use.
     pub fn backend(&mut self, ns: &str, version: &str) -> Result<&Httpbin> {
         let key = format!("{ns}/{version}");
-        if !self.backends.contains_key(&key) {
-            let h = Httpbin::start(&self.cluster.dir, &format!("{ns}-{version}"), version)?;
-            crate::out::note(format!(
-                "httpbin for {key}: gunicorn pid {} on {}",
-                h.pid().unwrap_or_default(),
-                h.addr
-            ));
-            self.backends.insert(key.clone(), h);
+        if self.backends.contains_key(&key) {
+            return self
+                .backends
+                .get(&key)
+                .ok_or_else(|| anyhow!("no backend {key}"));
         }
-        self.backends
-            .get(&key)
-            .ok_or_else(|| anyhow!("no backend {key}"))
+        let h = Httpbin::start(&self.cluster.dir, &format!("{ns}-{version}"), version)?;
+        Ok(self.keep_backend(key, h, "httpbin".into()))
+    }
+
+    /// Keeps a started backend under `ns/version`, saying what it is.
+    fn keep_backend(&mut self, key: String, h: Httpbin, what: String) -> &Httpbin {
+        crate::out::note(format!(
+            "{what} for {key}: gunicorn pid {} on {}",
+            h.pid().unwrap_or_default(),
+            h.addr
+        ));
+        self.backends.entry(key).or_insert(h)
     }
 
     /// The version served by the faulty backend instead of httpbin (`e2e/apps/faulty.py`:
@@ -123,15 +129,7 @@ impl<'a> Dataplane<'a> {
             version,
             App::Faulty(faults),
         )?;
-        crate::out::note(format!(
-            "faulty backend for {key} ({faults}): gunicorn pid {} on {}",
-            h.pid().unwrap_or_default(),
-            h.addr
-        ));
-        self.backends.insert(key.clone(), h);
-        self.backends
-            .get(&key)
-            .ok_or_else(|| anyhow!("no backend {key}"))
+        Ok(self.keep_backend(key, h, format!("faulty backend ({faults})")))
     }
 
     /// Changes the faults of a version's faulty backend while it runs (from its next request

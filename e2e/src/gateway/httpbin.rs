@@ -147,25 +147,9 @@ impl Httpbin {
 
     /// Stops it by its pid: SIGTERM (gunicorn stops its worker), SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id().to_string();
-        let signal = |sig: &str| {
-            let _ = Command::new("kill")
-                .args([sig, &pid])
-                .stderr(Stdio::null())
-                .status();
-        };
-        signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            crate::tools::stop_child(child, Duration::from_secs(10));
         }
-        if matches!(child.try_wait(), Ok(None)) {
-            signal("-KILL");
-        }
-        let _ = child.wait();
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, ensure};
 use iter8_e2e::gateway::dataplane::Dataplane;
 use iter8_e2e::prelude::*;
-use iter8_e2e::traffic::{causes, load, phase_report, routed, show_causes};
+use iter8_e2e::traffic::{canary_ready, causes, load, phase_report, routed, show_causes};
 use iter8_e2e::wait::{timeout, wait_for};
 
 use super::ROUTE;
@@ -38,18 +38,7 @@ pub async fn gating(cluster: &Cluster, dp: &mut Dataplane<'_>) -> Result<()> {
     let host = "httpbin.gating";
     let (mut release, mut controller) =
         release_with_controller(cluster, ns, "seed-2-candidate.yaml").await?;
-    for v in ["httpbin-0", "httpbin-1"] {
-        dp.set_version(ns, v, true).await?;
-    }
-    routed(
-        cluster,
-        dp,
-        ns,
-        ROUTE,
-        "httpbin-1 for traffic: test",
-        canary_split("httpbin-0", "httpbin-1"),
-    )
-    .await?;
+    canary_ready(cluster, dp, ns, ROUTE).await?;
     let load = load(dp, host, Duration::from_secs(90));
     load.wait_scheduled(DWELL).await;
 

@@ -303,11 +303,10 @@ pub fn lint(chart_name: &str, namespace: &str, values: &[&str]) {
 // ---------------------------------------------------------------------------------------------
 // Bad values are rejected with a clear message
 
-/// Renders `chart` with `values` (YAML, fed on stdin) and asserts that helm fails with a message
-/// containing `expected`.
-pub fn assert_rejected(chart_name: &str, values: &str, expected: &str) {
+/// `helm template x charts/<chart_name> -n test` of `values` (YAML, fed on stdin).
+pub fn template_values(chart_name: &str, values: &str) -> std::process::Output {
     let chart_path = chart(chart_name).display().to_string();
-    let out = helm(
+    helm(
         &[
             "template",
             "x",
@@ -318,7 +317,13 @@ pub fn assert_rejected(chart_name: &str, values: &str, expected: &str) {
             "-",
         ],
         Some(values),
-    );
+    )
+}
+
+/// Renders `chart` with `values` (YAML, fed on stdin) and asserts that helm fails with a message
+/// containing `expected`.
+pub fn assert_rejected(chart_name: &str, values: &str, expected: &str) {
+    let out = template_values(chart_name, values);
     let stderr = text(&out.stderr);
     assert!(
         !out.status.success(),
