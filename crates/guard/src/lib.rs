@@ -2,8 +2,9 @@
 //!
 //! The guard watches each candidate of a guarded routemap (`guard` in its spec, see
 //! `routing_core::guard`) and withdraws one that keeps failing its objectives. This crate holds
-//! every decision of it and no IO: no HTTP client, no clock, no async. The controller (to be
-//! wired) makes the HTTP calls and keeps time; everything it decides with comes from here.
+//! every decision of it and no IO: no HTTP client, no clock, no async. The controller's guard
+//! task (`k8s_adapter::guard`) makes the HTTP calls and keeps time; everything it decides with
+//! comes from here.
 //!
 //! ## Flow, per candidate and per interval
 //!
