@@ -8,7 +8,8 @@
 //! 1. A failing candidate (20% 500s), K runs: the time from the first failing answer until Envoy
 //!    serves the route without it, the failed answers before, and none after; exactly one
 //!    Warning `CandidateWithdrawn` naming the objective, value, limit, window and query; the
-//!    status annotation names it.
+//!    status annotation names it. In the first run the controller restarts while the candidate
+//!    is withdrawn: it stays out (no failed answer, no second Warning).
 //! 2. A healthy candidate under the same load for 2 minutes: judged (healthy verdicts counted by
 //!    the controller's metrics), never withdrawn.
 //! 3. Prometheus stopped, the candidate failing: no withdrawal, one Warning
@@ -128,6 +129,27 @@ async fn failing(cluster: &Cluster, dp: &mut Dataplane<'_>, prometheus: &str) ->
         let took = gone - started;
         // 2 s of load after the withdrawal reached Envoy.
         load.wait_scheduled(load.scheduled() + 500).await;
+        if run == 0 {
+            // The controller restarts while the candidate is withdrawn: the new process reads
+            // the withdrawal back from the route's status and keeps the candidate out (no
+            // answer from it, no second Warning).
+            controller.stop()?;
+            controller = Controller::start_with(
+                cluster,
+                &ns,
+                "iter8-controller-1",
+                &["--guard-prometheus", prometheus],
+            )?;
+            controller.wait_ready().await?;
+            controller.wait_caught_up(cluster, &ns).await?;
+            load.wait_scheduled(load.scheduled() + 500).await;
+            let live = cluster.existing_route(&ns, ROUTE).await?;
+            one_rule_to("httpbin-0")(&live).map_err(|e| anyhow!(e))?;
+            ok(format!(
+                "controller restarted while httpbin-1 was withdrawn: still withdrawn ({})",
+                live.describe()
+            ));
+        }
         let answers = load.stop();
         let events: Vec<String> = cluster
             .events(&ns, ROUTEMAP)
@@ -162,8 +184,11 @@ async fn failing(cluster: &Cluster, dp: &mut Dataplane<'_>, prometheus: &str) ->
             ensure!(event.contains(part), "the Event lacks {part:?}: {event}");
         }
         ensure!(
-            status["withdrawn"]["httpbin-1"].is_string(),
-            "the status does not name the withdrawn candidate: {status}"
+            status["withdrawn"]["httpbin-1"]["why"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("errorRate "))
+                && status["withdrawn"]["httpbin-1"]["identity"].is_string(),
+            "the status does not name the withdrawn candidate with why and identity: {status}"
         );
         ok(format!(
             "withdrawn {} ms after the first failing answer; {f_pre} failed answers before, {f_post} after ({} requests after); Event: {event}",

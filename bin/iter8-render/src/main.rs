@@ -128,7 +128,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             input
                 .withdrawn
                 .iter()
-                .map(|n| (n.clone(), "named by --withdrawn".to_string()))
+                .map(|n| {
+                    let w = routemap_index::index::Withdrawn {
+                        why: "named by --withdrawn".to_string(),
+                        identity: String::new(),
+                    };
+                    (n.clone(), w)
+                })
                 .collect(),
         )]),
     };

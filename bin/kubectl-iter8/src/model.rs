@@ -382,8 +382,9 @@ fn states_of(
 ) -> Vec<VersionState> {
     let withdrawn = match &rendering.decision_of(key) {
         Some(Decision::Desired { traffic, .. }) => traffic
-            .withdrawn()
-            .map(|(n, w)| (n.to_string(), w.to_string()))
+            .versions
+            .iter()
+            .filter_map(|v| Some((v.name.clone(), v.withdrawn.clone()?)))
             .collect(),
         _ => Withdrawals::new(),
     };

@@ -38,6 +38,16 @@ pub struct Identity {
     pub retry: Option<String>,
 }
 
+impl Identity {
+    /// The identity as one string, as the route's status keeps it for a restarted controller.
+    pub fn key(&self) -> String {
+        match &self.retry {
+            Some(r) => format!("{} retry={r}", self.fingerprint),
+            None => self.fingerprint.clone(),
+        }
+    }
+}
+
 /// Why a candidate was withdrawn: what its Warning Event names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Withdrawal {
@@ -102,6 +112,9 @@ pub enum Phase {
     },
     /// Taken out of the route until its identity changes.
     Withdrawn(Box<Withdrawal>),
+    /// Taken out of the route by an earlier process (the status of the route says why), and
+    /// still the same candidate: stays out until its identity changes.
+    WithdrawnEarlier,
 }
 
 /// What recording a verdict did.
@@ -147,6 +160,16 @@ impl CandidateGuard {
         }
     }
 
+    /// A candidate an earlier process withdrew with identity `identity` (read back from the
+    /// route's status): still withdrawn, unless `identity` is not its current one, which
+    /// [`Self::refresh`] then tells as [`Refresh::Reinstated`].
+    pub fn withdrawn_earlier(identity: Identity) -> Self {
+        CandidateGuard {
+            identity,
+            phase: Phase::WithdrawnEarlier,
+        }
+    }
+
     /// The current phase.
     pub fn phase(&self) -> &Phase {
         &self.phase
@@ -159,7 +182,7 @@ impl CandidateGuard {
 
     /// Whether the candidate is out of the route.
     pub fn is_withdrawn(&self) -> bool {
-        matches!(self.phase, Phase::Withdrawn(_))
+        matches!(self.phase, Phase::Withdrawn(_) | Phase::WithdrawnEarlier)
     }
 
     /// Whether the candidate should be queried at its next turn (a withdrawn one gets no

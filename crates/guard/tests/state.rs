@@ -126,6 +126,25 @@ fn a_new_version_or_retry_token_reinstates_and_judges_afresh() {
 }
 
 #[test]
+fn withdrawn_by_an_earlier_process_stays_out_while_the_same() {
+    let same = id("svc/app-1:-;deploy/app-1:3;", None);
+    let mut g = CandidateGuard::withdrawn_earlier(same.clone());
+    assert!(g.is_withdrawn() && !g.wants_judging());
+    assert_eq!(g.refresh(&same), Refresh::Unchanged);
+    assert_eq!(g.record(&same, &verdict(Healthy), 2), Step::StaysWithdrawn);
+    // The user asks for a retry: back in, judged from nothing.
+    let retried = id("svc/app-1:-;deploy/app-1:3;", Some("1"));
+    assert_eq!(g.refresh(&retried), Refresh::Reinstated);
+    assert_eq!(*g.phase(), Phase::Judging { failing: 0 });
+}
+
+#[test]
+fn an_identity_is_kept_as_one_string() {
+    assert_eq!(id("deploy/a:2;", None).key(), "deploy/a:2;");
+    assert_eq!(id("deploy/a:2;", Some("x")).key(), "deploy/a:2; retry=x");
+}
+
+#[test]
 fn a_verdict_for_an_older_identity_is_stale() {
     let old = id("1", None);
     let new = id("2", None);

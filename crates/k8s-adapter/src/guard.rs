@@ -25,11 +25,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use iter8_guard::{
-    Answer, CandidateGuard, Identity, Queries, QueryError, Refresh, Step, Target, VerdictKind,
-    candidate_key, judge, next_due, offset, parse_answer, query_request, render_queries,
-    request_timeout,
+    Answer, CandidateGuard, Identity, Phase, Queries, QueryError, Refresh, Step, Target,
+    VerdictKind, candidate_key, judge, next_due, offset, parse_answer, query_request,
+    render_queries, request_timeout,
 };
-use routemap_index::index::GuardView;
+use routemap_index::index::{GuardView, Withdrawn};
 use routemap_index::report::EventNote;
 use routemap_index::routemap::RouteMapKey;
 use routing_core::{GuardSpec, RouteMapRef};
@@ -336,13 +336,27 @@ fn take_view(
             None => Candidate {
                 version: name.clone(),
                 available: false,
-                state: CandidateGuard::new(identity.clone()),
+                // Withdrawn by an earlier process (restored from the route's status): out while
+                // the same candidate, back in (below) if it changed meanwhile.
+                state: match &c.withdrawn {
+                    Some(w) => CandidateGuard::withdrawn_earlier(Identity {
+                        fingerprint: w.identity.clone(),
+                        retry: None,
+                    }),
+                    None => CandidateGuard::new(identity.clone()),
+                },
                 queries: None,
                 offset: at,
                 due: next_due(now, at, interval),
                 busy: false,
             },
         };
+        // A restored candidate's identity is the recorded string: compare as strings.
+        if candidate.state.phase() == &Phase::WithdrawnEarlier
+            && candidate.state.identity().fingerprint == identity.key()
+        {
+            candidate.state = CandidateGuard::withdrawn_earlier(identity.clone());
+        }
         match candidate.state.refresh(&identity) {
             Refresh::Unchanged => {}
             Refresh::Restarted => {
@@ -355,7 +369,7 @@ fn take_view(
         }
         // The index may still hold a withdrawal this task no longer knows (it never should:
         // both start empty); let it go rather than keep a candidate out for no reason.
-        if c.withdrawn && !candidate.state.is_withdrawn() {
+        if c.withdrawn.is_some() && !candidate.state.is_withdrawn() {
             reinstated.push((key.clone(), name.clone()));
         }
         candidate.available = c.available;
@@ -527,7 +541,10 @@ fn take_judgement(
             Some(IndexMsg::Guard {
                 key: done.key,
                 version: done.version,
-                withdrawn: Some(why),
+                withdrawn: Some(Withdrawn {
+                    why,
+                    identity: done.identity.key(),
+                }),
             })
         }
         Step::Judging { failing } => {

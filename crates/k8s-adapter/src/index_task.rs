@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use routemap_index::index::slices::SliceFacts;
-use routemap_index::index::{Change, Decision, Index};
+use routemap_index::index::{Change, Decision, Index, Withdrawals, Withdrawn};
 use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use routing_core::ResourceFacts;
 use tokio::sync::mpsc;
@@ -15,6 +15,17 @@ use crate::guard::GuardMsg;
 use crate::kube_types::{ConfigMap, DynamicObject};
 use crate::metrics::Metrics;
 use crate::writer::WriterMsg;
+
+/// Withdrawals recorded on a route an earlier process wrote.
+#[derive(Debug)]
+pub struct Restore {
+    /// The routemap the route's label names.
+    pub key: RouteMapKey,
+    /// The route's controlling owner's uid (the routemap it was written for).
+    pub uid: String,
+    /// The withdrawals.
+    pub withdrawn: Withdrawals,
+}
 
 /// What the watches tell the index task.
 #[derive(Debug)]
@@ -68,9 +79,12 @@ pub enum IndexMsg {
         key: RouteMapKey,
         /// The candidate's version name.
         version: String,
-        /// Why it is withdrawn.
-        withdrawn: Option<String>,
+        /// Why it is withdrawn, and as which identity.
+        withdrawn: Option<Withdrawn>,
     },
+    /// The first list of our routes is complete, with what the status annotations of routes
+    /// written by an earlier process say its guard withdrew.
+    RoutesListed(Vec<Restore>),
     /// Sent first by [`crate::watch::spawn_watches`]: the watches (`routemaps` and each resource type's short
     /// name) whose initial list must complete before any decision reaches the writer.
     AwaitInitialLists(Vec<String>),
@@ -174,6 +188,17 @@ pub async fn run_index(
                 .set_withdrawn(&key, &version, withdrawn)
                 .into_iter()
                 .collect(),
+            IndexMsg::RoutesListed(restores) => {
+                if let Some(a) = awaiting.as_mut() {
+                    a.remove(crate::watch::ROUTES_WATCH);
+                }
+                let mut changes = Vec::new();
+                for r in restores {
+                    touched.push(r.key.clone());
+                    changes.extend(index.restore_withdrawn(&r.key, &r.uid, r.withdrawn));
+                }
+                changes
+            }
             IndexMsg::Resource {
                 kind,
                 namespace,

@@ -36,6 +36,8 @@
 //! indexed, decided and written (the e2e tests wait for it instead of sleeping).
 
 use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -50,7 +52,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{CacheSync, Liveness};
 use crate::index_task::{
-    IndexMsg, SLICES_WATCH, index_mark, resource_message, routemap_message, slice_message,
+    IndexMsg, Restore, SLICES_WATCH, index_mark, resource_message, routemap_message, slice_message,
 };
 use crate::kube_types::{ConfigMap, DynamicObject, api_resource, httproute_resource};
 use crate::metrics::Metrics;
@@ -62,6 +64,58 @@ use routemap_index::routemap::RouteMapKey;
 
 fn live_route(obj: &DynamicObject) -> Option<LiveRoute> {
     LiveRoute::from_json(&serde_json::to_value(obj).ok()?)
+}
+
+/// The name of the watch of our routes, among the initial lists the index awaits.
+pub const ROUTES_WATCH: &str = "httproutes";
+
+/// What the first list of our routes says the guard of an earlier process withdrew.
+#[derive(Debug)]
+struct RouteRestores {
+    first: AtomicBool,
+    found: std::sync::Mutex<Vec<Restore>>,
+    index: mpsc::Sender<IndexMsg>,
+}
+
+impl RouteRestores {
+    /// A route of the first list: its status's withdrawals, if any, are kept for the index.
+    fn saw(&self, route: &LiveRoute) {
+        if !self.first.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(restore) = restore_of(route)
+            && let Ok(mut found) = self.found.lock()
+        {
+            found.push(restore);
+        }
+    }
+
+    /// The first list is complete (or the type is not served): the index hears it once.
+    fn listed(&self) {
+        if !self.first.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let found = self
+            .found
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        let index = self.index.clone();
+        tokio::spawn(async move { index.send(IndexMsg::RoutesListed(found)).await });
+    }
+}
+
+/// The withdrawals the status annotation of one of our routes records.
+fn restore_of(route: &LiveRoute) -> Option<Restore> {
+    let status = routemap_index::report::RouteMapStatus::parse(route.status.as_deref()?)?;
+    if status.withdrawn.is_empty() {
+        return None;
+    }
+    Some(Restore {
+        key: RouteMapKey::new(route.id.namespace.clone(), route.routemap.clone()?),
+        uid: route.owner_uid.clone()?,
+        withdrawn: status.withdrawn,
+    })
 }
 
 fn is_not_found(e: &watcher::Error) -> bool {
@@ -395,6 +449,7 @@ pub fn spawn_watches(
     if slices {
         initial.push(SLICES_WATCH.to_string());
     }
+    initial.push(ROUTES_WATCH.to_string());
     let _ = index.try_send(IndexMsg::AwaitInitialLists(initial));
 
     // Routemaps.
@@ -489,19 +544,39 @@ pub fn spawn_watches(
     tracing::info!(kind = "HTTPRoute", selector = %selector, scope = %scope, "watching owned routes");
     readiness.expect("httproutes");
     let api = dynamic_api(client, namespace, &httproute_resource());
+    // The first list also tells the index what the guard of an earlier process withdrew, in
+    // one message once it is complete: the index decides nothing before (it awaits
+    // "httproutes" among the initial lists), so a restarted controller never puts a withdrawn
+    // candidate back for a moment.
+    let restores = Arc::new(RouteRestores {
+        first: AtomicBool::new(true),
+        found: std::sync::Mutex::new(Vec::new()),
+        index: index.clone(),
+    });
+    let on_missing = restores.clone();
     tasks.push(liveness.spawn(
         "watch httproutes",
         drive(
-            "httproutes".to_string(),
+            ROUTES_WATCH.to_string(),
             move || watcher(api.clone(), &selector),
             move |m: WriterMsg| -> BoxFuture<'static, bool> {
                 let writer = writer.clone();
                 Box::pin(async move { writer.send(m).await.is_ok() })
             },
-            |event: Event<DynamicObject>| {
+            move |event: Event<DynamicObject>| {
                 match event {
                     Event::Init => vec![WriterMsg::Live(LiveEvent::Relisting)],
-                    Event::InitApply(o) | Event::Apply(o) => live_route(&o)
+                    Event::InitApply(o) => {
+                        let route = live_route(&o);
+                        if let Some(r) = &route {
+                            restores.saw(r);
+                        }
+                        route
+                            .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
+                            .into_iter()
+                            .collect()
+                    }
+                    Event::Apply(o) => live_route(&o)
                         .map(|r| WriterMsg::Live(LiveEvent::Upsert(r)))
                         .into_iter()
                         .collect(),
@@ -509,14 +584,21 @@ pub fn spawn_watches(
                         namespace: o.metadata.namespace.unwrap_or_default(),
                         name: o.metadata.name.unwrap_or_default(),
                     }))],
-                    Event::InitDone => vec![WriterMsg::Live(LiveEvent::Synced)],
+                    Event::InitDone => {
+                        restores.listed();
+                        vec![WriterMsg::Live(LiveEvent::Synced)]
+                    }
                 }
             },
             |watch: &str, resource_version| WriterMsg::Observed {
                 watch: watch.to_string(),
                 resource_version,
             },
-            || None,
+            // No HTTPRoute type: nothing to restore, and the index must not wait for it.
+            move || {
+                on_missing.listed();
+                None
+            },
             shared.clone(),
         ),
     ));

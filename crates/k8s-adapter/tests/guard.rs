@@ -12,7 +12,7 @@ use k8s_adapter::index_task::IndexMsg;
 use k8s_adapter::metrics::{Metrics, render};
 use prometheus_client::registry::Registry;
 use routemap_index::config::Config;
-use routemap_index::index::{GuardView, Index};
+use routemap_index::index::{GuardView, Index, Withdrawals, Withdrawn};
 use routemap_index::routemap::RouteMapKey;
 use test_builders::{RouteMap, deployment, watched};
 use tokio::sync::mpsc;
@@ -59,6 +59,12 @@ impl Fetch for FakePrometheus {
 const GUARD: &str = "guard:\n  prometheus: http://prom.example:9090/base/\n  interval: 1s\n  window: 10s\n  failAfter: 2\n  metrics: envoy\n  objectives: {errorRate: 0.01}\n";
 
 fn view(generation: i64) -> GuardView {
+    view_restored(generation, None)
+}
+
+/// The view of a routemap whose route's status says the candidate was withdrawn with identity
+/// `restored` (a restarted controller).
+fn view_restored(generation: i64, restored: Option<&str>) -> GuardView {
     let mut index = Index::new(&Config::default());
     let spec = format!("{}{GUARD}", test_builders::canary_spec("app"));
     index.upsert_routemap(RouteMap::new("test", "app-routemap", spec).object());
@@ -69,9 +75,23 @@ fn view(generation: i64) -> GuardView {
         d.observed_generation = Some(generation);
         index.upsert_resource("deploy", "test", v, d);
     }
-    index
-        .guard_view(&RouteMapKey::new("test", "app-routemap"))
-        .expect("guarded")
+    let key = RouteMapKey::new("test", "app-routemap");
+    if let Some(identity) = restored {
+        let uid = index
+            .routemap_objects()
+            .next()
+            .map(|o| o.uid.clone())
+            .expect("held");
+        let withdrawn = Withdrawals::from([(
+            "app-1".to_string(),
+            Withdrawn {
+                why: "before the restart".into(),
+                identity: identity.into(),
+            },
+        )]);
+        index.restore_withdrawn(&key, &uid, withdrawn);
+    }
+    index.guard_view(&key).expect("guarded")
 }
 
 struct Running {
@@ -111,7 +131,7 @@ fn series(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn next_guard_msg(index: &mut mpsc::Receiver<IndexMsg>) -> (String, Option<String>) {
+async fn next_guard_msg(index: &mut mpsc::Receiver<IndexMsg>) -> (String, Option<Withdrawn>) {
     let msg = tokio::time::timeout(Duration::from_secs(30), index.recv())
         .await
         .expect("a message within 30 s")
@@ -142,7 +162,12 @@ async fn a_failing_candidate_is_withdrawn_after_fail_after_verdicts_with_why() {
     let started = tokio::time::Instant::now();
     let (version, why) = next_guard_msg(&mut run.index).await;
     assert_eq!(version, "app-1", "only the candidate is judged");
-    let why = why.expect("withdrawn");
+    let withdrawn = why.expect("withdrawn");
+    assert_eq!(
+        withdrawn.identity, "svc/app-1:-;deploy/app-1:1;",
+        "the identity judged"
+    );
+    let why = withdrawn.why;
     assert!(
         why.starts_with("errorRate 0.2 is over the limit 0.01 over 10s (240 requests), 2 failing verdicts in a row; query: (sum(increase(envoy_cluster_upstream_rq_xx{envoy_cluster_name=\"test/app-1/80\""),
         "{why}"
@@ -282,4 +307,49 @@ async fn a_routemap_gone_is_no_longer_judged() {
     let asked = prometheus.urls.lock().expect("lock").len();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(prometheus.urls.lock().expect("lock").len(), asked);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_withdrawn_before_a_restart_stays_out_while_the_same() {
+    let prometheus = Arc::new(FakePrometheus {
+        requests: 240.0,
+        ..Default::default()
+    });
+    let mut run = start(prometheus.clone());
+    run.guard
+        .send(GuardMsg::View(Box::new(view_restored(
+            1,
+            Some("svc/app-1:-;deploy/app-1:1;"),
+        ))))
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(run.index.try_recv().is_err(), "kept out, nothing said");
+    assert!(
+        prometheus.urls.lock().expect("lock").is_empty(),
+        "a withdrawn candidate is not queried"
+    );
+    let text = render(&run.registry);
+    assert_eq!(
+        series(&text, "iter8_guard_withdrawn_candidates"),
+        1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_rolled_out_anew_during_a_restart_is_let_back_in() {
+    let prometheus = Arc::new(FakePrometheus {
+        requests: 240.0,
+        ..Default::default()
+    });
+    let mut run = start(prometheus);
+    // Withdrawn at generation 1; the controller comes back to generation 2.
+    run.guard
+        .send(GuardMsg::View(Box::new(view_restored(
+            2,
+            Some("svc/app-1:-;deploy/app-1:1;"),
+        ))))
+        .expect("send");
+    let (version, withdrawn) = next_guard_msg(&mut run.index).await;
+    assert_eq!((version.as_str(), withdrawn), ("app-1", None));
 }

@@ -20,9 +20,20 @@ pub struct VersionTraffic {
     pub weight: u32,
     /// Why it is unavailable.
     pub reason: Option<String>,
-    /// Set while the guard keeps this candidate out of the route: why (objective, value,
-    /// limit, window, requests, query).
-    pub withdrawn: Option<String>,
+    /// Set while the guard keeps this candidate out of the route.
+    pub withdrawn: Option<Withdrawn>,
+}
+
+/// A candidate the guard withdrew.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Withdrawn {
+    /// Why: objective, value, limit, window, requests, query.
+    pub why: String,
+    /// The candidate's identity when it was withdrawn (its resources' generations and retry
+    /// annotation, as the guard writes it): kept in the route's status, so that a restarted
+    /// controller keeps the candidate out for as long as it is the same.
+    #[serde(default)]
+    pub identity: String,
 }
 
 /// What was decided for a routemap, for Events and status.
@@ -44,7 +55,7 @@ impl Traffic {
     pub fn withdrawn(&self) -> impl Iterator<Item = (&str, &str)> {
         self.versions
             .iter()
-            .filter_map(|v| Some((v.name.as_str(), v.withdrawn.as_deref()?)))
+            .filter_map(|v| Some((v.name.as_str(), v.withdrawn.as_ref()?.why.as_str())))
     }
 
     /// Names of the available versions.
@@ -96,8 +107,8 @@ pub enum Change {
     },
 }
 
-/// Candidates withdrawn by the guard: version name -> why.
-pub type Withdrawals = BTreeMap<String, String>;
+/// Candidates withdrawn by the guard, by version name.
+pub type Withdrawals = BTreeMap<String, Withdrawn>;
 
 /// The prefix of the reason of a version the guard withdrew.
 pub const WITHDRAWN_REASON: &str = "withdrawn by the guard";
@@ -122,11 +133,11 @@ pub fn guarded_states(
         return states;
     }
     for (v, s) in spec.versions.iter().zip(states.iter_mut()).skip(1) {
-        if let Some(why) = withdrawn.get(&v.name)
+        if let Some(w) = withdrawn.get(&v.name)
             && s.available
         {
             s.available = false;
-            s.reason = Some(format!("{WITHDRAWN_REASON}: {why}"));
+            s.reason = Some(format!("{WITHDRAWN_REASON}: {}", w.why));
         }
     }
     states

@@ -16,7 +16,7 @@ use routing_core::{RouteMapRef, RouteMapSpec};
 
 use crate::config::Config;
 pub use crate::decision::{
-    Change, Decision, Traffic, VersionTraffic, Withdrawals, decide, decide_withdrawn,
+    Change, Decision, Traffic, VersionTraffic, Withdrawals, Withdrawn, decide, decide_withdrawn,
     guarded_states,
 };
 use crate::error::RouteMapError;
@@ -117,6 +117,10 @@ pub struct Index {
     slices: slices::Slices,
     /// Keep deciding an invalid routemap from its last good spec ([`Index::keep_last_good`]).
     keep_last_good: bool,
+    /// Withdrawals read back from routes whose routemap is not held yet: by routemap, its uid.
+    restoring: HashMap<RouteMapKey, (String, Withdrawals)>,
+    /// Routemaps whose withdrawals this process has set (or restored): restores no longer apply.
+    guard_spoke: HashSet<RouteMapKey>,
 }
 
 impl Index {
@@ -147,6 +151,8 @@ impl Index {
             slice_service: config.slice_service_type(),
             slices: slices::Slices::default(),
             keep_last_good: false,
+            restoring: HashMap::new(),
+            guard_spoke: HashSet::new(),
         }
     }
 
@@ -321,6 +327,12 @@ impl Index {
                 withdrawn,
             }),
         );
+        if let Some((uid, withdrawn)) = self.restoring.remove(&key) {
+            // Decided with them at once: the restore decides again.
+            if let Some(change) = self.restore_withdrawn(&key, &uid, withdrawn) {
+                return vec![change];
+            }
+        }
         self.recheck(&key).into_iter().collect()
     }
 
@@ -512,18 +524,57 @@ impl Index {
         &mut self,
         key: &RouteMapKey,
         version: &str,
-        why: Option<String>,
+        withdrawn: Option<Withdrawn>,
     ) -> Option<Change> {
+        // From now on the guard of this process decides: a restore arriving late must not undo it.
+        self.restoring.remove(key);
+        self.guard_spoke.insert(key.clone());
         let entry = self.routemaps.get_mut(key)?;
         let guarded = entry.in_force().is_some_and(|s| {
             s.guard.is_some() && s.versions.iter().skip(1).any(|v| v.name == version)
         });
-        let changed = match why {
-            Some(why) if guarded => entry.withdrawn.insert(version.to_string(), why).is_none(),
+        let changed = match withdrawn {
+            Some(w) if guarded => entry.withdrawn.insert(version.to_string(), w).is_none(),
             Some(_) => false,
             None => entry.withdrawn.remove(version).is_some(),
         };
         if changed { self.recheck(key) } else { None }
+    }
+
+    /// Withdrawals an earlier process made, read back from the status annotation on the route
+    /// it wrote for routemap `key` (of uid `uid`): taken once, before this process's guard has
+    /// said anything of the routemap, and only for its guarded candidates; held until the
+    /// routemap arrives if it is not known yet. The guard task then keeps each candidate out
+    /// while its identity is the one recorded, and lets it back in otherwise.
+    pub fn restore_withdrawn(
+        &mut self,
+        key: &RouteMapKey,
+        uid: &str,
+        withdrawn: Withdrawals,
+    ) -> Option<Change> {
+        if withdrawn.is_empty() || self.guard_spoke.contains(key) {
+            return None;
+        }
+        let Some(entry) = self.routemaps.get_mut(key) else {
+            self.restoring
+                .insert(key.clone(), (uid.to_string(), withdrawn));
+            return None;
+        };
+        if entry.object.uid != uid || !entry.withdrawn.is_empty() {
+            return None;
+        }
+        let candidates: Vec<String> = match entry.in_force() {
+            Some(s) if s.guard.is_some() => {
+                s.versions.iter().skip(1).map(|v| v.name.clone()).collect()
+            }
+            _ => return None,
+        };
+        entry.withdrawn = withdrawn
+            .into_iter()
+            .filter(|(name, _)| candidates.contains(name))
+            .collect();
+        self.guard_spoke.insert(key.clone());
+        self.recheck(key)
     }
 
     /// What the guard needs of a guarded routemap: its guard, and per candidate its backend,
@@ -560,7 +611,7 @@ impl Index {
                     available: s.available,
                     fingerprint,
                     retry,
-                    withdrawn: entry.withdrawn.contains_key(&v.name),
+                    withdrawn: entry.withdrawn.get(&v.name).cloned(),
                 }
             })
             .collect();
@@ -682,8 +733,8 @@ pub struct GuardCandidate {
     pub fingerprint: String,
     /// The `iter8.tools/guard-retry` annotation of its first resource that has one.
     pub retry: Option<String>,
-    /// Withdrawn now.
-    pub withdrawn: bool,
+    /// Withdrawn now: why, and the identity it was withdrawn with.
+    pub withdrawn: Option<Withdrawn>,
 }
 
 /// The identity of a routemap as the owner of its route.

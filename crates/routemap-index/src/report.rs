@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::event::EventNote;
 use crate::gateway::GatewayStatus;
-use crate::index::{Decision, Traffic};
+use crate::index::{Decision, Traffic, Withdrawals};
 
 /// Longest Event note the API accepts.
 const MAX_NOTE: usize = 1024;
@@ -97,9 +97,10 @@ pub struct RouteMapStatus {
     /// `metadata.generation` of the HTTPRoute after the last write or check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_generation: Option<i64>,
-    /// Candidates the guard withdrew, with why.
+    /// Candidates the guard withdrew: why, and the identity they were withdrawn with (read back
+    /// by a restarted controller, which keeps them out while they are the same).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub withdrawn: BTreeMap<String, String>,
+    pub withdrawn: Withdrawals,
     /// The last error, if the decision is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -212,8 +213,9 @@ pub fn report_route(
                 .map(|v| (v.name.clone(), v.weight))
                 .collect();
             status.withdrawn = traffic
-                .withdrawn()
-                .map(|(name, why)| (name.to_string(), why.to_string()))
+                .versions
+                .iter()
+                .filter_map(|v| Some((v.name.clone(), v.withdrawn.clone()?)))
                 .collect();
             let newly_withdrawn: Vec<(&str, &str)> = traffic
                 .withdrawn()
@@ -362,18 +364,16 @@ pub fn summarise(mut status: RouteMapStatus) -> RouteMapStatus {
             .insert(format!("and {} more", n - MAX_STATUS_VERSIONS), 0);
     }
     status.last_error = status.last_error.map(|e| truncate(e, MAX_STATUS_ERROR));
-    let n = status.withdrawn.len();
+    // A withdrawal left out here is not restored after a restart: its candidate is judged
+    // afresh, as any candidate (the guard judges at most 16 candidates of a routemap).
     status.withdrawn = std::mem::take(&mut status.withdrawn)
         .into_iter()
         .take(MAX_STATUS_VERSIONS)
-        .map(|(name, why)| (name, truncate(why, MAX_WITHDRAWN_REASON)))
+        .map(|(name, mut w)| {
+            w.why = truncate(w.why, MAX_WITHDRAWN_REASON);
+            (name, w)
+        })
         .collect();
-    if n > MAX_STATUS_VERSIONS {
-        status.withdrawn.insert(
-            format!("and {} more", n - MAX_STATUS_VERSIONS),
-            String::new(),
-        );
-    }
     status
 }
 
@@ -533,7 +533,10 @@ mod tests {
     fn withdrawn_candidate() -> Decision {
         let mut t = traffic(&[true, false]);
         t.versions[1].reason = Some("withdrawn by the guard: errorRate 20% is over".into());
-        t.versions[1].withdrawn = Some("errorRate 20% is over".into());
+        t.versions[1].withdrawn = Some(crate::index::Withdrawn {
+            why: "errorRate 20% is over".into(),
+            identity: "deploy/app-1:1;".into(),
+        });
         Decision::Desired {
             route: None,
             traffic: t,
@@ -562,8 +565,18 @@ mod tests {
         );
         assert_eq!(
             r.status.withdrawn,
-            BTreeMap::from([("app-1".to_string(), "errorRate 20% is over".to_string())])
+            BTreeMap::from([(
+                "app-1".to_string(),
+                crate::index::Withdrawn {
+                    why: "errorRate 20% is over".into(),
+                    identity: "deploy/app-1:1;".into()
+                }
+            )])
         );
+        // Read back as written, identity included (what a restarted controller restores).
+        let json = serde_json::to_string(&r.status).expect("json");
+        assert!(json.contains(r#""withdrawn":{"app-1":{"why":"errorRate 20% is over","identity":"deploy/app-1:1;"}}"#), "{json}");
+        assert_eq!(RouteMapStatus::parse(&json), Some(r.status.clone()));
         // A later decision while it stays withdrawn is an ordinary one.
         let again = report_with(
             Some("app"),

@@ -2,7 +2,7 @@
 //! decisions come out.
 
 use routemap_index::config::Config;
-use routemap_index::index::{Change, Decision, Index};
+use routemap_index::index::{Change, Decision, Index, Withdrawn};
 use routemap_index::routemap::{RouteMapKey, RouteMapObject};
 use test_builders::{RouteMap, deployment, watched, with_weight};
 
@@ -480,6 +480,13 @@ fn guarded_index() -> (Index, RouteMapKey) {
     (index, RouteMapKey::new("test", "app-routemap"))
 }
 
+fn withdrawn(why: &str) -> Option<Withdrawn> {
+    Some(Withdrawn {
+        why: why.into(),
+        identity: "svc/app-1:-;deploy/app-1:1;".into(),
+    })
+}
+
 fn candidate_rules(decision: &Decision) -> usize {
     let Decision::Desired {
         route: Some(route), ..
@@ -508,7 +515,7 @@ fn a_withdrawn_candidate_leaves_the_route_until_let_back_in() {
     let Some(Change::Decided { decision, .. }) = index.set_withdrawn(
         &key,
         "app-1",
-        Some("errorRate 20% is over the limit 1%".into()),
+        withdrawn("errorRate 20% is over the limit 1%"),
     ) else {
         panic!("a withdrawal decides again");
     };
@@ -528,7 +535,7 @@ fn a_withdrawn_candidate_leaves_the_route_until_let_back_in() {
     // Said twice: nothing new.
     assert!(
         index
-            .set_withdrawn(&key, "app-1", Some("again".into()))
+            .set_withdrawn(&key, "app-1", withdrawn("again"))
             .is_none()
     );
     // Readiness changes are still decided with the candidate withdrawn.
@@ -555,25 +562,13 @@ fn a_withdrawn_candidate_leaves_the_route_until_let_back_in() {
 #[test]
 fn the_primary_and_unguarded_routemaps_are_never_withdrawn() {
     let (mut index, key) = guarded_index();
-    assert!(
-        index
-            .set_withdrawn(&key, "app-0", Some("x".into()))
-            .is_none()
-    );
-    assert!(
-        index
-            .set_withdrawn(&key, "nope", Some("x".into()))
-            .is_none()
-    );
+    assert!(index.set_withdrawn(&key, "app-0", withdrawn("x")).is_none());
+    assert!(index.set_withdrawn(&key, "nope", withdrawn("x")).is_none());
     let mut plain = Index::new(&Config::default());
     plain.upsert_routemap(
         RouteMap::new("test", "app-routemap", test_builders::canary_spec("app")).object(),
     );
-    assert!(
-        plain
-            .set_withdrawn(&key, "app-1", Some("x".into()))
-            .is_none()
-    );
+    assert!(plain.set_withdrawn(&key, "app-1", withdrawn("x")).is_none());
     assert!(plain.guard_view(&key).is_none());
 }
 
@@ -584,7 +579,7 @@ fn the_guard_view_names_each_candidate_with_its_identity() {
     assert_eq!(view.candidates.len(), 1);
     let c = &view.candidates[0];
     assert_eq!(c.version.name, "app-1");
-    assert!(c.available && !c.withdrawn && c.retry.is_none());
+    assert!(c.available && c.withdrawn.is_none() && c.retry.is_none());
     assert_eq!(c.fingerprint, "svc/app-1:-;deploy/app-1:1;");
     // A new generation and a retry annotation change the identity.
     let mut next = deployment(true);
@@ -609,11 +604,75 @@ fn a_withdrawn_blue_green_candidate_gives_its_weight_to_the_others() {
     blue_green_watched(&mut ix);
     let key = RouteMapKey::new("test", "httpbin-routemap");
     let change = ix
-        .set_withdrawn(&key, "httpbin-1", Some("latencyP99 2s is over".into()))
+        .set_withdrawn(&key, "httpbin-1", withdrawn("latencyP99 2s is over"))
         .expect("decided again");
     assert_eq!(
         rules(&[change]),
         vec![vec![("httpbin-0".to_string(), 30)]],
         "httpbin-1 leaves the rule: all traffic to httpbin-0"
+    );
+}
+
+#[test]
+fn withdrawals_read_back_from_the_route_are_restored_once_before_the_guard_speaks() {
+    let spec = format!(
+        "{}guard:\n  interval: 10s\n  metrics: envoy\n  objectives: {{errorRate: 0.01}}\n",
+        test_builders::canary_spec("app")
+    );
+    let object = RouteMap::new("test", "app-routemap", spec).object();
+    let uid = object.uid.clone();
+    let key = RouteMapKey::new("test", "app-routemap");
+    let from_status = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    withdrawn("before the restart").expect("some"),
+                )
+            })
+            .collect::<routemap_index::index::Withdrawals>()
+    };
+    let mut index = Index::new(&Config::default());
+    // The route's status arrives before the routemap: held until it comes.
+    assert!(
+        index
+            .restore_withdrawn(&key, &uid, from_status(&["app-1", "app-0", "gone"]))
+            .is_none()
+    );
+    index.upsert_routemap(object);
+    for v in ["app-0", "app-1"] {
+        index.upsert_resource("svc", "test", v, watched());
+        index.upsert_resource("deploy", "test", v, deployment(true));
+    }
+    let decision = index.current_decision(&key).expect("held");
+    assert_eq!(candidate_rules(&decision), 1, "app-1 stays out");
+    let view = index.guard_view(&key).expect("guarded");
+    assert_eq!(
+        view.candidates[0]
+            .withdrawn
+            .as_ref()
+            .map(|w| w.identity.as_str()),
+        Some("svc/app-1:-;deploy/app-1:1;"),
+        "the guard is told the identity it was withdrawn with"
+    );
+    // The guard lets it back in; a late read-back of the old status changes nothing.
+    index.set_withdrawn(&key, "app-1", None);
+    assert!(
+        index
+            .restore_withdrawn(&key, &uid, from_status(&["app-1"]))
+            .is_none()
+    );
+    let decision = index.current_decision(&key).expect("held");
+    assert_eq!(candidate_rules(&decision), 2);
+    // Another routemap of the same name (another uid) takes nothing from it.
+    let mut fresh = Index::new(&Config::default());
+    fresh.upsert_routemap(
+        RouteMap::new("test", "app-routemap", test_builders::canary_spec("app")).object(),
+    );
+    assert!(
+        fresh
+            .restore_withdrawn(&key, "another-uid", from_status(&["app-1"]))
+            .is_none()
     );
 }
