@@ -12,9 +12,21 @@ pub fn app(i: usize) -> String {
 
 /// The routemap ConfigMap of scale release `i`, as `charts/release` renders a two-version canary.
 pub fn routemap(ns: &str, i: usize) -> Value {
+    routemap_with_spec(ns, i, test_builders::chart_canary_spec(&app(i), ns))
+}
+
+/// [`routemap`] with `guard` in its spec, as the release chart copies `application.guard`
+/// into it unchanged.
+pub fn guarded_routemap(ns: &str, i: usize, guard: &Value) -> Value {
+    let mut spec = test_builders::chart_canary_spec(&app(i), ns);
+    spec["guard"] = guard.clone();
+    routemap_with_spec(ns, i, spec)
+}
+
+fn routemap_with_spec(ns: &str, i: usize, spec: Value) -> Value {
     let app = app(i);
     // One line of JSON, keys sorted, as the chart's `toJson` writes it.
-    let spec = format!("{}\n", test_builders::chart_canary_spec(&app, ns));
+    let spec = format!("{spec}\n");
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {

@@ -343,3 +343,29 @@ pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// CPU time a process has used so far (user + system, `/proc/<pid>/stat`), in seconds.
+pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    // Then field 3 (state) is the first, utime (14) the 12th, stime (15) the 13th.
+    let rest = text.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), read once; 100 if it fails.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|t: &f64| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}

@@ -66,6 +66,18 @@ where
 
 /// Creates `n` releases in `ns` (7 API calls each, [`CONCURRENCY`] in flight).
 pub async fn seed(cluster: &Cluster, ns: &str, n: usize) -> Result<Fleet> {
+    seed_with(cluster, ns, n, routemap).await
+}
+
+/// [`seed`] with each release's routemap ConfigMap made by `routemap(ns, i)` (e.g.
+/// [`crate::builders::guarded_routemap`]).
+pub async fn seed_with(
+    cluster: &Cluster,
+    ns: &str,
+    n: usize,
+    routemap: impl Fn(&str, usize) -> Value + Sync,
+) -> Result<Fleet> {
+    let routemap = &routemap;
     let client = cluster.client.clone();
     let ns_s = ns.to_string();
     let mut releases = concurrently((0..n).collect(), |i| {

@@ -33,10 +33,21 @@ const TICK: Duration = Duration::from_millis(20);
 /// The controller as the bench runs it: leader election on, as deployed; `info` logs (debug logs
 /// would cost time at scale); under `ITER8_SCALE_WRAP` if set (e.g. `heaptrack -o /tmp/ctl`).
 pub fn launch(cluster: &Cluster, ns: &str, kubeconfig: Option<&Path>) -> Result<Controller> {
+    launch_with(cluster, ns, kubeconfig, &[])
+}
+
+/// [`launch`] with extra flags (e.g. `--guard-prometheus URL`).
+pub fn launch_with(
+    cluster: &Cluster,
+    ns: &str,
+    kubeconfig: Option<&Path>,
+    extra: &[&str],
+) -> Result<Controller> {
     let in_flight = in_flight().to_string();
     let mut launch = Launch::new(cluster, ns, "scale-0")
         .log_level("info")
         .args(&["--max-writes-in-flight", &in_flight])
+        .args(extra)
         .wrap(&std::env::var("ITER8_SCALE_WRAP").unwrap_or_default());
     if let Some(kubeconfig) = kubeconfig {
         launch = launch.kubeconfig(kubeconfig);

@@ -37,6 +37,9 @@ struct TrackState {
     /// started.
     writes: HashMap<String, u32>,
     all_correct_at: Option<Instant>,
+    /// When every wanted route first existed (written at least once, correct or not) since
+    /// counting started.
+    all_present_at: Option<Instant>,
     last_change_at: Option<Instant>,
 }
 
@@ -97,9 +100,13 @@ impl Tracker {
         s.since = Some(Instant::now());
         s.writes.clear();
         s.all_correct_at = None;
+        s.all_present_at = None;
         s.last_change_at = None;
         if s.correct == s.want.len() {
             s.all_correct_at = s.since;
+        }
+        if s.all_present() {
+            s.all_present_at = s.since;
         }
     }
 
@@ -108,9 +115,21 @@ impl Tracker {
         self.lock().correct
     }
 
+    /// Whether route `name` is correct now.
+    pub fn is_correct(&self, name: &str) -> bool {
+        self.lock().live.get(name).is_some_and(|(_, ok)| *ok)
+    }
+
     /// When every route first became correct since counting started.
     pub fn all_correct_at(&self) -> Option<Instant> {
         self.lock().all_correct_at
+    }
+
+    /// When every wanted route first existed since counting started: each written at least
+    /// once, whatever its content (e.g. a route written and then changed again before the
+    /// last of the others).
+    pub fn all_present_at(&self) -> Option<Instant> {
+        self.lock().all_present_at
     }
 
     /// When the last route change was seen.
@@ -167,6 +186,14 @@ impl TrackState {
         if self.counting && self.all_correct_at.is_none() && self.correct == self.want.len() {
             self.all_correct_at = Some(now);
         }
+        if self.counting && self.all_present_at.is_none() && self.all_present() {
+            self.all_present_at = Some(now);
+        }
+    }
+
+    /// Every wanted route exists.
+    fn all_present(&self) -> bool {
+        self.live.len() >= self.want.len() && self.want.keys().all(|k| self.live.contains_key(k))
     }
 
     fn delete(&mut self, o: &DynamicObject, now: Instant) {
