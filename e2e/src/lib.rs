@@ -22,7 +22,8 @@
 //! - [`builders`]: releases, Deployments and their status as the chart and a controller-manager
 //!   make them;
 //! - [`fleet`], [`tracker`], [`scale`]: the scale bench's releases, its route watch and its
-//!   measurements (also run scaled down by `tests/scale.rs`);
+//!   measurements (also run scaled down by `tests/scale.rs`); [`scale_guard`]: its guard phase
+//!   (guarded releases judged from a real Prometheus);
 //! - [`gateway`]: the data plane: a test-only translator programming a real Envoy from the
 //!   routes, httpbin per version, EndpointSlices, requests through it;
 //! - [`prometheus`]: a real Prometheus (Debian's) as a child process scraping the data plane
@@ -48,6 +49,7 @@ pub mod proxy;
 pub mod rbac;
 pub mod release;
 pub mod scale;
+pub mod scale_guard;
 pub mod seed;
 pub mod status_probe;
 pub mod suite;

@@ -14,6 +14,10 @@
 //! `ITER8_SCALE_THROTTLED_WRITES` (default 4) writes in flight and answers 429 past them,
 //! default 1000, 0 skips),
 //! `ITER8_SCALE_RENDER` (routemaps for `iter8-render routes`, default 10000, 0 skips),
+//! `ITER8_SCALE_GUARDED` (guarded releases judged from a real Prometheus, default 1000, 0
+//! skips; needs `/usr/bin/prometheus`: `bash scripts/install-tools.sh --prometheus`),
+//! `ITER8_SCALE_GUARDED_FAILING` (of which with a candidate answering 20% 5xx, default 10),
+//! `ITER8_SCALE_GUARDED_SECS` (the guard phase's measuring window, default 60),
 //! `ITER8_SCALE_IN_FLIGHT` (writes in flight of the controller and of the floor, default the
 //! controller's default), `ITER8_SCALE_OUT` (where the markdown table goes, default `target/scale-results.md`),
 //! `ITER8_SCALE_WRAP` (a command the controller runs under, e.g. `heaptrack -o /tmp/controller`).
@@ -26,7 +30,15 @@
 //! flight), undone; then the controller: start it, time until every route is correct and until
 //! its last status write (bare watches see both), wait until idle, count writes; stop it and
 //! undo what it did. The last run's controller then does the reaction-latency flips and the
-//! no-op churn.
+//! no-op churn. `ITER8_SCALE_SIZES=` (empty) skips the sizes.
+//!
+//! The guard phase (`iter8_e2e::scale_guard`): a fresh API server, N canary releases whose
+//! routemaps have a guard (every 10 s over 1m, errorRate 5%, failAfter 2, the envoy preset),
+//! Debian's Prometheus scraping Envoy cluster counters served by the bench and moved on every
+//! second (the failing candidates at 20% 5xx), the controller with `--guard-prometheus`; once
+//! every route is written and one interval more, a window of queries per second (the
+//! controller's and Prometheus' counters, the busiest second), the controller's CPU and RSS;
+//! verdicts, withdrawals and their timing, and no healthy candidate withdrawn.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -42,6 +54,7 @@ use iter8_e2e::scale::{
     Churn, ColdStart, ColdStartAs, HalfCorrect, Latency, churn, half_correct, latency, median, mib,
     ms, percentile,
 };
+use iter8_e2e::scale_guard::{GuardScale, guard_at_scale};
 use iter8_e2e::tools::{repo_root, workspace_bin};
 
 mod table;
@@ -244,6 +257,29 @@ async fn throttled(n: usize, writes: usize) -> Result<ColdStart> {
     Ok(cold)
 }
 
+/// The guard phase (see the module doc) on a fresh API server: `n` guarded releases, `failing`
+/// of them failing, measured for `secs`. Fails, after its line, unless exactly the failing
+/// candidates were withdrawn.
+async fn guarded(n: usize, failing: usize, secs: u64) -> Result<GuardScale> {
+    say(format!(
+        "=== {n} guarded releases ({failing} failing), Prometheus, {secs} s window"
+    ));
+    let cluster = Cluster::start(&format!("scale-guarded-{n}")).await?;
+    let g = match guard_at_scale(&cluster, n, failing, Duration::from_secs(secs)).await {
+        Ok(g) => g,
+        Err(e) => {
+            cluster.keep();
+            return Err(e);
+        }
+    };
+    say(format!("guard at scale: {}", g.summary()));
+    if !g.correct() {
+        cluster.keep();
+        bail!("the guard did not withdraw exactly the failing candidates");
+    }
+    Ok(g)
+}
+
 /// Stops a controller between runs; one slow to stop (a profiler writing its data) is killed
 /// and reported, not fatal to a long bench.
 fn stop(mut ctl: Controller) {
@@ -399,12 +435,20 @@ async fn bench() -> Result<()> {
     } else {
         None
     };
+    let guarded_n = env_num("ITER8_SCALE_GUARDED", 1000);
+    let guard = if guarded_n > 0 {
+        let failing = env_num("ITER8_SCALE_GUARDED_FAILING", 10);
+        let secs = env_num("ITER8_SCALE_GUARDED_SECS", 60).max(1) as u64;
+        Some(guarded(guarded_n, failing, secs).await?)
+    } else {
+        None
+    };
     let render = if render_n > 0 {
         render_bench(render_n)?
     } else {
         Vec::new()
     };
-    let mut text = table(&results, &render, &machine_before);
+    let mut text = table(&results, &render, guard.as_ref(), &machine_before);
     if let Some((n, writes, c)) = throttled_cold {
         let _ = writeln!(
             text,

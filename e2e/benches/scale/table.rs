@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use iter8_e2e::scale::{ColdStart, median, mib, ms, percentile};
+use iter8_e2e::scale_guard::{GuardScale, INTERVAL};
 
 use super::{RenderResult, SizeResult};
 
@@ -33,9 +34,99 @@ pub fn machine() -> String {
     )
 }
 
-pub fn table(sizes: &[SizeResult], render: &[RenderResult], machine_before: &str) -> String {
+pub fn table(
+    sizes: &[SizeResult],
+    render: &[RenderResult],
+    guard: Option<&GuardScale>,
+    machine_before: &str,
+) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "Machine: {machine_before}; at the end: {}\n", machine());
+    let _ = writeln!(t, "Machine: {machine_before}; at the end: {}", machine());
+    if !sizes.is_empty() {
+        size_table(&mut t, sizes);
+    }
+    if let Some(g) = guard {
+        guard_table(&mut t, g);
+    }
+    if !render.is_empty() {
+        let _ = writeln!(
+            t,
+            "\n| iter8-render routes | input | wall (median of 5) | peak RSS |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|");
+        for r in render {
+            let _ = writeln!(
+                t,
+                "| {} | {:.1} MB | {:.2} s | {:.1} MiB |",
+                r.label,
+                r.bytes as f64 / 1e6,
+                r.secs,
+                mib(r.rss)
+            );
+        }
+    }
+    t
+}
+
+/// The guard phase: one row of figures, one of checks.
+fn guard_table(t: &mut String, g: &GuardScale) {
+    let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let verdict = |k: &str| g.verdicts.get(k).copied().unwrap_or(0);
+    let _ = writeln!(
+        t,
+        "\nGuard at scale: {} guarded releases, {} of them failing (20% 5xx), judged every {} s over 1m from Prometheus {}; window of {:.0} s from one interval after every route was written ({:.2} s after start):\n",
+        g.n,
+        g.failing,
+        INTERVAL.as_secs(),
+        g.prometheus,
+        g.window.as_secs_f64(),
+        g.to_written.as_secs_f64()
+    );
+    let _ = writeln!(
+        t,
+        "| queries/s (controller) | queries/s (Prometheus' count) | busiest / quietest second | the schedule's own busiest / quietest 1 s | controller CPU (% of a core) | controller RSS start / end / peak | Prometheus CPU |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        t,
+        "| {:.1} | {:.1} | {:.0} / {:.0} | {} / {} | {:.1}% | {:.1} / {:.1} / {:.1} MiB | {:.1}% |",
+        g.qps(),
+        g.prometheus_qps(),
+        g.busiest,
+        g.quietest,
+        g.schedule_busiest,
+        g.schedule_quietest,
+        g.cpu,
+        mib(g.rss_start),
+        mib(g.rss_end),
+        mib(g.peak_rss),
+        g.prometheus_cpu
+    );
+    let _ = writeln!(
+        t,
+        "\n| verdicts healthy / failing / unknown | queries without a value | withdrawn (counter, gauge) | first / all withdrawals counted | all out of their routes (watch) | healthy withdrawn | healthy routes rewritten |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        t,
+        "| {} / {} / {} | {} | {}, {} of {} | {} / {} | {} | {} | {} |",
+        verdict("healthy"),
+        verdict("failing"),
+        verdict("unknown"),
+        g.other_results(),
+        g.withdrawals,
+        g.withdrawn_gauge,
+        g.failing,
+        secs(g.first_withdrawal),
+        secs(g.last_withdrawal),
+        secs(g.all_out),
+        g.healthy_withdrawn,
+        g.healthy_rewritten
+    );
+}
+
+fn size_table(t: &mut String, sizes: &[SizeResult]) {
+    let _ = writeln!(t);
     let _ = writeln!(
         t,
         "| releases | seed | runs | cold start to all correct (median, min-max) | to last write | floor (same writes, same in flight) | ratio | idle at | route applies | routes written / needing | max writes per route | writes to correct routes | Events | status writes | peak RSS (cold start) | peak RSS (end) |"
@@ -156,22 +247,4 @@ pub fn table(sizes: &[SizeResult], render: &[RenderResult], machine_before: &str
             );
         }
     }
-    if !render.is_empty() {
-        let _ = writeln!(
-            t,
-            "\n| iter8-render routes | input | wall (median of 5) | peak RSS |"
-        );
-        let _ = writeln!(t, "|---|---|---|---|");
-        for r in render {
-            let _ = writeln!(
-                t,
-                "| {} | {:.1} MB | {:.2} s | {:.1} MiB |",
-                r.label,
-                r.bytes as f64 / 1e6,
-                r.secs,
-                mib(r.rss)
-            );
-        }
-    }
-    t
 }
