@@ -64,6 +64,8 @@ bench:
 
 # The controller against the real API server: reaction latency, cold start, churn, memory.
 bench-e2e: tools test-apiserver
+    # Debian's prometheus: the guard phase (ITER8_SCALE_GUARDED) runs it.
+    bash scripts/install-tools.sh --prometheus
     cargo build --release -p iter8-controller -p iter8-render
     cargo bench -p iter8-e2e --bench scale
 
