@@ -329,8 +329,7 @@ async fn main() -> Result<()> {
         args.api_timeout,
         metrics.clone(),
     );
-    let fetch =
-        HttpFetch::new().context("reading the system's root certificates for Prometheus")?;
+    let fetch = HttpFetch::new();
     let guard_task = liveness.spawn(
         "guard",
         run_guard(

@@ -81,17 +81,46 @@ impl std::fmt::Debug for HttpFetch {
 }
 
 impl HttpFetch {
-    /// A client; fails only when the system's root certificates cannot be read.
-    pub fn new() -> std::io::Result<Self> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .build();
+    /// A client trusting the system's root certificates (`SSL_CERT_FILE` or the usual bundle
+    /// paths). Without any (the controller's image is `FROM scratch`), `https://` Prometheus
+    /// URLs fail at each query with the TLS error, said once here, and `http://` works.
+    pub fn new() -> Self {
+        let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::warn!(error = %e, "guard: no system root certificates: Prometheus is reached over http:// only; for https:// mount a CA bundle and set SSL_CERT_FILE");
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(no_roots())
+            }
+        }
+        .https_or_http()
+        .enable_http1()
+        .build();
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(https);
-        Ok(HttpFetch { client })
+        HttpFetch { client }
+    }
+}
+
+impl Default for HttpFetch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A TLS configuration that trusts nothing: every `https://` call fails verification.
+fn no_roots() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        // The ring provider supports the default versions; this branch is not taken.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
     }
 }
 
