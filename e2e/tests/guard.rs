@@ -10,8 +10,9 @@
 //!    Warning `CandidateWithdrawn` naming the objective, value, limit, window and query; the
 //!    status annotation names it. In the first run the controller restarts while the candidate
 //!    is withdrawn: it stays out (no failed answer, no second Warning).
-//! 2. A healthy candidate under the same load for 2 minutes: judged (healthy verdicts counted by
-//!    the controller's metrics), never withdrawn.
+//! 2. A healthy candidate under the same load for 2 minutes, in its own namespace, while the
+//!    failing runs take place: judged (healthy verdicts counted by the controller's metrics),
+//!    never withdrawn.
 //! 3. Prometheus stopped, the candidate failing: no withdrawal, one Warning
 //!    `GuardPrometheusUnreachable`.
 
@@ -48,18 +49,29 @@ async fn guard() -> Result<()> {
     let mut prometheus = Prometheus::scraping_envoy(&cluster, &dp)?;
     let url = prometheus.url();
     let mut suite = Suite::new(&cluster)?;
+    // The healthy candidate's two minutes under load go on while the failing runs take place
+    // (each release in its own namespace, with its own controller and load).
+    let mut watched = None;
+    suite
+        .run("a healthy candidate under load", async {
+            watched = Some(healthy_start(&cluster, &mut dp, &url).await?);
+            Ok(())
+        })
+        .await;
     suite
         .run(
             "a failing candidate is withdrawn",
             failing(&cluster, &mut dp, &url),
         )
         .await;
-    suite
-        .run(
-            "a healthy candidate is never withdrawn",
-            healthy(&cluster, &mut dp, &url),
-        )
-        .await;
+    if let Some(watched) = watched {
+        suite
+            .run(
+                "a healthy candidate is never withdrawn",
+                healthy_finish(watched, &cluster, &mut dp),
+            )
+            .await;
+    }
     prometheus.stop();
     suite
         .run(
@@ -214,14 +226,49 @@ async fn failing(cluster: &Cluster, dp: &mut Dataplane<'_>, prometheus: &str) ->
     Ok(())
 }
 
-async fn healthy(cluster: &Cluster, dp: &mut Dataplane<'_>, prometheus: &str) -> Result<()> {
-    let ns = "guard-healthy";
-    let host = format!("httpbin.{ns}");
+/// The healthy release, its controller and its load, watched for [`HEALTHY_FOR`].
+struct Watched<'a> {
+    _release: Release<'a>,
+    controller: Controller,
+    load: iter8_e2e::gateway::traffic::Load,
+    started: Instant,
+}
+
+async fn healthy_start<'a>(
+    cluster: &'a Cluster,
+    dp: &mut Dataplane<'_>,
+    prometheus: &str,
+) -> Result<Watched<'a>> {
     step(1, "a healthy candidate under load for 2 minutes");
-    let (_release, mut controller) =
+    let ns = "guard-healthy";
+    let (release, controller) =
         guarded_release(cluster, dp, ns, FaultSpec::HEALTHY, prometheus).await?;
-    let load = load(dp, &host, HEALTHY_FOR + Duration::from_secs(10));
-    tokio::time::sleep(HEALTHY_FOR).await;
+    let load = load(
+        dp,
+        &format!("httpbin.{ns}"),
+        HEALTHY_FOR + Duration::from_secs(60),
+    );
+    Ok(Watched {
+        _release: release,
+        controller,
+        started: load.started,
+        load,
+    })
+}
+
+async fn healthy_finish(
+    watched: Watched<'_>,
+    cluster: &Cluster,
+    dp: &mut Dataplane<'_>,
+) -> Result<()> {
+    let ns = "guard-healthy";
+    let Watched {
+        mut controller,
+        load,
+        started,
+        ..
+    } = watched;
+    tokio::time::sleep_until((started + HEALTHY_FOR).into()).await;
     let answers = load.stop();
     let healthy_verdicts = controller.metric("iter8_guard_verdicts_total{verdict=\"healthy\"}")?;
     let withdrawals = controller.metric("iter8_guard_withdrawals_total")?;
