@@ -184,6 +184,9 @@ struct Candidate {
     version: String,
     available: bool,
     state: CandidateGuard,
+    /// What its queries were rendered for; they are rendered again only when it or the guard
+    /// changes (views come with every status update of the candidate's resources).
+    target: Option<Target>,
     queries: Option<Queries>,
     offset: Duration,
     due: Duration,
@@ -335,7 +338,8 @@ fn take_view(
         }
     };
     let interval = guard.interval.get();
-    if g.guard != guard || g.prometheus != prometheus {
+    let guard_changed = g.guard != guard;
+    if guard_changed || g.prometheus != prometheus {
         g.guard = guard;
         g.prometheus = prometheus;
         g.outage = None;
@@ -350,16 +354,7 @@ fn take_view(
         };
         let ck = candidate_key(&key.namespace, &key.name, &name);
         let at = offset(&ck, interval);
-        let queries = match render_queries(
-            &g.guard,
-            &Target::of_version(&key.namespace, &c.version),
-        ) {
-            Ok(q) => Some(q),
-            Err(e) => {
-                tracing::warn!(routemap.namespace = %key.namespace, routemap.name = %key.name, version = %name, error = %e, "guard: cannot render the queries; candidate not judged");
-                None
-            }
-        };
+        let target = Target::of_version(&key.namespace, &c.version);
         let mut candidate = match g.candidates.iter().position(|old| old.version == name) {
             Some(i) => g.candidates.swap_remove(i),
             None => Candidate {
@@ -374,6 +369,7 @@ fn take_view(
                     }),
                     None => CandidateGuard::new(identity.clone()),
                 },
+                target: None,
                 queries: None,
                 offset: at,
                 due: next_due(now, at, interval),
@@ -402,7 +398,16 @@ fn take_view(
             reinstated.push((key.clone(), name.clone()));
         }
         candidate.available = c.available;
-        candidate.queries = queries;
+        if guard_changed || candidate.target.as_ref() != Some(&target) {
+            candidate.queries = match render_queries(&g.guard, &target) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::warn!(routemap.namespace = %key.namespace, routemap.name = %key.name, version = %name, error = %e, "guard: cannot render the queries; candidate not judged");
+                    None
+                }
+            };
+            candidate.target = Some(target);
+        }
         if candidate.offset != at {
             candidate.offset = at;
             candidate.due = next_due(now, at, interval);
